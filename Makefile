@@ -1,0 +1,59 @@
+# opdoc: `make docs` builds the knowledge base and the site, `make test` runs every gate.
+# Both set up a project-local .venv on a fresh machine first; nothing is installed globally
+# except Debian's chromium for the browser tests (scripts/install-browser.sh).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is pinned to the CPU build 2.13.0; an unpinned torch would pull several GB of CUDA packages.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
+.PHONY: docs build site test gate serve bench lint check setup setup-test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) --upgrade pip
+
+$(VENV)/.docs-ready: pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) -e '.[site]'
+	@touch $@
+
+$(VENV)/.test-ready: pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) torch==2.13.0
+	$(PIP_INSTALL) -e '.[site,check,test,independent]'
+	@touch $@
+
+node_modules/.ready: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+setup: $(VENV)/.docs-ready node_modules/.ready
+setup-test: $(VENV)/.test-ready node_modules/.ready
+	bash scripts/install-browser.sh
+
+# The knowledge base (site/*.md, committed) and the browsable site (build/site, ignored).
+build: $(VENV)/.docs-ready
+	$(BIN)/opdoc build
+
+site: build node_modules/.ready
+	$(BIN)/mkdocs build --strict
+
+docs: site
+
+serve: site
+	$(BIN)/mkdocs serve
+
+test: setup-test
+	bash scripts/gate.sh
+
+lint: $(VENV)/.docs-ready
+	$(BIN)/opdoc lint
+
+check: $(VENV)/.test-ready
+	$(BIN)/opdoc check
+
+bench: $(VENV)/.docs-ready
+	$(BIN)/python scripts/bench.py
+
+clean:
+	rm -rf build test-artifacts .pytest_cache

@@ -1,0 +1,280 @@
+"""Stage 1, load (continued): read a model folder of specs, cross-check them and parse every formula.
+
+The result, a `Catalog`, is the spine every later stage reads; no later stage re-reads YAML or
+re-parses a formula. All problems of the run are collected before anything is raised.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sympy
+
+from opdoc.formula import FormulaError, parse_formula, suggest
+from opdoc.spec import (
+    Located, ModelConfig, OpSpec, SpecError, SpecProblem, read_yaml, validate,
+)
+
+PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+# A magnitude typed into prose: a number followed by a FLOP, byte or parameter unit. Names such as
+# SAM-B, top-6 or DeepSeek-3B-MoE are not magnitudes: they are glued to letters or hyphens.
+MAGNITUDE = re.compile(
+    r"(?<![\w.-])\d[\d,]*(?:\.\d+)?\s?(?:[KMGTP]i?)?\s?"
+    r"(?:FLOPs?|FLOP/s|bytes?|B|parameters|params)(?![\w-])"
+)
+
+
+@dataclass
+class ParsedSpec:
+    """An op spec with its formulas parsed to sympy, plus where each field came from."""
+
+    spec: OpSpec
+    path: str
+    located: Located
+    # formula key ("operations.2.flops", "tensors.0.shape.1", ...) -> expression in declared symbols
+    exprs: dict[str, sympy.Expr] = field(default_factory=dict)
+
+    def line(self, *loc) -> int:
+        return self.located.line_of(tuple(loc))
+
+
+@dataclass
+class Catalog:
+    model: ModelConfig
+    model_path: str
+    symbols: dict[str, sympy.Symbol]
+    specs: dict[str, ParsedSpec]  # by op name, in topological order (children first)
+    root: Path
+
+
+
+def symbol_table(model: ModelConfig) -> dict[str, sympy.Symbol]:
+    # positive=True lets sympy simplify sqrt(x**2) and compare totals; sorted for a stable order.
+    return {name: sympy.Symbol(name, positive=True) for name in sorted(model.symbols)}
+
+
+def load_catalog(model_dir: Path, root: Path) -> Catalog:
+    """Load `model_dir/model.yaml` and every other `*.yaml` in it as an op spec."""
+    problems: list[SpecProblem] = []
+    model_file = model_dir / "model.yaml"
+    model_display = _display(model_file, root)
+    model: ModelConfig | None = None
+    try:
+        model = validate(read_yaml(model_file, model_display), ModelConfig, model_display)
+    except SpecError as exc:
+        problems.extend(exc.problems)
+    parsed: dict[str, ParsedSpec] = {}
+    for path in sorted(model_dir.glob("*.yaml")):
+        if path.name == "model.yaml":
+            continue
+        display = _display(path, root)
+        try:
+            located = read_yaml(path, display)
+            spec = validate(located, OpSpec, display)
+        except SpecError as exc:
+            problems.extend(exc.problems)
+            continue
+        if spec.op != path.stem:
+            problems.append(SpecProblem(display, located.line_of(("op",)), "op",
+                                        f"class '{spec.op}' must live in {spec.op}.yaml; rename the file or fix the name"))
+        if spec.op in parsed:
+            problems.append(SpecProblem(display, 1, "op", f"'{spec.op}' is specified twice"))
+            continue
+        parsed[spec.op] = ParsedSpec(spec, display, located)
+    if model is None:
+        raise SpecError(problems)
+    symbols = symbol_table(model)
+    for item in parsed.values():
+        problems.extend(_check_spec(item, model, symbols, parsed))
+    order, cycle_problems = _topological(parsed)
+    problems.extend(cycle_problems)
+    if problems:
+        raise SpecError(problems)
+    return Catalog(model, model_display, symbols, {name: parsed[name] for name in order}, root)
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.Symbol],
+                catalog: dict[str, ParsedSpec]) -> list[SpecProblem]:
+    spec, problems = item.spec, []
+
+    def problem(loc: tuple, message: str) -> None:
+        problems.append(SpecProblem(item.path, item.line(*loc), ".".join(map(str, loc)), message))
+
+    def parse(loc: tuple, text, names: dict | None = None,
+              extra: dict[str, Callable[[str], sympy.Expr]] | None = None) -> None:
+        try:
+            item.exprs[".".join(map(str, loc))] = parse_formula(text, names or symbols, extra)
+        except FormulaError as exc:
+            problem(loc, str(exc))
+
+    # Scope and examples name things declared in model.yaml.
+    scope = model.scopes.get(spec.scope)
+    if scope is None:
+        problem(("scope",), f"unknown scope '{spec.scope}'{suggest(spec.scope, sorted(model.scopes))}")
+    else:
+        for index, example in enumerate(spec.examples):
+            if example not in scope.examples:
+                problem(("examples", index), f"scope '{spec.scope}' has no example '{example}'"
+                                             f"{suggest(example, sorted(scope.examples))}")
+
+    # Tensors: shapes are formulas; names are unique; non-parameter names can be used in peak formulas.
+    tensor_names: dict[str, int] = {}
+    for index, tensor in enumerate(spec.tensors):
+        if tensor.name in tensor_names:
+            problem(("tensors", index, "name"), f"tensor '{tensor.name}' is declared twice")
+        tensor_names[tensor.name] = index
+        if tensor.role != "parameter" and not tensor.name.isidentifier():
+            problem(("tensors", index, "name"), f"'{tensor.name}' must be an identifier (it can appear in formulas)")
+        if tensor.name in symbols:
+            problem(("tensors", index, "name"), f"'{tensor.name}' is a dimension symbol; give the tensor another name")
+        for axis, extent in enumerate(tensor.shape):
+            parse(("tensors", index, "shape", axis), extent)
+        if tensor.from_child and tensor.from_child not in {child.name for child in spec.children}:
+            problem(("tensors", index, "from_child"), f"no child named '{tensor.from_child}'")
+
+    for index, operation in enumerate(spec.operations):
+        parse(("operations", index, "flops"), operation.flops)
+        if operation.backward is not None:
+            parse(("operations", index, "backward"), operation.backward)
+        for key in ("reads", "writes"):
+            for position, name in enumerate(getattr(operation, key)):
+                if name not in tensor_names:
+                    problem(("operations", index, key, position),
+                            f"unknown tensor '{name}'{suggest(name, sorted(tensor_names))}")
+
+    for index, child in enumerate(spec.children):
+        if child.op not in catalog:
+            problem(("children", index, "op"), f"no spec for child op '{child.op}'{suggest(child.op, sorted(catalog))}; "
+                                               f"add specs/.../{child.op}.yaml or fix the name")
+        if child.only is not None and child.only not in spec.variants:
+            problem(("children", index, "only"), f"'{child.only}' is not one of this op's variants "
+                                                 f"({', '.join(spec.variants) or 'none declared'})")
+        target = catalog.get(child.op)
+        if target is not None and (child.variant or None) not in (set(target.spec.variants) or {None}):
+            problem(("children", index, "variant"), f"'{child.op}' has variants "
+                                                    f"{sorted(target.spec.variants) or 'none'}; name one of them"
+                    if target.spec.variants else f"'{child.op}' has no variants; remove 'variant'")
+        parse(("children", index, "count"), child.count)
+        if child.active is not None:
+            parse(("children", index, "active"), child.active)
+        for symbol, value in child.bind.items():
+            if symbol not in symbols:
+                problem(("children", index, "bind", symbol), f"unknown symbol '{symbol}'{suggest(symbol, sorted(symbols))}")
+            parse(("children", index, "bind", symbol), value)
+
+    # Peak formulas may name this op's tensors (their bytes) and peak(child).
+    names = dict(symbols)
+    names.update({name: sympy.Symbol(f"bytes[{name}]") for name in tensor_names if name.isidentifier()})
+    child_names = {child.name.replace(".", "_"): child for child in spec.children}
+    placeholder = {name: sympy.Symbol(f"peak[{name}]") for name in child_names}
+
+    def peak_of(name: str) -> sympy.Expr:
+        if name not in placeholder:
+            raise FormulaError(f"peak() of unknown child '{name}'{suggest(name, sorted(placeholder))}")
+        return placeholder[name]
+
+    for kernel, note in spec.memory.peak.items():
+        parse(("memory", "peak", kernel, "formula"), note.formula, names, {"peak": peak_of})
+    for key, value in spec.closed_forms.model_dump().items():
+        if value is not None:
+            parse(("closed_forms", key), value)
+
+    if scope is not None:
+        for index, key in enumerate(spec.prose.config_keys):
+            if key not in scope.config:
+                problem(("prose", "config_keys", index), f"scope '{spec.scope}' has no config key '{key}'"
+                                                         f"{suggest(key, sorted(scope.config))}")
+    problems.extend(_check_prose(item, symbols))
+    problems.extend(_todos(item))
+    for key in ("used_by", "uses", "inherits_from", "alternatives", "patterns"):
+        for name, text in getattr(spec.related, key).items():
+            _check_text(item, ("related", key, name), text, symbols, problems)
+    return problems
+
+
+def _check_prose(item: ParsedSpec, symbols: dict[str, sympy.Symbol]) -> list[SpecProblem]:
+    problems: list[SpecProblem] = []
+    prose = item.spec.prose
+    for key, value in prose.model_dump().items():
+        texts = value if isinstance(value, list) else [value]
+        for index, text in enumerate(texts):
+            if text is not None:
+                loc = ("prose", key, index) if isinstance(value, list) else ("prose", key)
+                _check_text(item, loc, text, symbols, problems)
+    for name, param in item.spec.constructor.parameters.items():
+        for key in ("description", "typical"):
+            text = getattr(param, key)
+            if text:
+                _check_text(item, ("constructor", "parameters", name, key), text, symbols, problems)
+    return problems
+
+
+def _check_text(item: ParsedSpec, loc: tuple, text: str, symbols: dict, problems: list[SpecProblem]) -> None:
+    """Prose may not type a magnitude; placeholders must name something the renderer knows."""
+    line = item.line(*loc)
+    for match in MAGNITUDE.finditer(PLACEHOLDER.sub("", text)):
+        problems.append(SpecProblem(item.path, line, ".".join(map(str, loc)),
+                                    f"magnitude '{match.group(0)}' typed into prose; use a placeholder such as "
+                                    "{{tensor_flops}} so the number is computed"))
+    for match in PLACEHOLDER.finditer(text):
+        from opdoc.placeholders import check_placeholder  # local: placeholders imports catalog types
+
+        error = check_placeholder(match.group(1), item.spec, symbols)
+        if error:
+            problems.append(SpecProblem(item.path, line, ".".join(map(str, loc)), error))
+
+
+def _todos(item: ParsedSpec) -> list[SpecProblem]:
+    """A skeleton's TODO markers are the only thing that keeps it from building."""
+    found = []
+
+    def walk(value, at: tuple) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(sub, (*at, key))
+        elif isinstance(value, list):
+            for index, sub in enumerate(value):
+                walk(sub, (*at, index))
+        elif isinstance(value, str) and "TODO" in value:
+            found.append(SpecProblem(item.path, item.line(*at), ".".join(map(str, at)),
+                                     "still a TODO; replace it with the real content"))
+
+    walk(item.located.data, ())
+    return found
+
+
+def _topological(parsed: dict[str, ParsedSpec]) -> tuple[list[str], list[SpecProblem]]:
+    """Children before parents; a cycle is reported with its path."""
+    order: list[str] = []
+    state: dict[str, str] = {}
+    problems: list[SpecProblem] = []
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "active":
+            cycle = " -> ".join([*trail[trail.index(name):], name])
+            item = parsed[name]
+            problems.append(SpecProblem(item.path, item.line("children"), "children",
+                                        f"composition cycle {cycle}; an op cannot contain itself"))
+            return
+        state[name] = "active"
+        for child in parsed[name].spec.children:
+            if child.op in parsed:
+                visit(child.op, [*trail, name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in sorted(parsed):
+        visit(name, [])
+    return order, problems

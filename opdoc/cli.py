@@ -1,0 +1,185 @@
+"""Command line: `main(argv) -> int`, one function per subcommand, a dict maps names to them."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from opdoc import __version__
+from opdoc.spec import SpecError
+
+
+def _paths(args: argparse.Namespace):
+    from opdoc.pipeline import Paths
+
+    return Paths(root=Path(args.root), specs=Path(args.specs) if args.specs else None,
+                 site=Path(args.site) if args.site else None)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from opdoc.pipeline import build
+
+    changes, timings = build(_paths(args), check=args.check)
+    if args.check:
+        if changes:
+            print("the knowledge base differs from what the specs generate:")
+            print("\n".join(f"  {line}" for line in changes))
+            print("run `opdoc build` (or `make docs`) and commit the result")
+            return 1
+        print("knowledge base is up to date")
+        return 0
+    print(f"wrote {len(changes)} file(s)" if changes else "knowledge base already up to date")
+    for line in changes:
+        print(f"  {line}")
+    if args.timings:
+        print(json.dumps({k: round(v, 4) for k, v in timings.seconds.items()}))
+    return 0
+
+
+def _parse_sets(values: list[str]) -> dict[str, str]:
+    overrides = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--set expects NAME=VALUE, got '{item}'")
+        overrides[name.strip()] = value.strip()
+    return overrides
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from opdoc.export import evaluate_op
+
+    rows = evaluate_op(_paths(args), args.op, args.example, _parse_sets(args.set))
+    width = max(len(row["quantity"]) for row in rows)
+    current = None
+    for row in rows:
+        header = f"{row['op']} [{row['variant'] or 'default'}] at {row['example']}"
+        if header != current:
+            print(header)
+            current = header
+        print(f"  {row['quantity']:<{width}}  {row['pretty']:>32}   {row['formula']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from opdoc.export import export_rows
+
+    rows = export_rows(_paths(args))
+    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8", newline="")
+    try:
+        if args.format == "json":
+            json.dump(rows, out, indent=2)
+            out.write("\n")
+        else:
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            out.write(buffer.getvalue())
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from opdoc.skeleton import write_skeleton
+
+    path = write_skeleton(_paths(args), args.name, args.family, args.scope)
+    print(f"wrote {path}; fill in every TODO, then run `opdoc build`")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from opdoc.schema import write_schemas
+
+    for path in write_schemas(Path(args.root) / "specs" / "schema", check=args.check):
+        print(path)
+    return 0
+
+
+def cmd_lint(argv: list[str]) -> int:
+    from opdoc.lint import run_lint
+
+    return run_lint(argv)
+
+
+def cmd_check(argv: list[str]) -> int:
+    from opdoc.check.runner import run_check
+
+    return run_check(argv)
+
+
+# Subcommands that parse their own arguments.
+PASSTHROUGH: dict[str, Callable[[list[str]], int]] = {"lint": cmd_lint, "check": cmd_check}
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="opdoc", description="Generate and verify op-docs from YAML specs.")
+    root.add_argument("--version", action="version", version=f"opdoc {__version__}")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--root", default=".", help="repository root (default: current folder)")
+        p.add_argument("--specs", help="model spec folder (default: the one folder under specs/)")
+        p.add_argument("--site", help="knowledge-base folder (default: site/)")
+
+    p = sub.add_parser("build", help="write the knowledge base from the specs")
+    common(p)
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 listing files that differ")
+    p.add_argument("--timings", action="store_true", help="print seconds per stage")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("eval", help="print every quantity of one op")
+    common(p)
+    p.add_argument("op")
+    p.add_argument("--example", help="a named example (default: all of the op's examples)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a dimension, e.g. --set S=4096 (repeatable)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export", help="every quantity of every op at every example, for tools")
+    common(p)
+    p.add_argument("--format", choices=["json", "csv"], default="json")
+    p.add_argument("--output", default="-", help="file to write (default: standard output)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("new", help="write a spec skeleton for a module")
+    common(p)
+    p.add_argument("name")
+    p.add_argument("--family", default="language_model")
+    p.add_argument("--scope", default="language")
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("schema", help="write the JSON Schema of specs (specs/schema/)")
+    p.add_argument("--root", default=".")
+    p.add_argument("--check", action="store_true", help="exit 1 if the committed schema is out of date")
+    p.set_defaults(func=cmd_schema)
+
+    sub.add_parser("lint", help="check op-docs against the template's quality checklist", add_help=False)
+    sub.add_parser("check", help="measure the reference modules and compare with the formulas", add_help=False)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH:
+        return PASSTHROUGH[argv[0]](argv[1:])
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        # A spec mistake: every problem with its place, no traceback. Internal bugs keep theirs.
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s); no file was changed", file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    raise SystemExit(main())

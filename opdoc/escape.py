@@ -1,0 +1,184 @@
+"""Make spec prose safe to put into a generated page.
+
+Spec authors write Markdown, not HTML. Anything in their prose that a browser would read as markup
+(`<script>`, `<img onerror=...>`, comments, entities) must reach the reader as the characters that
+were typed. Two places take prose:
+
+* Markdown text — `escape_prose`. `<`, `>` and `&` become entities, except where Markdown already
+  shows text literally (inline code spans and fenced code blocks, whose content must stay as typed)
+  and in math, where `<`/`>` become the TeX commands `\\lt`/`\\gt` and `&` (an alignment mark) stays.
+  A short allow-list passes through: `<br/>` (also written `<br>` or `<br />`), `http(s)` autolinks
+  `<https://...>`, and `>` that opens a blockquote at the start of a line.
+* Mermaid diagram text — `escape_mermaid_label` for a label, `escape_mermaid_sequence_step` for one
+  statement of a sequence diagram. Mermaid has its own escapes (`#60;`), and only `<br/>` is allowed.
+
+The rules lean to safety: where this module cannot be sure Markdown will treat something as code or
+math (an unclosed fence, a fence that does not start a block, a span across a blank line), it
+escapes. The worst outcome is then a visible `&lt;` in the page, never live markup.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["escape_prose", "escape_mermaid_label", "escape_mermaid_sequence_step"]
+
+_HTML = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+_TEX = {"<": r"\lt ", ">": r"\gt "}
+
+# A fence line: up to any indentation (fences may sit inside list items), three or more ` or ~.
+_FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+
+# The pieces of a Markdown text block that are not plain text, tried in this order at each position.
+_TOKENS = re.compile(
+    "|".join(
+        [
+            # An inline code span on one line: a run of N backticks, content, the next run of exactly N.
+            # (Markdown also joins spans across lines, but a line break may be a block boundary, such
+            # as the next list item, where the span would not hold; such spans are escaped instead.)
+            r"(?P<code>(?<!\\)(?P<ticks>`+)(?!`)[^\n]+?(?<!`)(?P=ticks)(?!`))",
+            # Display math: $$...$$, \[...\], \begin{env}...\end{env}, not across a blank line.
+            # (Inline math needs nothing: arithmatex passes entities in it through unchanged.)
+            r"(?P<dmath>(?<!\\)\$\$(?:\\.|(?!\$\$)(?!\n[ \t]*\n)[\s\S])+?\$\$"
+            r"|(?<!\\)\\\[(?:(?!\\\])(?!\n[ \t]*\n)[\s\S])+?\\\]"
+            r"|(?<!\\)\\begin\{(?P<env>[a-z]+\*?)\}(?:(?!\n[ \t]*\n)[\s\S])+?\\end\{(?P=env)\})",
+            # A backslash escape is taken whole, so `\$` or `\`` never opens math or code.
+            r"(?P<bslash>\\[\s\S])",
+            # Allowed markup.
+            r"(?P<br><br[ \t]*/?>)",
+            r"(?P<autolink><https?://[^\s<>\"'`]+>)",
+            r"(?P<quote>(?:^|(?<=\n))[ ]{0,3}>(?:[ ]?>)*)",
+            # Anything else that HTML treats specially.
+            r"(?P<special>[<>&])",
+        ]
+    )
+)
+
+
+def _escape_math(text: str) -> str:
+    return "".join(_TEX.get(char, char) for char in text)
+
+
+def _escape_markdown_text(text: str) -> str:
+    """Escape a stretch of Markdown that contains no fenced code block."""
+
+    def replace(match: re.Match) -> str:
+        token = match.group(0)
+        if match.group("code") is not None:
+            return token
+        if match.group("dmath") is not None:
+            return _escape_math(token)
+        if match.group("bslash") is not None:
+            return token[0] + _HTML.get(token[1], token[1])
+        if match.group("br") is not None:
+            return "<br/>"
+        if match.group("autolink") is not None:
+            return token.replace("&", "&amp;")
+        if match.group("quote") is not None:
+            return token
+        return _HTML[token]
+
+    return _TOKENS.sub(replace, text)
+
+
+def _fence_blocks(lines: list[str]):
+    """Yield (is_code, lines) runs; a fence counts only if it opens a block and is closed."""
+    i = 0
+    start = 0
+    while i < len(lines):
+        opening = _FENCE_OPEN.match(lines[i])
+        block_start = i == 0 or not lines[i - 1].strip() or _FENCE_OPEN.match(lines[i - 1]) is not None
+        if opening and block_start and not (opening.group("fence")[0] == "`" and "`" in opening.group("info")):
+            fence = opening.group("fence")
+            closing = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
+            end = next((j for j in range(i + 1, len(lines)) if closing.match(lines[j])), None)
+            if end is not None:
+                if start < i:
+                    yield False, lines[start:i]
+                yield True, lines[i:end + 1]
+                i = start = end + 1
+                continue
+        i += 1
+    if start < len(lines):
+        yield False, lines[start:]
+
+
+def escape_prose(text: str) -> str:
+    """Escape raw HTML in Markdown prose so that it shows as typed.
+
+    `<`, `>` and `&` become `&lt;`, `&gt;`, `&amp;` outside code; inside math `<` and `>` become
+    `\\lt` and `\\gt`. `<br/>`, http(s) autolinks and line-leading blockquote markers are kept.
+
+    >>> escape_prose("a <b>bold</b> claim & `x < y`")
+    'a &lt;b&gt;bold&lt;/b&gt; claim &amp; `x < y`'
+    """
+    lines = text.split("\n")
+    out: list[str] = []
+    for is_code, block in _fence_blocks(lines):
+        chunk = "\n".join(block)
+        out.append(chunk if is_code else _escape_markdown_text(chunk))
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------ mermaid
+
+# Mermaid's own escape is `#<decimal>;` (it turns `#\w+;` into an entity before parsing). `#` and `;`
+# are escaped too: `#` would start an accidental escape, `;` ends a statement in sequence diagrams.
+_MERMAID = {char: f"#{ord(char)};" for char in '<>&"#;`'}
+_MERMAID_TOKENS = re.compile(r"(?P<br><br[ \t]*/?>)|(?P<newline>\r?\n)|(?P<special>[<>&\"#;`])")
+
+
+def escape_mermaid_label(text: str) -> str:
+    """Escape text shown inside a mermaid diagram (a node label, message, note or participant alias).
+
+    Only `<br/>` survives as markup (also accepted as `<br>`/`<br />`, written `<br/>`); a newline
+    becomes `<br/>`. Every other `<`, `>`, `&`, `"`, `#`, `;` and backtick becomes mermaid's numeric
+    escape, which mermaid shows as the character. The result fits in a quoted flowchart label
+    (`A["..."]`) and in sequence-diagram message or alias text.
+
+    >>> escape_mermaid_label('x<br/>(B, S, h) <script>')
+    'x<br/>(B, S, h) #60;script#62;'
+    """
+
+    def replace(match: re.Match) -> str:
+        if match.group("special") is not None:
+            return _MERMAID[match.group("special")]
+        return "<br/>"
+
+    return _MERMAID_TOKENS.sub(replace, text)
+
+
+# Statements of a sequence diagram whose trailing text is shown to the reader.
+_SEQ_PARTICIPANT = re.compile(r"^(?P<head>\s*(?:participant|actor)\s+[^\s:;#<>&\"`]+\s+as\s+)(?P<text>.*)$")
+_SEQ_NOTE = re.compile(r"^(?P<head>\s*[Nn]ote\s+(?:over|left of|right of)\s+[^:]+?\s*:)(?P<text>.*)$")
+_SEQ_MESSAGE = re.compile(
+    r"^(?P<head>\s*[^\s:;#<>&\"`+-][^:;#<>&\"`]*?\s*(?:<<)?(?:-{1,2})(?:>>|>|x|\)|)(?:[+-])?\s*"
+    r"[^\s:;#<>&\"`]+\s*:)(?P<text>.*)$"
+)
+_SEQ_BLOCK = re.compile(
+    r"^(?P<head>\s*(?:loop|alt|else|opt|par|par_over|and|critical|option|break|box)\b[ \t]*)(?P<text>.*)$"
+)
+_SEQ_BARE = re.compile(
+    r"^\s*(?:end|autonumber|(?:activate|deactivate|destroy)\s+[^\s:;#<>&\"`]+"
+    r"|rect\s+(?:rgba?\([\d\s.,%]+\)|[A-Za-z]+))?\s*$"
+)
+
+
+def escape_mermaid_sequence_step(line: str) -> str:
+    """Escape the reader-visible text of one sequence-diagram statement, keeping its syntax.
+
+    `A->>B: text`, `Note over A,B: text`, `participant A as text`, `loop text`, `alt text` and the
+    like keep everything up to the text; the text goes through `escape_mermaid_label`. `end` and
+    other bare keywords pass unchanged. A line that is none of these is escaped whole, so it can
+    never inject markup (mermaid then reports it as a syntax error rather than running it).
+
+    >>> escape_mermaid_sequence_step("A->>B: x <y> ; z")
+    'A->>B: x #60;y#62; #59; z'
+    """
+    if _SEQ_BARE.match(line):
+        return line
+    for pattern in (_SEQ_PARTICIPANT, _SEQ_NOTE, _SEQ_MESSAGE, _SEQ_BLOCK):
+        match = pattern.match(line)
+        if match:
+            return match.group("head") + escape_mermaid_label(match.group("text"))
+    return escape_mermaid_label(line)

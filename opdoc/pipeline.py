@@ -1,0 +1,75 @@
+"""The driver: load specs -> evaluate (and prove closed forms) -> render -> write, each stage timed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from opdoc.catalog import Catalog, load_catalog
+from opdoc.evaluate import Evaluator
+from opdoc.render import Rendered, differences, render_all, write
+from opdoc.spec import SpecError, SpecProblem
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO / "templates"
+
+
+@dataclass
+class Paths:
+    root: Path = field(default_factory=Path.cwd)
+    specs: Path | None = None
+    site: Path | None = None
+
+    def model_dirs(self) -> list[Path]:
+        base = self.specs or self.root / "specs"
+        if (base / "model.yaml").exists():
+            return [base]
+        return sorted(path.parent for path in base.glob("*/model.yaml"))
+
+    @property
+    def site_dir(self) -> Path:
+        return self.site or self.root / "site"
+
+
+@dataclass
+class Timings:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def load(paths: Paths, timings: Timings | None = None) -> tuple[Catalog, Evaluator]:
+    timings = timings or Timings()
+    dirs = paths.model_dirs()
+    if len(dirs) != 1:
+        found = ", ".join(map(str, dirs)) or "none"
+        raise SpecError([SpecProblem(str(paths.specs or paths.root / "specs"), 0, "",
+                                     f"expected one model folder with a model.yaml, found {found}; pass --specs DIR")])
+    with timings.stage("load"):
+        catalog = load_catalog(dirs[0], paths.root)
+    with timings.stage("evaluate"):
+        evaluator = Evaluator(catalog)
+        problems = evaluator.prove_closed_forms()
+        if problems:
+            raise SpecError(problems)
+    return catalog, evaluator
+
+
+def build(paths: Paths, check: bool = False) -> tuple[list[str], Timings]:
+    """Render everything; write it (or, with check, list what would change). Returns (changes, timings)."""
+    timings = Timings()
+    catalog, evaluator = load(paths, timings)
+    with timings.stage("render"):
+        rendered: Rendered = render_all(catalog, evaluator, TEMPLATES)
+    with timings.stage("write"):
+        changes = differences(rendered, paths.site_dir) if check else write(rendered, paths.site_dir)
+    return changes, timings

@@ -1,0 +1,42 @@
+"""Prose placeholders: `{{name}}`, `{{name@example}}`, `{{name#variant}}` stand for computed values.
+
+`name` is a dimension symbol (its value, e.g. {{h}} -> 1280) or a quantity (e.g. {{tensor_flops}} ->
+'430.84 GFLOPs'). Prose never types a magnitude itself; the loader rejects one.
+"""
+
+from __future__ import annotations
+
+import re
+
+from opdoc.formula import suggest
+
+# quantity -> unit used to print it
+QUANTITY_UNITS = {
+    "tensor_flops": "flops", "cuda_flops": "flops", "forward_flops": "flops", "backward_flops": "flops",
+    "training_step_flops": "flops", "parameters": "params", "active_parameters": "params",
+    "parameter_bytes": "bytes", "gradient_bytes": "bytes", "adamw_bytes": "bytes", "training_bytes": "bytes",
+    "activation_bytes": "bytes", "kv_cache_bytes": "bytes", "io_read_bytes": "bytes", "io_write_bytes": "bytes",
+    "io_bytes": "bytes", "peak_eager": "bytes", "peak_fused": "bytes",
+}
+_SYNTAX = re.compile(r"(?P<name>[A-Za-z_]\w*)(?:@(?P<example>\w+))?(?:#(?P<variant>\w+))?")
+
+
+def parse_placeholder(text: str) -> tuple[str, str | None, str | None] | None:
+    match = _SYNTAX.fullmatch(text)
+    return (match["name"], match["example"], match["variant"]) if match else None
+
+
+def check_placeholder(text: str, spec, symbols) -> str | None:
+    """An error message for a placeholder the renderer could not fill, or None when it is fine."""
+    parsed = parse_placeholder(text)
+    if parsed is None:
+        return f"placeholder '{{{{{text}}}}}' is malformed; write {{{{name}}}}, {{{{name@example}}}} or {{{{name#variant}}}}"
+    name, example, variant = parsed
+    known = sorted([*symbols, *QUANTITY_UNITS])
+    if name not in symbols and name not in QUANTITY_UNITS:
+        return f"placeholder '{{{{{text}}}}}' names nothing known{suggest(name, known)}"
+    if example is not None and example not in spec.examples:
+        return f"placeholder '{{{{{text}}}}}': this op has no example '{example}'{suggest(example, spec.examples)}"
+    if variant is not None and variant not in spec.variants:
+        return f"placeholder '{{{{{text}}}}}': this op has no variant '{variant}'{suggest(variant, list(spec.variants))}"
+    return None

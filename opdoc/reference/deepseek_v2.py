@@ -1,0 +1,453 @@
+"""Reference PyTorch modules of DeepSeek-OCR's language model (DeepSeek-3B-MoE), mirroring modeling_deepseekv2.py.
+
+DeepSeek-OCR sets `use_mla: false`, so its decoder layers run transformers' plain multi-head
+`LlamaAttention` with full RoPE; that is the attention implemented here. Every module also runs on the
+meta device at full size (no `.item()`, `.tolist()` or autocast on the meta path), so shapes and FLOPs
+can be measured without allocating weights.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import DeepseekV2Config
+
+ACT2FN = {"silu": F.silu, "gelu": F.gelu, "relu": F.relu}
+
+
+class DeepseekV2RMSNorm(nn.Module):
+    """RMSNorm: x / sqrt(mean(x²) + eps) computed in fp32, then scaled by a learned weight."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)  # the variance of bf16 activations needs fp32
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+
+class DeepseekV2MLP(nn.Module):
+    """Gated MLP (SwiGLU): down(act(gate(x)) * up(x)); also the shape of every routed and shared expert."""
+
+    def __init__(
+        self, config: DeepseekV2Config, hidden_size: int | None = None, intermediate_size: int | None = None
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.hidden_size = config.hidden_size if hidden_size is None else hidden_size
+        self.intermediate_size = config.intermediate_size if intermediate_size is None else intermediate_size
+        self.gate_proj = nn.Linear(self.hidden_size, self.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(self.hidden_size, self.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(self.intermediate_size, self.hidden_size, bias=False)
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+class MoEGate(nn.Module):
+    """Router: fp32 logits over the routed experts, softmax scores, top-k experts and weights per token."""
+
+    def __init__(self, config: DeepseekV2Config) -> None:
+        super().__init__()
+        self.config = config
+        self.top_k = config.num_experts_per_tok
+        self.n_routed_experts = config.n_routed_experts
+        self.routed_scaling_factor = config.routed_scaling_factor
+        self.scoring_func = config.scoring_func
+        self.alpha = config.aux_loss_alpha
+        self.seq_aux = config.seq_aux
+        self.topk_method = config.topk_method
+        self.n_group = config.n_group
+        self.topk_group = config.topk_group
+        self.norm_topk_prob = config.norm_topk_prob
+        self.weight = nn.Parameter(torch.empty(self.n_routed_experts, config.hidden_size))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def forward(self, hidden_states: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        bsz, seq_len, h = hidden_states.shape
+        x = hidden_states.reshape(-1, h)
+        # Routing decisions are made in fp32 even for a bf16 model, as upstream does.
+        logits = F.linear(x.to(torch.float32), self.weight.to(torch.float32))
+        if self.scoring_func != "softmax":
+            raise NotImplementedError(f"scoring_func {self.scoring_func!r}")
+        scores = logits.softmax(dim=-1, dtype=torch.float32)
+        if self.topk_method == "greedy":
+            topk_weight, topk_idx = torch.topk(scores, k=self.top_k, dim=-1, sorted=False)
+        elif self.topk_method == "group_limited_greedy":  # keep only experts of the best topk_group groups
+            group_scores = scores.view(x.shape[0], self.n_group, -1).max(dim=-1).values
+            group_idx = torch.topk(group_scores, k=self.topk_group, dim=-1, sorted=False)[1]
+            group_mask = torch.zeros_like(group_scores).scatter_(1, group_idx, 1.0)
+            score_mask = group_mask.repeat_interleave(self.n_routed_experts // self.n_group, dim=-1)
+            masked = scores.masked_fill(score_mask == 0, 0.0)
+            topk_weight, topk_idx = torch.topk(masked, k=self.top_k, dim=-1, sorted=False)
+        else:
+            raise NotImplementedError(f"topk_method {self.topk_method!r}")
+        if self.top_k > 1 and self.norm_topk_prob:
+            topk_weight = topk_weight / (topk_weight.sum(dim=-1, keepdim=True) + 1e-20)
+        topk_weight = topk_weight * self.routed_scaling_factor
+        aux_loss = self._aux_loss(scores, topk_idx, bsz, seq_len) if self.training and self.alpha > 0.0 else None
+        return topk_idx, topk_weight, aux_loss
+
+    def _aux_loss(self, scores: Tensor, topk_idx: Tensor, bsz: int, seq_len: int) -> Tensor:
+        """Load-balancing loss: alpha * sum_e (fraction routed to e, scaled by E) * (mean score of e)."""
+        E, k = self.n_routed_experts, self.top_k
+        if self.seq_aux:  # balance within each sequence
+            idx = topk_idx.view(bsz, -1)
+            ce = scores.new_zeros(bsz, E).scatter_add_(1, idx, scores.new_ones(idx.shape)).div_(seq_len * k / E)
+            return (ce * scores.view(bsz, seq_len, -1).mean(dim=1)).sum(dim=1).mean() * self.alpha
+        fi = F.one_hot(topk_idx.view(-1), num_classes=E).float().mean(0) * E
+        return (scores.mean(0) * fi).sum() * self.alpha
+
+
+class AddAuxiliaryLoss(torch.autograd.Function):
+    """Identity on the MoE output whose backward also sends gradient 1 into the auxiliary loss."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, loss: Tensor) -> Tensor:
+        ctx.dtype, ctx.required_aux_loss = loss.dtype, loss.requires_grad
+        return x
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, Tensor | None]:
+        grad_loss = torch.ones(1, dtype=ctx.dtype, device=grad_output.device) if ctx.required_aux_loss else None
+        return grad_output, grad_loss
+
+
+def _is_fake_without_shape_env(t: Tensor) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return isinstance(t, FakeTensor) and t.fake_mode.shape_env is None
+
+
+def tokens_per_expert(flat_idx: Tensor, n_experts: int) -> list[int]:
+    """How many token-slots each expert receives, as Python ints (or unbacked SymInts under FakeTensorMode).
+
+    On the meta device (or a FakeTensorMode without a ShapeEnv) the routing is data the tensor does not
+    hold, so the slots are assumed spread evenly: S*k/E per expert, the remainder one each to the first
+    experts. That keeps every total exact, because an expert's FLOPs and bytes moved are linear in its
+    token count and the counts always sum to S*k; only the per-expert split is an assumption.
+    With a ShapeEnv each count becomes an unbacked symbol u_e, checked to be >= 0 and to sum to S*k.
+    """
+    n = flat_idx.numel()
+    if flat_idx.is_meta or _is_fake_without_shape_env(flat_idx):
+        q, r = divmod(n, n_experts)
+        return [q + (1 if e < r else 0) for e in range(n_experts)]
+    counts = torch.zeros(n_experts, dtype=torch.long, device=flat_idx.device)
+    counts = counts.index_add_(0, flat_idx, torch.ones_like(flat_idx)).tolist()  # one host sync, real data only
+    for c in counts:
+        torch._check(c >= 0)
+    torch._check(sum(counts) == n)
+    return counts
+
+
+class DeepseekV2MoE(nn.Module):
+    """Mixture of experts: each token runs through its top-k routed experts (weighted sum) plus the shared experts."""
+
+    def __init__(self, config: DeepseekV2Config) -> None:
+        super().__init__()
+        self.config = config
+        self.num_experts_per_tok = config.num_experts_per_tok
+        self.experts = nn.ModuleList(
+            DeepseekV2MLP(config, intermediate_size=config.moe_intermediate_size)
+            for _ in range(config.n_routed_experts)
+        )
+        self.gate = MoEGate(config)
+        if config.n_shared_experts:  # the shared experts are stored and run as one MLP E_s times as wide
+            self.shared_experts = DeepseekV2MLP(
+                config, intermediate_size=config.moe_intermediate_size * config.n_shared_experts
+            )
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        identity, orig_shape = hidden_states, hidden_states.shape
+        topk_idx, topk_weight, aux_loss = self.gate(hidden_states)
+        y = self.moe_infer(hidden_states.reshape(-1, orig_shape[-1]), topk_idx, topk_weight).view(orig_shape)
+        if aux_loss is not None:
+            y = AddAuxiliaryLoss.apply(y, aux_loss)
+        if self.config.n_shared_experts:
+            y = y + self.shared_experts(identity)
+        return y
+
+    def moe_infer(self, x: Tensor, topk_idx: Tensor, topk_weight: Tensor) -> Tensor:
+        """Dispatch: sort the N*k token-slots by expert, one matmul group per expert over just its tokens, combine."""
+        flat_idx = topk_idx.reshape(-1)
+        order = flat_idx.argsort()  # slot positions grouped by expert id
+        token_of_slot = order // self.num_experts_per_tok
+        counts = tokens_per_expert(flat_idx, len(self.experts))
+        chunks = x[token_of_slot].split(counts)  # gathered copies of activations, never of weights
+        outs = torch.cat([expert(chunk) for expert, chunk in zip(self.experts, chunks)])
+        # Weighted combine in the router's fp32, as upstream; index_add sums each token's k expert outputs.
+        weighted = outs.to(topk_weight.dtype) * topk_weight.reshape(-1)[order].unsqueeze(-1)
+        y = torch.zeros(x.shape[0], x.shape[1], dtype=weighted.dtype, device=x.device)
+        return y.index_add_(0, token_of_slot, weighted).to(x.dtype)
+
+
+class LlamaRotaryEmbedding(nn.Module):
+    """RoPE tables: cos and sin of position * theta^(-2i/d) for each head dimension pair (no autocast: meta-safe)."""
+
+    def __init__(self, config: DeepseekV2Config, device: torch.device | None = None) -> None:
+        super().__init__()
+        dim = config.hidden_size // config.num_attention_heads
+        exponents = torch.arange(0, dim, 2, dtype=torch.int64, device=device).float() / dim
+        inv_freq = 1.0 / (config.rope_theta**exponents)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    @torch.no_grad()
+    def forward(self, x: Tensor, position_ids: Tensor) -> tuple[Tensor, Tensor]:
+        inv_freq = self.inv_freq.to(device=x.device, dtype=torch.float32)
+        freqs = position_ids[:, :, None].float() * inv_freq[None, None, :]  # (B, S, d/2), fp32 for long positions
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """(x1, x2) -> (-x2, x1) over the two halves of the last dimension."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+    """Rotate queries and keys (B, H, S, d) by their positions' angles; cos/sin are (B, S, d)."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+class KVCache:
+    """Minimal per-layer key/value cache: `update` appends along the sequence axis, like transformers' DynamicCache."""
+
+    def __init__(self) -> None:
+        self.key_cache: list[Tensor] = []
+        self.value_cache: list[Tensor] = []
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.key_cache[layer_idx].shape[-2] if layer_idx < len(self.key_cache) else 0
+
+    def update(self, key: Tensor, value: Tensor, layer_idx: int, cache_kwargs: Any = None) -> tuple[Tensor, Tensor]:
+        if layer_idx == len(self.key_cache):
+            self.key_cache.append(key)
+            self.value_cache.append(value)
+        else:
+            self.key_cache[layer_idx] = torch.cat([self.key_cache[layer_idx], key], dim=-2)
+            self.value_cache[layer_idx] = torch.cat([self.value_cache[layer_idx], value], dim=-2)
+        return self.key_cache[layer_idx], self.value_cache[layer_idx]
+
+
+def past_length(past_key_value: Any, layer_idx: int | None) -> int:
+    """Tokens already cached: 0 for None, keys' length for a (k, v) tuple, else the cache's get_seq_length."""
+    if past_key_value is None:
+        return 0
+    if isinstance(past_key_value, (tuple, list)):
+        return past_key_value[0].shape[-2]
+    return past_key_value.get_seq_length(layer_idx or 0)
+
+
+def update_kv_cache(
+    past_key_value: Any, k: Tensor, v: Tensor, layer_idx: int | None, use_cache: bool
+) -> tuple[Tensor, Tensor, Any]:
+    """Append this step's keys/values to the cache; returns all keys, all values and the cache to hand back."""
+    if isinstance(past_key_value, (tuple, list)):  # legacy (k, v) tuple: concatenate, return the new pair
+        k, v = torch.cat([past_key_value[0], k], dim=-2), torch.cat([past_key_value[1], v], dim=-2)
+        return k, v, (k, v) if use_cache else None
+    if past_key_value is not None:  # cache object (KVCache or transformers' DynamicCache) stores them itself
+        k, v = past_key_value.update(k, v, layer_idx or 0)
+        return k, v, past_key_value
+    return k, v, (k, v) if use_cache else None
+
+
+def causal_mask(q_len: int, kv_len: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Additive (1, 1, q_len, kv_len) mask: query i sits at position kv_len - q_len + i and sees keys up to it."""
+    q_pos = torch.arange(kv_len - q_len, kv_len, device=device)[:, None]
+    blocked = torch.arange(kv_len, device=device)[None, :] > q_pos
+    mask = torch.zeros(q_len, kv_len, dtype=dtype, device=device).masked_fill(blocked, torch.finfo(dtype).min)
+    return mask[None, None]
+
+
+class LlamaAttention(nn.Module):
+    """Multi-head attention with full RoPE and a KV cache (what DeepSeek-OCR runs, as use_mla is false).
+
+    `config._attn_implementation` picks the kernel: "eager" materialises the (S, P+S) score matrix
+    (matmul, fp32 softmax, matmul); "sdpa" / "flash_attention_2" call the fused
+    `F.scaled_dot_product_attention`, which never holds the scores. `attention_mask`, when given, is
+    additive, (B, 1, S, P+S); without one a causal mask is built, offset by the P cached tokens.
+    `past_key_value` is a (k, v) tuple (the new pair is returned) or a cache object with `update`.
+    """
+
+    def __init__(self, config: DeepseekV2Config, layer_idx: int | None = None) -> None:
+        super().__init__()
+        self.config, self.layer_idx = config, layer_idx
+        self.hidden_size = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.num_key_value_heads = config.num_key_value_heads
+        self.num_key_value_groups = self.num_heads // self.num_key_value_heads
+        self.is_causal = True
+        bias = config.attention_bias
+        self.q_proj = nn.Linear(self.hidden_size, self.num_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(self.hidden_size, self.num_key_value_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(self.hidden_size, self.num_key_value_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(self.num_heads * self.head_dim, self.hidden_size, bias=bias)
+        self.rotary_emb = LlamaRotaryEmbedding(config)  # buffers only; used when no position_embeddings are given
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_value: Any = None,
+        output_attentions: bool = False,
+        use_cache: bool = False,
+        position_embeddings: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor | None, Any]:
+        bsz, q_len, _ = hidden_states.shape
+        past = past_length(past_key_value, self.layer_idx)
+        q = self.q_proj(hidden_states).view(bsz, q_len, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(hidden_states).view(bsz, q_len, self.num_key_value_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(hidden_states).view(bsz, q_len, self.num_key_value_heads, self.head_dim).transpose(1, 2)
+        if position_embeddings is None:
+            if position_ids is None:
+                position_ids = torch.arange(past, past + q_len, device=hidden_states.device)[None].expand(bsz, -1)
+            position_embeddings = self.rotary_emb(v, position_ids)
+        q, k = apply_rotary_pos_emb(q, k, *position_embeddings)
+        k, v, present = update_kv_cache(past_key_value, k, v, self.layer_idx, use_cache)
+        k, v = repeat_kv(k, self.num_key_value_groups), repeat_kv(v, self.num_key_value_groups)
+        if attention_mask is None and self.is_causal and q_len > 1:  # a single decode query sees every key
+            attention_mask = causal_mask(q_len, k.shape[-2], q.dtype, q.device)
+        if self.config._attn_implementation == "eager":
+            scores = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(self.head_dim)
+            if attention_mask is not None:
+                scores = scores + attention_mask
+            attn_weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+            attn_weights = F.dropout(attn_weights, p=self.config.attention_dropout, training=self.training)
+            attn_output = torch.matmul(attn_weights, v)
+        else:
+            attn_output = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attention_mask, dropout_p=self.config.attention_dropout if self.training else 0.0
+            )
+            attn_weights = None
+        attn_output = attn_output.transpose(1, 2).reshape(bsz, q_len, self.num_heads * self.head_dim)
+        return self.o_proj(attn_output), attn_weights if output_attentions else None, present
+
+
+def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
+    """(B, H_kv, S, d) -> (B, H_kv * n_rep, S, d); a no-op for DeepSeek-OCR, where H_kv == H."""
+    if n_rep == 1:
+        return x
+    b, h_kv, s, d = x.shape
+    return x[:, :, None].expand(b, h_kv, n_rep, s, d).reshape(b, h_kv * n_rep, s, d)
+
+
+class DeepseekV2DecoderLayer(nn.Module):
+    """Pre-norm decoder layer: x + attn(norm(x)), then + mlp(norm(x)); the MLP is an MoE after the first dense ones."""
+
+    def __init__(self, config: DeepseekV2Config, layer_idx: int) -> None:
+        super().__init__()
+        if config.use_mla:
+            raise NotImplementedError("MLA attention (use_mla: true) is not used by DeepSeek-OCR")
+        self.hidden_size = config.hidden_size
+        self.self_attn = LlamaAttention(config, layer_idx=layer_idx)
+        is_moe = (
+            config.n_routed_experts is not None
+            and layer_idx >= config.first_k_dense_replace
+            and layer_idx % config.moe_layer_freq == 0
+        )
+        self.mlp = DeepseekV2MoE(config) if is_moe else DeepseekV2MLP(config)
+        self.input_layernorm = DeepseekV2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = DeepseekV2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_value: Any = None,
+        output_attentions: bool = False,
+        use_cache: bool = False,
+        position_embeddings: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor | None, Any]:
+        residual = hidden_states
+        hidden_states, attn_weights, present = self.self_attn(
+            self.input_layernorm(hidden_states), attention_mask, position_ids, past_key_value,
+            output_attentions, use_cache, position_embeddings,
+        )
+        hidden_states = residual + hidden_states
+        hidden_states = hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
+        return hidden_states, attn_weights, present
+
+
+class DeepseekV2Model(nn.Module):
+    """Decoder stack: token embedding, L decoder layers sharing one RoPE table, final RMSNorm."""
+
+    def __init__(self, config: DeepseekV2Config) -> None:
+        super().__init__()
+        self.config = config
+        self.padding_idx = config.pad_token_id
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
+        self.layers = nn.ModuleList(DeepseekV2DecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = DeepseekV2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = LlamaRotaryEmbedding(config)  # computed once per forward, as transformers >= 4.45 does
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: Tensor | None = None,
+        use_cache: bool = False,
+    ) -> tuple[Tensor, Any]:
+        """Returns (last hidden states, cache); `past_key_values` is a KVCache (created when use_cache) or None."""
+        hidden_states = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        bsz, seq_len, _ = hidden_states.shape
+        if use_cache and past_key_values is None:
+            past_key_values = KVCache()
+        past = past_length(past_key_values, 0)
+        if position_ids is None:
+            position_ids = torch.arange(past, past + seq_len, device=hidden_states.device)[None].expand(bsz, -1)
+        position_embeddings = self.rotary_emb(hidden_states, position_ids)
+        for layer in self.layers:
+            hidden_states = layer(
+                hidden_states, attention_mask, position_ids, past_key_values,
+                use_cache=use_cache, position_embeddings=position_embeddings,
+            )[0]
+        return self.norm(hidden_states), past_key_values
+
+
+class DeepseekV2ForCausalLM(nn.Module):
+    """Language model head on the decoder: logits over the vocabulary, returned in fp32 as upstream."""
+
+    def __init__(self, config: DeepseekV2Config) -> None:
+        super().__init__()
+        self.config = config
+        self.model = DeepseekV2Model(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        use_cache: bool = False,
+    ) -> tuple[Tensor | None, Tensor, Any]:
+        """Returns (loss or None, fp32 logits, cache)."""
+        hidden_states, cache = self.model(
+            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache
+        )
+        logits = self.lm_head(hidden_states).float()
+        loss = None
+        if labels is not None:  # next-token prediction: position t predicts token t + 1
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, self.vocab_size), labels[:, 1:].reshape(-1))
+        return loss, logits, cache

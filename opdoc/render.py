@@ -1,0 +1,131 @@
+"""Stage 3b, render and write: the one jinja2 Environment, and the atomic write of the knowledge base.
+
+Everything is rendered in memory first; only a fully successful build touches `site/`, each file
+replaced atomically. A manifest records what opdoc generated, so opdoc only ever removes its own files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from opdoc import __version__, escape
+from opdoc.catalog import Catalog
+from opdoc.evaluate import Evaluator
+from opdoc.spec import FAMILIES
+from opdoc.view import OpView, ViewBuilder
+
+MANIFEST = ".opdoc-manifest.json"
+
+
+def escape_prose(text: str) -> str:
+    return escape.escape_prose(text)
+
+
+def escape_label(text: str) -> str:
+    return escape.escape_mermaid_label(text)
+
+
+def escape_step(text: str) -> str:
+    return escape.escape_mermaid_sequence_step(text)
+
+
+def environment(templates: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,  # a missing value fails the build instead of printing nothing
+        autoescape=False,  # markdown, not HTML: prose is escaped explicitly by escape_prose
+    )
+    env.filters["page"] = lambda op: f"op-{op}.md"
+    return env
+
+
+@dataclass
+class Rendered:
+    files: dict[str, str]  # path relative to site/ -> content
+
+
+def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path) -> Rendered:
+    env = environment(templates)
+    builder = ViewBuilder(catalog, evaluator, escape_prose, escape_label, escape_step)
+    views: list[OpView] = [builder.build(op) for op in sorted(catalog.specs)]
+    page = env.get_template("op.md.j2")
+    files = {f"op-{view.name}.md": page.render(op=view) for view in views}
+    order = list(FAMILIES)
+    rows = sorted((view.index_row | {"family_key": view.family} for view in views),
+                  key=lambda row: (order.index(row["family_key"]), row["op"]))
+    files["index.md"] = env.get_template("index.md.j2").render(
+        rows=rows, model=catalog.model, version=__version__, families=FAMILIES,
+        spec_dir=str(Path(catalog.model_path).parent))
+    return Rendered(files)
+
+
+# ------------------------------------------------------------------ writing
+
+
+def _manifest(site: Path) -> set[str]:
+    path = site / MANIFEST
+    if not path.exists():
+        return set()
+    try:
+        return set(json.loads(path.read_text(encoding="utf-8"))["generated"])
+    except (ValueError, KeyError, TypeError):
+        return set()
+
+
+def differences(rendered: Rendered, site: Path) -> list[str]:
+    """What `build` would change: files that differ, are missing, or were generated before and are stale."""
+    changes = []
+    for name, content in sorted(rendered.files.items()):
+        target = site / name
+        if not target.exists():
+            changes.append(f"missing   {target}")
+        elif target.read_text(encoding="utf-8") != content:
+            changes.append(f"differs   {target}")
+    for name in sorted(_manifest(site) - set(rendered.files)):
+        if (site / name).exists():
+            changes.append(f"stale     {site / name} (generated earlier; its spec is gone)")
+    return changes
+
+
+def write(rendered: Rendered, site: Path) -> list[str]:
+    """Write every changed file atomically; remove only stale files that the manifest says opdoc made."""
+    site.mkdir(parents=True, exist_ok=True)
+    previous = _manifest(site)
+    written = []
+    files = dict(rendered.files)
+    files[MANIFEST] = json.dumps({"generator": f"opdoc {__version__}", "generated": sorted(rendered.files)},
+                                 indent=2) + "\n"
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, content in sorted(files.items()):
+            target = site / name
+            if target.exists() and target.read_text(encoding="utf-8") == content:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".opdoc-", suffix=".tmp")
+            with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
+                stream.write(content)
+            staged.append((Path(temp), target))
+    except BaseException:
+        for temp, _ in staged:
+            temp.unlink(missing_ok=True)
+        raise
+    for temp, target in staged:
+        os.replace(temp, target)
+        if target.name != MANIFEST:
+            written.append(str(target))
+    for name in sorted(previous - set(rendered.files)):
+        stale = site / name
+        if stale.is_file():  # listed in opdoc's own manifest: opdoc made it, so opdoc may remove it
+            stale.unlink()
+            written.append(f"removed {stale}")
+    return written

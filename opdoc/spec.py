@@ -1,0 +1,310 @@
+"""Stage 1, load: YAML op specs into pydantic models, keeping line numbers for every error.
+
+Every problem found while loading is collected as a `SpecProblem` (`path:line: field: message`) so a
+run reports all of them at once; nothing here evaluates formulas beyond parsing them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Formula = str | int | float
+
+FAMILIES = {
+    "language_model": "Language model",
+    "sam": "SAM encoder",
+    "clip": "CLIP encoder",
+    "projector": "Projector",
+    "preprocessing": "Preprocessing",
+    "model": "Whole model",
+}
+
+# Bytes per element of each dtype a tensor may declare; "model" means the checkpoint's dtype.
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "int64": 8, "int32": 4, "bool": 1, "uint8": 1}
+
+
+@dataclass(frozen=True, order=True)
+class SpecProblem:
+    """One user-facing error: where it is and what to do."""
+
+    path: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class SpecError(Exception):
+    """Raised with every problem of a run; the CLI prints them and exits 1."""
+
+    def __init__(self, problems: list[SpecProblem]):
+        self.problems = sorted(set(problems))
+        super().__init__("\n".join(map(str, self.problems)))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- model configuration
+
+
+class Example(_Strict):
+    title: str
+    bind: dict[str, Formula]
+    why: str
+
+
+class Scope(_Strict):
+    title: str
+    source: str
+    config: dict[str, Any]
+    bind: dict[str, Formula]
+    examples: dict[str, Example] = Field(min_length=1)
+
+
+class ModelConfig(_Strict):
+    model: str
+    title: str
+    dtype: Literal["bfloat16", "float16", "float32"]
+    attention_kernel: Literal["eager", "fused"]
+    symbols: dict[str, str]
+    scopes: dict[str, Scope]
+
+    @field_validator("symbols")
+    @classmethod
+    def _identifiers(cls, symbols: dict[str, str]) -> dict[str, str]:
+        for name in symbols:
+            if not name.isidentifier():
+                raise ValueError(f"symbol '{name}' is not a valid identifier")
+        return symbols
+
+
+# --------------------------------------------------------------------------- op spec
+
+
+class Upstream(_Strict):
+    file: str
+    lines: tuple[int, int]
+    source: str
+
+    @field_validator("lines")
+    @classmethod
+    def _ordered(cls, lines: tuple[int, int]) -> tuple[int, int]:
+        if not 0 < lines[0] <= lines[1]:
+            raise ValueError(f"expected [first, last] with 0 < first <= last, got {list(lines)}")
+        return lines
+
+
+class ConstructorParam(_Strict):
+    description: str
+    typical: str | None = None
+
+
+class Component(_Strict):
+    type: str
+    purpose: str
+
+
+class Constructor(_Strict):
+    parameters: dict[str, ConstructorParam]
+    components: dict[str, Component] = {}
+    behavior: list[str] = []
+
+
+class Tensor(_Strict):
+    name: str
+    role: Literal["input", "intermediate", "output", "cache", "parameter"]
+    shape: list[Formula]
+    dtype: Literal["model", "bfloat16", "float16", "float32", "int64", "int32", "bool", "uint8"] = "model"
+    note: str = ""
+    # A tensor produced inside a child is counted by that child, not again by the parent.
+    from_child: str | None = None
+
+
+class Operation(_Strict):
+    name: str
+    unit: Literal["tensor", "cuda"]
+    flops: Formula
+    explain: str
+    backward: Formula | None = None
+    reads: list[str] = []
+    writes: list[str] = []
+
+
+class Child(_Strict):
+    name: str
+    op: str
+    count: Formula = 1
+    active: Formula | None = None
+    bind: dict[str, Formula] = {}
+    variant: str | None = None  # which variant of the child op this is (e.g. a "moe" decoder layer)
+    only: str | None = None  # present only in this variant of the parent
+    why: str
+
+
+class FormulaNote(_Strict):
+    formula: Formula
+    explain: str
+
+
+class Memory(_Strict):
+    # kernel -> peak live activation bytes beyond parameters and inputs; "any" when the kernel does not matter.
+    peak: dict[Literal["any", "eager", "fused"], FormulaNote]
+
+
+class ClosedForms(_Strict):
+    tensor_flops: Formula | None = None
+    cuda_flops: Formula | None = None
+    parameters: Formula | None = None
+    activation_bytes: Formula | None = None
+    kv_cache_bytes: Formula | None = None
+
+
+class Flow(_Strict):
+    """The mermaid sequence diagram, as data: participants and steps in order."""
+
+    participants: list[dict[str, str]]
+    steps: list[str]
+
+
+class Related(_Strict):
+    used_by: dict[str, str] = {}
+    uses: dict[str, str] = {}
+    inherits_from: dict[str, str] = {}
+    alternatives: dict[str, str] = {}
+    patterns: dict[str, str] = {}
+
+
+class Prose(_Strict):
+    what_it_is: str
+    pseudo_code: str
+    math: str | None = None
+    implementation_notes: list[str] = []
+    usage: str
+    config_keys: list[str] = []  # configuration keys shown as JSON, values from model.yaml
+    performance: str
+    references: list[str]
+
+
+class OpSpec(_Strict):
+    op: str
+    family: Literal["language_model", "sam", "clip", "projector", "preprocessing", "model"]
+    scope: str
+    examples: list[str] = Field(min_length=1)
+    # Named configurations of one class (a decoder layer with a dense MLP or an MoE); first is shown first.
+    variants: dict[str, str] = {}
+    summary: str
+    upstream: Upstream
+    implementation: str
+    constructor: Constructor
+    tensors: list[Tensor]
+    operations: list[Operation] = []
+    children: list[Child] = []
+    memory: Memory
+    closed_forms: ClosedForms = ClosedForms()
+    flow: Flow
+    related: Related = Related()
+    prose: Prose
+
+    @field_validator("op")
+    @classmethod
+    def _class_name(cls, op: str) -> str:
+        if not op.isidentifier():
+            raise ValueError(f"'{op}' is not a Python class name")
+        return op
+
+    @field_validator("implementation")
+    @classmethod
+    def _import_path(cls, path: str) -> str:
+        if not re.fullmatch(r"[a-z_][\w.]*\.[A-Za-z_]\w*", path):
+            raise ValueError(f"expected a dotted import path such as opdoc.reference.deepseek_v2.DeepseekV2MLP, got '{path}'")
+        return path
+
+
+# --------------------------------------------------------------------------- YAML with line numbers
+
+
+@dataclass
+class Located:
+    """A YAML document as plain data plus the line of every key path in it."""
+
+    path: Path
+    data: Any
+    lines: dict[tuple, int]
+
+    def line_of(self, loc: tuple) -> int:
+        """Line of the deepest known prefix of `loc` (pydantic locations may go past what YAML had)."""
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self.lines:
+                return self.lines[loc[:end]]
+        return 1
+
+
+def read_yaml(path: Path, display: str) -> Located:
+    """Parse YAML keeping the line of every mapping key and sequence item; raise SpecError on bad YAML."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([SpecProblem(display, 0, "", f"cannot read the file: {exc}")]) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise SpecError([SpecProblem(display, 1, "", "the file is empty; see specs/README.md for the fields a spec needs")])
+        lines: dict[tuple, int] = {(): node.start_mark.line + 1}
+        data = _construct(loader, node, (), lines, display)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        raise SpecError([SpecProblem(display, line, "", f"YAML syntax: {exc.problem or exc.context}")]) from None
+    finally:
+        loader.dispose()
+    return Located(path, data, lines)
+
+
+def _construct(loader: yaml.SafeLoader, node: yaml.Node, at: tuple, lines: dict, display: str) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if key in result:
+                raise SpecError([SpecProblem(display, key_node.start_mark.line + 1, ".".join(map(str, (*at, key))),
+                                             "duplicate key; keep one of them")])
+            lines[(*at, key)] = key_node.start_mark.line + 1
+            result[key] = _construct(loader, value_node, (*at, key), lines, display)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for index, item in enumerate(node.value):
+            lines[(*at, index)] = item.start_mark.line + 1
+            items.append(_construct(loader, item, (*at, index), lines, display))
+        return items
+    return loader.construct_object(node, deep=True)
+
+
+def validate(located: Located, model: type[BaseModel], display: str) -> BaseModel:
+    """Build `model` from YAML data, turning every pydantic error into a located problem."""
+    try:
+        return model.model_validate(located.data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            field = ".".join(str(part) for part in loc) or "(top level)"
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = "unknown key; remove it or check its spelling"
+            elif error["type"] == "missing":
+                message = "required field is missing"
+            problems.append(SpecProblem(display, located.line_of(loc), field, message))
+        raise SpecError(problems) from None

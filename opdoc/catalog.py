@@ -139,6 +139,8 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
             problem(("tensors", index, "name"), f"'{tensor.name}' is a dimension symbol; give the tensor another name")
         for axis, extent in enumerate(tensor.shape):
             parse(("tensors", index, "shape", axis), extent)
+        if tensor.active is not None:
+            parse(("tensors", index, "active"), tensor.active)
         if tensor.from_child and tensor.from_child not in {child.name for child in spec.children}:
             problem(("tensors", index, "from_child"), f"no child named '{tensor.from_child}'")
 

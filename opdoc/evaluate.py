@@ -30,7 +30,7 @@ GROWTH = ("S", "P", "H_p", "W_p", "H_img", "W_img")
 
 @dataclass
 class Quantities:
-    """Every quantity of one op (one variant) as sympy expressions in the declared symbols."""
+    """Every quantity of one op (one variant, one attention kernel) as sympy expressions in the symbols."""
 
     tensor_flops: sympy.Expr = sympy.Integer(0)
     cuda_flops: sympy.Expr = sympy.Integer(0)
@@ -42,7 +42,7 @@ class Quantities:
     kv_cache_bytes: sympy.Expr = sympy.Integer(0)
     io_read_bytes: sympy.Expr = sympy.Integer(0)
     io_write_bytes: sympy.Expr = sympy.Integer(0)
-    peak: dict[str, sympy.Expr] = field(default_factory=dict)
+    peak: sympy.Expr = sympy.Integer(0)
 
     @property
     def forward_flops(self) -> sympy.Expr:
@@ -58,18 +58,18 @@ class Quantities:
         values["adamw_bytes"] = ADAMW_STATE_BYTES * self.parameters
         values["training_bytes"] = 2 * self.parameter_bytes + ADAMW_STATE_BYTES * self.parameters + self.activation_bytes
         values["io_bytes"] = self.io_read_bytes + self.io_write_bytes
-        for kernel, expr in self.peak.items():
-            values[f"peak_{kernel}"] = expr
+        values["peak"] = self.peak
         return values
 
 
 class Evaluator:
-    """Symbolic quantities of every op in a catalog, memoised per (op, variant)."""
+    """Symbolic quantities of every op in a catalog, memoised per (op, variant, kernel)."""
 
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
         self.symbols = catalog.symbols
-        self._memo: dict[tuple[str, str | None], Quantities] = {}
+        self.kernel = catalog.model.attention_kernel  # the kernel the model loads: the headline numbers
+        self._memo: dict[tuple[str, str | None, str], Quantities] = {}
         self._bindings: dict[tuple[str, str], dict[sympy.Symbol, sympy.Expr]] = {}
 
     # ------------------------------------------------------------------ symbolic composition
@@ -77,20 +77,18 @@ class Evaluator:
     def variants(self, op: str) -> list[str | None]:
         return list(self.catalog.specs[op].spec.variants) or [None]
 
-    def quantities(self, op: str, variant: str | None = None) -> Quantities:
-        key = (op, variant)
+    def quantities(self, op: str, variant: str | None = None, kernel: str | None = None) -> Quantities:
+        key = (op, variant, kernel or self.kernel)
         if key not in self._memo:
-            self._memo[key] = self._compose(self.catalog.specs[op], variant)
+            self._memo[key] = self._compose(self.catalog.specs[op], variant, key[2])
         return self._memo[key]
-
-    def tensor_bytes(self, item: ParsedSpec, index: int) -> sympy.Expr:
-        tensor = item.spec.tensors[index]
-        numel = sympy.Mul(*(item.exprs[f"tensors.{index}.shape.{axis}"] for axis in range(len(tensor.shape))))
-        return numel * self.dtype_bytes(tensor.dtype)
 
     def tensor_numel(self, item: ParsedSpec, index: int) -> sympy.Expr:
         tensor = item.spec.tensors[index]
         return sympy.Mul(*(item.exprs[f"tensors.{index}.shape.{axis}"] for axis in range(len(tensor.shape))))
+
+    def tensor_bytes(self, item: ParsedSpec, index: int) -> sympy.Expr:
+        return self.tensor_numel(item, index) * self.dtype_bytes(item.spec.tensors[index].dtype)
 
     def dtype_bytes(self, dtype: str) -> int:
         return DTYPE_BYTES[self.catalog.model.dtype if dtype == "model" else dtype]
@@ -102,59 +100,54 @@ class Evaluator:
         child = item.spec.children[index]
         return {self.symbols[name]: item.exprs[f"children.{index}.bind.{name}"] for name in child.bind}
 
-    def _compose(self, item: ParsedSpec, variant: str | None) -> Quantities:
+    def _compose(self, item: ParsedSpec, variant: str | None, kernel: str) -> Quantities:
         spec = item.spec
         q = Quantities()
         tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors)}
+        zero = sympy.Integer(0)
         for i, operation in enumerate(spec.operations):
+            if operation.kernel not in (None, kernel):
+                continue
             flops = item.exprs[f"operations.{i}.flops"]
             if operation.unit == "tensor":
                 q.tensor_flops += flops
             else:
                 q.cuda_flops += flops
             q.backward_flops += item.exprs.get(f"operations.{i}.backward", 2 * flops)
-            q.io_read_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.reads), sympy.Integer(0))
-            q.io_write_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.writes), sympy.Integer(0))
+            q.io_read_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.reads), zero)
+            q.io_write_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.writes), zero)
         for i, tensor in enumerate(spec.tensors):
-            if tensor.from_child:
+            if tensor.from_child or tensor.kernel not in (None, kernel):
                 continue
             if tensor.role == "parameter":
                 q.parameters += self.tensor_numel(item, i)
                 q.parameter_bytes += self.tensor_bytes(item, i)
+                q.active_parameters += item.exprs.get(f"tensors.{i}.active", self.tensor_numel(item, i))
             elif tensor.role in ("intermediate", "output"):
                 q.activation_bytes += self.tensor_bytes(item, i)
             elif tensor.role == "cache":
                 q.kv_cache_bytes += self.tensor_bytes(item, i)
-        q.active_parameters = q.parameters
-        child_peaks: dict[str, dict[str, sympy.Expr]] = {}
+        child_peaks: dict[str, sympy.Expr] = {}
         for i, child in self.active_children(item, variant):
-            sub = self.quantities(child.op, child.variant)
+            sub = self.quantities(child.op, child.variant, kernel)
             binding = self.child_binding(item, i)
             count = item.exprs[f"children.{i}.count"]
             active = item.exprs.get(f"children.{i}.active", count)
             for name in ADDITIVE:
                 setattr(q, name, getattr(q, name) + count * getattr(sub, name).subs(binding, simultaneous=True))
             q.active_parameters += active * sub.active_parameters.subs(binding, simultaneous=True)
-            child_peaks[child.name.replace(".", "_")] = {
-                kernel: expr.subs(binding, simultaneous=True) for kernel, expr in sub.peak.items()}
-        q.peak = self._peaks(item, child_peaks, tensor_index)
+            child_peaks[child.name.replace(".", "_")] = sub.peak.subs(binding, simultaneous=True)
+        q.peak = self._peak(item, kernel, child_peaks, tensor_index)
         return q
 
-    def _peaks(self, item: ParsedSpec, child_peaks: dict[str, dict[str, sympy.Expr]],
-               tensor_index: dict[str, int]) -> dict[str, sympy.Expr]:
-        peaks = {}
-        for kernel in KERNELS:
-            key = kernel if kernel in item.spec.memory.peak else "any"
-            if key not in item.spec.memory.peak:
-                continue
-            expr = item.exprs[f"memory.peak.{key}.formula"]
-            replace = {sympy.Symbol(f"bytes[{name}]"): self.tensor_bytes(item, i)
-                       for name, i in tensor_index.items() if name.isidentifier()}
-            for child, by_kernel in child_peaks.items():
-                if kernel in by_kernel:
-                    replace[sympy.Symbol(f"peak[{child}]")] = by_kernel[kernel]
-            peaks[kernel] = expr.subs(replace, simultaneous=True)
-        return peaks
+    def _peak(self, item: ParsedSpec, kernel: str, child_peaks: dict[str, sympy.Expr],
+              tensor_index: dict[str, int]) -> sympy.Expr:
+        key = kernel if kernel in item.spec.memory.peak else "any"
+        expr = item.exprs[f"memory.peak.{key}.formula"]
+        replace = {sympy.Symbol(f"bytes[{name}]"): self.tensor_bytes(item, i)
+                   for name, i in tensor_index.items() if name.isidentifier()}
+        replace.update({sympy.Symbol(f"peak[{child}]"): peak for child, peak in child_peaks.items()})
+        return expr.subs(replace, simultaneous=True)
 
     # ------------------------------------------------------------------ proofs
 
@@ -166,11 +159,11 @@ class Evaluator:
                 if text is None:
                     continue
                 stated = item.exprs[f"closed_forms.{key}"]
-                for variant in self.variants(item.spec.op):
-                    composed = getattr(self.quantities(item.spec.op, variant), key)
+                for variant, kernel in ((v, k) for v in self.variants(item.spec.op) for k in KERNELS):
+                    composed = getattr(self.quantities(item.spec.op, variant, kernel), key)
                     difference = sympy.simplify(sympy.expand(stated - composed))
                     if difference != 0:
-                        where = f" (variant {variant})" if variant else ""
+                        where = f" (variant {variant}, {kernel} kernel)" if variant else f" ({kernel} kernel)"
                         problems.append(SpecProblem(
                             item.path, item.line("closed_forms", key), f"closed_forms.{key}",
                             f"stated closed form disagrees with the sum of operations and children{where}: "
@@ -214,11 +207,16 @@ class Evaluator:
                                          f"'{item.spec.scope}' does not bind; bind it in model.yaml")])
         return value
 
-    def evaluate_at(self, op: str, example: str, variant: str | None = None) -> dict[str, sympy.Expr]:
-        """Every derived quantity of one op at one example, as exact numbers."""
+    def evaluate_at(self, op: str, example: str, variant: str | None = None,
+                    kernel: str | None = None) -> dict[str, sympy.Expr]:
+        """Every derived quantity of one op at one example (at the model's kernel unless told), exact,
+        plus the peak under each kernel as peak_eager and peak_fused."""
         item = self.catalog.specs[op]
-        return {name: self.at(item, expr, example, name)
-                for name, expr in self.quantities(op, variant).derived().items()}
+        values = {name: self.at(item, expr, example, name)
+                  for name, expr in self.quantities(op, variant, kernel).derived().items()}
+        for other in KERNELS:
+            values[f"peak_{other}"] = self.at(item, self.quantities(op, variant, other).peak, example, "peak")
+        return values
 
 
 @dataclass

@@ -16,7 +16,7 @@ QUANTITY_UNITS = {
     "training_step_flops": "flops", "parameters": "params", "active_parameters": "params",
     "parameter_bytes": "bytes", "gradient_bytes": "bytes", "adamw_bytes": "bytes", "training_bytes": "bytes",
     "activation_bytes": "bytes", "kv_cache_bytes": "bytes", "io_read_bytes": "bytes", "io_write_bytes": "bytes",
-    "io_bytes": "bytes", "peak_eager": "bytes", "peak_fused": "bytes",
+    "io_bytes": "bytes", "peak": "bytes", "peak_eager": "bytes", "peak_fused": "bytes",
 }
 _SYNTAX = re.compile(r"(?P<name>[A-Za-z_]\w*)(?:@(?P<example>\w+))?(?:#(?P<variant>\w+))?")
 

@@ -129,6 +129,10 @@ class Tensor(_Strict):
     note: str = ""
     # A tensor produced inside a child is counted by that child, not again by the parent.
     from_child: str | None = None
+    # Only with this attention kernel (eager materialises scores, fused does not); None: always.
+    kernel: Literal["eager", "fused"] | None = None
+    # Parameters touched per token when fewer than all (an embedding reads one row): for active counts.
+    active: Formula | None = None
 
 
 class Operation(_Strict):
@@ -139,6 +143,7 @@ class Operation(_Strict):
     backward: Formula | None = None
     reads: list[str] = []
     writes: list[str] = []
+    kernel: Literal["eager", "fused"] | None = None
 
 
 class Child(_Strict):

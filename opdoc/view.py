@@ -15,7 +15,7 @@ import sympy
 
 from opdoc import __version__
 from opdoc.catalog import PLACEHOLDER, Catalog, ParsedSpec
-from opdoc.evaluate import Evaluator, dominant_terms
+from opdoc.evaluate import KERNELS, Evaluator, dominant_terms
 from opdoc.formula import engineering, exact_number, plain_text, source_text, with_exact
 from opdoc.placeholders import QUANTITY_UNITS, parse_placeholder
 from opdoc.spec import DTYPE_BYTES, FAMILIES, SpecError, SpecProblem
@@ -289,6 +289,8 @@ class ViewBuilder:
         primary = spec.examples[0]
         q = ev.quantities(spec.op, variant)
         derived = q.derived()
+        for kernel in KERNELS:
+            derived[f"peak_{kernel}"] = ev.quantities(spec.op, variant, kernel).peak
         binding = ev.binding(spec.scope, primary)
         operations = []
         for i, operation in enumerate(spec.operations):
@@ -311,7 +313,7 @@ class ViewBuilder:
                  "parameter_bytes": "bytes", "gradient_bytes": "bytes", "adamw_bytes": "bytes",
                  "training_bytes": "bytes", "activation_bytes": "bytes", "kv_cache_bytes": "bytes",
                  "io_read_bytes": "bytes", "io_write_bytes": "bytes", "io_bytes": "bytes",
-                 "peak_eager": "bytes", "peak_fused": "bytes"}
+                 "peak_eager": "bytes", "peak_fused": "bytes", "peak": "bytes"}
         totals = {name: self.fmt(expr, units[name], item, primary, name) for name, expr in derived.items()}
         formulas = {name: plain_text(sympy.expand(expr)) for name, expr in derived.items()}
         terms = dominant_terms(q.forward_flops, binding)
@@ -368,17 +370,15 @@ class ViewBuilder:
 
     def _peaks(self, item: ParsedSpec, variant: str | None) -> list[Row]:
         spec, primary = item.spec, item.spec.examples[0]
-        q = self.ev.quantities(spec.op, variant)
+        labels = {"eager": "eager attention (scores materialised)", "fused": "fused attention kernel"}
+        kernels = ["any"] if set(spec.memory.peak) == {"any"} else list(KERNELS)
         rows = []
-        for kernel, expr in q.peak.items():
+        for kernel in kernels:
+            expr = self.ev.quantities(spec.op, variant, None if kernel == "any" else kernel).peak
             note = spec.memory.peak.get(kernel) or spec.memory.peak["any"]
-            label = {"eager": "eager attention (scores materialised)", "fused": "fused attention kernel"}[kernel]
-            if "any" in spec.memory.peak:
-                label = "any attention kernel" if kernel == "fused" else None
-            if label is None:
-                continue
-            rows.append(Row(kernel, label, plain_text(sympy.expand(expr)), sympy.latex(expr),
-                            self.fmt(expr, "bytes", item, primary, f"peak {kernel}"), self.fill(item, note.explain)))
+            rows.append(Row(kernel, labels.get(kernel, "any attention kernel"), plain_text(sympy.expand(expr)),
+                            sympy.latex(expr), self.fmt(expr, "bytes", item, primary, f"peak {kernel}"),
+                            self.fill(item, note.explain)))
         return rows
 
     def _related(self, item: ParsedSpec) -> list[dict[str, object]]:

@@ -140,11 +140,13 @@ def tokens_per_expert(flat_idx: Tensor, n_experts: int) -> list[int]:
     With a ShapeEnv each count becomes an unbacked symbol u_e, checked to be >= 0 and to sum to S*k.
     """
     n = flat_idx.numel()
+    # The same tensor ops run on every device, so a dispatch-level count is the same on meta and real data.
+    counts = torch.zeros(n_experts, dtype=torch.long, device=flat_idx.device)
+    counts = counts.index_add_(0, flat_idx, torch.ones_like(flat_idx))
     if flat_idx.is_meta or _is_fake_without_shape_env(flat_idx):
         q, r = divmod(n, n_experts)
         return [q + (1 if e < r else 0) for e in range(n_experts)]
-    counts = torch.zeros(n_experts, dtype=torch.long, device=flat_idx.device)
-    counts = counts.index_add_(0, flat_idx, torch.ones_like(flat_idx)).tolist()  # one host sync, real data only
+    counts = counts.tolist()  # one host sync, real data only
     for c in counts:
         torch._check(c >= 0)
     torch._check(sum(counts) == n)
@@ -171,6 +173,7 @@ class DeepseekV2MoE(nn.Module):
     def forward(self, hidden_states: Tensor) -> Tensor:
         identity, orig_shape = hidden_states, hidden_states.shape
         topk_idx, topk_weight, aux_loss = self.gate(hidden_states)
+        # Training and inference share one dispatch; upstream's train path (repeat_interleave + masks) sums the same.
         y = self.moe_infer(hidden_states.reshape(-1, orig_shape[-1]), topk_idx, topk_weight).view(orig_shape)
         if aux_loss is not None:
             y = AddAuxiliaryLoss.apply(y, aux_loss)

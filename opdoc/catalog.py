@@ -141,7 +141,7 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
             parse(("tensors", index, "shape", axis), extent)
         if tensor.active is not None:
             parse(("tensors", index, "active"), tensor.active)
-        if tensor.from_child and tensor.from_child not in {child.name for child in spec.children}:
+        if tensor.from_child and tensor.from_child not in {child.name for child in spec.children} | {child.ref for child in spec.children}:
             problem(("tensors", index, "from_child"), f"no child named '{tensor.from_child}'")
 
     for index, operation in enumerate(spec.operations):
@@ -177,16 +177,19 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
     # Peak formulas may name this op's tensors (their bytes) and peak(child).
     names = dict(symbols)
     names.update({name: sympy.Symbol(f"bytes[{name}]") for name in tensor_names if name.isidentifier()})
-    child_names = {child.name.replace(".", "_"): child for child in spec.children}
-    placeholder = {name: sympy.Symbol(f"peak[{name}]") for name in child_names}
+    child_names = {child.ref: child for child in spec.children}
 
-    def peak_of(name: str) -> sympy.Expr:
-        if name not in placeholder:
-            raise FormulaError(f"peak() of unknown child '{name}'{suggest(name, sorted(placeholder))}")
-        return placeholder[name]
+    def child_ref(kind: str):
+        def resolve(name: str) -> sympy.Expr:
+            if name not in child_names:
+                raise FormulaError(f"{kind}() of unknown child '{name}'{suggest(name, sorted(child_names))}")
+            return sympy.Symbol(f"{kind}[{name}]")
+        return resolve
 
+    # peak(child): the child's peak; kv(child): the KV cache one instance of the child holds.
+    references = {"peak": child_ref("peak"), "kv": child_ref("kv")}
     for kernel, note in spec.memory.peak.items():
-        parse(("memory", "peak", kernel, "formula"), note.formula, names, {"peak": peak_of})
+        parse(("memory", "peak", kernel, "formula"), note.formula, names, references)
     for key, value in spec.closed_forms.model_dump().items():
         if value is not None:
             parse(("closed_forms", key), value)

@@ -6,15 +6,19 @@ were typed. Two places take prose:
 
 * Markdown text — `escape_prose`. `<`, `>` and `&` become entities, except where Markdown already
   shows text literally (inline code spans and fenced code blocks, whose content must stay as typed)
-  and in math, where `<`/`>` become the TeX commands `\\lt`/`\\gt` and `&` (an alignment mark) stays.
-  A short allow-list passes through: `<br/>` (also written `<br>` or `<br />`), `http(s)` autolinks
-  `<https://...>`, and `>` that opens a blockquote at the start of a line.
+  and in display math, where `<`/`>` become the TeX commands `\\lt`/`\\gt` and `&` (an alignment
+  mark) stays. A short allow-list passes through: `<br/>` (also written `<br>` or `<br />`),
+  `http(s)` autolinks `<https://...>`, and `>` that opens a blockquote at the start of a line.
+  Markdown's own ways to reach attributes are closed too: `{...}` attribute lists (the site enables
+  attr_list) and `javascript:`-style link destinations.
 * Mermaid diagram text — `escape_mermaid_label` for a label, `escape_mermaid_sequence_step` for one
   statement of a sequence diagram. Mermaid has its own escapes (`#60;`), and only `<br/>` is allowed.
 
 The rules lean to safety: where this module cannot be sure Markdown will treat something as code or
-math (an unclosed fence, a fence that does not start a block, a span across a blank line), it
-escapes. The worst outcome is then a visible `&lt;` in the page, never live markup.
+math (an unclosed fence, a fence that does not start a block, a code span across lines, math that
+is not a paragraph of its own), it escapes. The worst outcome is then a visible `&lt;` in the page,
+never live markup. Indented (four-space) code blocks are not recognised: their `<` would show as
+`&lt;`; use fences.
 """
 
 from __future__ import annotations
@@ -29,7 +33,19 @@ _TEX = {"<": r"\lt ", ">": r"\gt "}
 # A fence line: up to any indentation (fences may sit inside list items), three or more ` or ~.
 _FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 
-# The pieces of a Markdown text block that are not plain text, tried in this order at each position.
+# A paragraph that is display math as a whole; only then does arithmatex treat it as a block
+# (its block pattern must match the entire paragraph), and only then is its text left as TeX.
+_MATH_BLOCK = re.compile(
+    r"(?s)^(?:\$\$(?:\\.|[^\\])+?\$\$"
+    r"|\\\[(?:\\[^\]]|[^\\])+?\\\]"
+    r"|\\begin\{(?P<env>[a-z]+\*?)\}(?:\\.|[^\\])+?\\end\{(?P=env)\})[ ]*$"
+)
+_BLANK_LINES = re.compile(r"(\n[ \t]*\n(?:[ \t]*\n)*)")
+
+# Link schemes a link written in prose may use; anything else (javascript:, data:, ...) is defused.
+_SAFE_SCHEMES = {"http", "https", "mailto"}
+
+# The pieces of a Markdown paragraph that are not plain text, tried in this order at each position.
 _TOKENS = re.compile(
     "|".join(
         [
@@ -37,17 +53,19 @@ _TOKENS = re.compile(
             # (Markdown also joins spans across lines, but a line break may be a block boundary, such
             # as the next list item, where the span would not hold; such spans are escaped instead.)
             r"(?P<code>(?<!\\)(?P<ticks>`+)(?!`)[^\n]+?(?<!`)(?P=ticks)(?!`))",
-            # Display math: $$...$$, \[...\], \begin{env}...\end{env}, not across a blank line.
-            # (Inline math needs nothing: arithmatex passes entities in it through unchanged.)
-            r"(?P<dmath>(?<!\\)\$\$(?:\\.|(?!\$\$)(?!\n[ \t]*\n)[\s\S])+?\$\$"
-            r"|(?<!\\)\\\[(?:(?!\\\])(?!\n[ \t]*\n)[\s\S])+?\\\]"
-            r"|(?<!\\)\\begin\{(?P<env>[a-z]+\*?)\}(?:(?!\n[ \t]*\n)[\s\S])+?\\end\{(?P=env)\})",
             # A backslash escape is taken whole, so `\$` or `\`` never opens math or code.
             r"(?P<bslash>\\[\s\S])",
             # Allowed markup.
             r"(?P<br><br[ \t]*/?>)",
             r"(?P<autolink><https?://[^\s<>\"'`]+>)",
             r"(?P<quote>(?:^|(?<=\n))[ ]{0,3}>(?:[ ]?>)*)",
+            # A link destination, inline `](dest` or a definition `[id]: dest`, that names a scheme.
+            r"(?P<dest>(?:\]\(|(?:^|(?<=\n))[ ]{0,3}\[[^\]\n]+\]:)[ \t]*\n?[ \t]*)"
+            r"(?P<scheme>[^\n:/?#()<>\[\]`]*):",
+            # `{{ name }}` placeholders (filled by the renderer after escaping) pass; a lone `{` would
+            # open an attribute list ({onclick=...}) and becomes an entity.
+            r"(?P<placeholder>\{\{|\}\})",
+            r"(?P<brace>\{)",
             # Anything else that HTML treats specially.
             r"(?P<special>[<>&])",
         ]
@@ -59,35 +77,60 @@ def _escape_math(text: str) -> str:
     return "".join(_TEX.get(char, char) for char in text)
 
 
-def _escape_markdown_text(text: str) -> str:
-    """Escape a stretch of Markdown that contains no fenced code block."""
+def _escape_text(text: str) -> str:
+    return "".join(_HTML.get(char, char) for char in text)
+
+
+def _escape_paragraph(text: str) -> str:
+    """Escape one paragraph (no blank line, no fenced code block) of Markdown."""
 
     def replace(match: re.Match) -> str:
         token = match.group(0)
-        if match.group("code") is not None:
+        if match.group("code") is not None or match.group("quote") is not None:
             return token
-        if match.group("dmath") is not None:
-            return _escape_math(token)
+        if match.group("placeholder") is not None:
+            return token
         if match.group("bslash") is not None:
-            return token[0] + _HTML.get(token[1], token[1])
+            return token[0] + _HTML.get(token[1], token[1])  # `\{` is already literal to Markdown
         if match.group("br") is not None:
             return "<br/>"
         if match.group("autolink") is not None:
             return token.replace("&", "&amp;")
-        if match.group("quote") is not None:
-            return token
+        if match.group("dest") is not None:
+            scheme = match.group("scheme")
+            cleaned = re.sub(r"[\x00-\x20]", "", scheme).lower()
+            colon = ":" if cleaned in _SAFE_SCHEMES else "%3A"  # a relative link then, not a script
+            return _escape_text(match.group("dest")) + _escape_text(scheme) + colon
+        if match.group("brace") is not None:
+            return "&#123;"
         return _HTML[token]
 
     return _TOKENS.sub(replace, text)
+
+
+def _escape_markdown_text(text: str) -> str:
+    """Escape a stretch of Markdown that contains no fenced code block, paragraph by paragraph."""
+    parts = _BLANK_LINES.split(text)
+    out = []
+    for index, part in enumerate(parts):
+        if index % 2:  # the blank lines between paragraphs
+            out.append(part)
+        elif _MATH_BLOCK.match("\n".join(line.strip() for line in part.strip().split("\n"))):
+            out.append(_escape_math(part))
+        else:
+            out.append(_escape_paragraph(part))
+    return "".join(out)
 
 
 def _fence_blocks(lines: list[str]):
     """Yield (is_code, lines) runs; a fence counts only if it opens a block and is closed."""
     i = 0
     start = 0
+    after_fence = False
     while i < len(lines):
         opening = _FENCE_OPEN.match(lines[i])
-        block_start = i == 0 or not lines[i - 1].strip() or _FENCE_OPEN.match(lines[i - 1]) is not None
+        block_start = i == 0 or not lines[i - 1].strip() or after_fence
+        after_fence = False
         if opening and block_start and not (opening.group("fence")[0] == "`" and "`" in opening.group("info")):
             fence = opening.group("fence")
             closing = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
@@ -97,6 +140,7 @@ def _fence_blocks(lines: list[str]):
                     yield False, lines[start:i]
                 yield True, lines[i:end + 1]
                 i = start = end + 1
+                after_fence = True
                 continue
         i += 1
     if start < len(lines):
@@ -106,8 +150,12 @@ def _fence_blocks(lines: list[str]):
 def escape_prose(text: str) -> str:
     """Escape raw HTML in Markdown prose so that it shows as typed.
 
-    `<`, `>` and `&` become `&lt;`, `&gt;`, `&amp;` outside code; inside math `<` and `>` become
-    `\\lt` and `\\gt`. `<br/>`, http(s) autolinks and line-leading blockquote markers are kept.
+    Outside code, `<`, `>` and `&` become `&lt;`, `&gt;`, `&amp;`, and a `{` that is not part of a
+    `{{ placeholder }}` becomes `&#123;` (so no `{attribute=list}` can attach to an element). In a
+    paragraph that is display math, `<` and `>` become `\\lt` and `\\gt` and the rest stays TeX;
+    inline math needs nothing (entities in it reach KaTeX as the characters). `<br/>`, http(s)
+    autolinks and line-leading blockquote markers are kept. A link destination with a scheme other
+    than http, https or mailto has its colon percent-encoded, which makes it a harmless relative link.
 
     >>> escape_prose("a <b>bold</b> claim & `x < y`")
     'a &lt;b&gt;bold&lt;/b&gt; claim &amp; `x < y`'

@@ -70,7 +70,7 @@ class Evaluator:
         self.symbols = catalog.symbols
         self.kernel = catalog.model.attention_kernel  # the kernel the model loads: the headline numbers
         self._memo: dict[tuple[str, str | None, str], Quantities] = {}
-        self._bindings: dict[tuple[str, str], dict[sympy.Symbol, sympy.Expr]] = {}
+        self._bindings: dict[tuple, dict[sympy.Symbol, sympy.Expr]] = {}
 
     # ------------------------------------------------------------------ symbolic composition
 
@@ -134,9 +134,11 @@ class Evaluator:
             count = item.exprs[f"children.{i}.count"]
             active = item.exprs.get(f"children.{i}.active", count)
             for name in ADDITIVE:
-                setattr(q, name, getattr(q, name) + count * getattr(sub, name).subs(binding, simultaneous=True))
-            q.active_parameters += active * sub.active_parameters.subs(binding, simultaneous=True)
-            child_peaks[child.name.replace(".", "_")] = sub.peak.subs(binding, simultaneous=True)
+                setattr(q, name, getattr(q, name) + count * getattr(sub, name).xreplace(binding))
+            q.active_parameters += active * sub.active_parameters.xreplace(binding)
+            key = child.ref
+            child_peaks[f"peak[{key}]"] = sub.peak.xreplace(binding)
+            child_peaks[f"kv[{key}]"] = sub.kv_cache_bytes.xreplace(binding)
         q.peak = self._peak(item, kernel, child_peaks, tensor_index)
         return q
 
@@ -146,8 +148,8 @@ class Evaluator:
         expr = item.exprs[f"memory.peak.{key}.formula"]
         replace = {sympy.Symbol(f"bytes[{name}]"): self.tensor_bytes(item, i)
                    for name, i in tensor_index.items() if name.isidentifier()}
-        replace.update({sympy.Symbol(f"peak[{child}]"): peak for child, peak in child_peaks.items()})
-        return expr.subs(replace, simultaneous=True)
+        replace.update({sympy.Symbol(name): value for name, value in child_peaks.items()})
+        return expr.xreplace(replace)
 
     # ------------------------------------------------------------------ proofs
 
@@ -172,9 +174,14 @@ class Evaluator:
 
     # ------------------------------------------------------------------ numbers at examples
 
-    def binding(self, scope_name: str, example: str) -> dict[sympy.Symbol, sympy.Expr]:
-        """Values of every symbol in a scope at one named example (config bind, then example bind)."""
-        key = (scope_name, example)
+    def binding(self, scope_name: str, example: str,
+                overrides: dict[str, int] | None = None) -> dict[sympy.Symbol, sympy.Expr]:
+        """Values of every symbol in a scope at one named example (config bind, then example bind).
+
+        `overrides` replaces example entries before later entries are derived from them, so setting
+        H_img re-derives H_p, W_p and S the way the example defines them.
+        """
+        key = (scope_name, example, tuple(sorted((overrides or {}).items())))
         if key in self._bindings:
             return self._bindings[key]
         scope = self.catalog.model.scopes[scope_name]
@@ -184,8 +191,9 @@ class Evaluator:
                 names[config_key] = parse_formula(value, {})
         values: dict[sympy.Symbol, sympy.Expr] = {}
         path = self.catalog.model_path
+        example_bind = {**scope.examples[example].bind, **{k: v for k, v in (overrides or {}).items()}}
         for origin, bind in ((f"scopes.{scope_name}.bind", scope.bind),
-                             (f"scopes.{scope_name}.examples.{example}.bind", scope.examples[example].bind)):
+                             (f"scopes.{scope_name}.examples.{example}.bind", example_bind)):
             for symbol, text in bind.items():
                 if symbol not in self.symbols:
                     raise SpecError([SpecProblem(path, 0, f"{origin}.{symbol}", f"'{symbol}' is not a declared symbol")])
@@ -199,7 +207,7 @@ class Evaluator:
         return values
 
     def at(self, item: ParsedSpec, expr: sympy.Expr, example: str, what: str) -> sympy.Expr:
-        value = sympy.nsimplify(expr.subs(self.binding(item.spec.scope, example)))
+        value = expr.xreplace(self.binding(item.spec.scope, example))
         if value.free_symbols:
             missing = ", ".join(sorted(map(str, value.free_symbols)))
             raise SpecError([SpecProblem(item.path, item.line("examples"), "examples",
@@ -231,7 +239,7 @@ def dominant_terms(expr: sympy.Expr, binding: dict[sympy.Symbol, sympy.Expr],
     terms = sympy.Add.make_args(sympy.expand(expr))
     if len(terms) < 1 or expr == 0:
         return None
-    valued = [(term, sympy.nsimplify(term.subs(binding))) for term in terms]
+    valued = [(term, term.xreplace(binding)) for term in terms]
     valued = [(term, value) for term, value in valued if not value.free_symbols]
     if not valued:
         return None

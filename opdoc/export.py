@@ -14,7 +14,7 @@ def _rows(evaluator, op: str, example: str, variant, binding) -> list[dict[str, 
     item = evaluator.catalog.specs[op]
     rows = []
     for quantity, expr in evaluator.quantities(op, variant).derived().items():
-        value = sympy.nsimplify(expr.subs(binding))
+        value = expr.xreplace(binding)
         if value.free_symbols:
             raise SpecError([SpecProblem(item.path, item.line("examples"), "examples",
                                          f"{quantity} needs {sorted(map(str, value.free_symbols))} bound")])

@@ -28,16 +28,51 @@ def _ceil(x: sympy.Expr) -> sympy.Expr:
     return sympy.ceiling(x)
 
 
+class log2(sympy.Function):  # noqa: N801 - prints as the formula's author wrote it
+    """Base-2 logarithm that stays `log2(x)` while symbolic and becomes exact once x is a number."""
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return sympy.log(x, 2)
+        return None
+
+
 def _log2(x: sympy.Expr) -> sympy.Expr:
-    return sympy.log(x, 2)
+    return log2(x)
+
+
+class _Extremum(sympy.Function):
+    """max/min that stays symbolic until every argument is a number.
+
+    sympy's own Max and Min compare symbolic arguments on every construction to drop dominated ones;
+    peak-memory formulas nest them deeply and are rebuilt at every substitution, which made a build
+    take minutes. Here the comparison happens once, on numbers, and is exact.
+    """
+
+    pick = max
+
+    @classmethod
+    def eval(cls, *args):
+        if all(arg.is_Number for arg in args):
+            return cls.pick(args)
+        return None
+
+
+class maximum(_Extremum):  # noqa: N801
+    pick = max
+
+
+class minimum(_Extremum):  # noqa: N801
+    pick = min
 
 
 # name -> (arity, builder). `min`/`max` take two or more arguments.
 FUNCTIONS: dict[str, tuple[int | None, Callable[..., sympy.Expr]]] = {
     "ceil": (1, _ceil),
     "floor": (1, sympy.floor),
-    "min": (None, sympy.Min),
-    "max": (None, sympy.Max),
+    "min": (None, lambda *args: minimum(*args)),
+    "max": (None, lambda *args: maximum(*args)),
     "log2": (1, _log2),
     "sqrt": (1, sympy.sqrt),
 }
@@ -192,7 +227,7 @@ _POWERS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 def plain_text(expr: sympy.Expr) -> str:
     """`2*B*S**2*h` -> `2 × B × S² × h`: the template's notation, deterministic for one sympy version."""
-    text = sympy.sstr(expr, order="grlex")
+    text = sympy.sstr(expr, order="grlex").replace("maximum(", "max(").replace("minimum(", "min(")
     text = re.sub(r"\*\*(\d+)", lambda m: m.group(1).translate(_POWERS), text)
     text = re.sub(r"\*\*\(?(-?\d+)\)?", lambda m: "^" + m.group(1), text)
     return text.replace("*", " × ")

@@ -68,8 +68,7 @@ def build(paths: Paths, check: bool = False) -> tuple[list[str], Timings]:
     """Render everything; write it (or, with check, list what would change). Returns (changes, timings)."""
     timings = Timings()
     catalog, evaluator = load(paths, timings)
-    with timings.stage("render"):
-        rendered: Rendered = render_all(catalog, evaluator, TEMPLATES)
+    rendered: Rendered = render_all(catalog, evaluator, TEMPLATES, timings)
     with timings.stage("write"):
         changes = differences(rendered, paths.site_dir) if check else write(rendered, paths.site_dir)
     return changes, timings

@@ -13,6 +13,7 @@ depend on the installed fonts), and no date or creator in the metadata.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Sequence
@@ -64,22 +65,45 @@ def engineering_label(value: float, unit: str = "") -> str:
     return f"{value:.4g} {unit}".strip()
 
 
+def _styled(function):
+    """Run a plotting function under opdoc's rc settings (read when artists are made and saved)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(RC):
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
 def _svg(fig: Figure) -> str:
     buffer = io.StringIO()
-    with matplotlib.rc_context(RC):
-        FigureCanvasSVG(fig)
-        fig.savefig(buffer, format="svg", metadata=METADATA, facecolor="white")
-    return buffer.getvalue()
+    FigureCanvasSVG(fig)
+    fig.savefig(buffer, format="svg", metadata=METADATA, facecolor="white")
+    # matplotlib ends path-data lines with a space; drop it so committed files pass whitespace checks.
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
 
 def _figure(width: float, height: float) -> Figure:
-    with matplotlib.rc_context(RC):
-        return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(width, height), layout="constrained")
 
 
-def _log_axis_formatting(axis, unit: str) -> None:
-    axis.set_major_locator(LogLocator(base=10.0, numticks=12))
-    axis.set_major_formatter(FuncFormatter(lambda v, _pos: engineering_label(v, unit)))
+def _tick_label(value: float, unit: str) -> str:
+    # Sizes such as S = 4096 read better exactly; large magnitudes in engineering notation.
+    if not unit and value == int(value) and 1 <= value < 100_000:
+        return f"{int(value):,}"
+    return engineering_label(value, unit)
+
+
+def _log_axis_formatting(axis, unit: str, low: float | None = None, high: float | None = None,
+                         ticks: Sequence[float] | None = None) -> None:
+    """Log-axis ticks: at `ticks` when given, else 1-2-5 per decade over short ranges, else decades."""
+    if ticks is not None:
+        axis.set_ticks(list(ticks))
+    else:
+        narrow = low is not None and high is not None and low > 0 and math.log10(high / low) < 2.5
+        axis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0) if narrow else (1.0,), numticks=12))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: _tick_label(v, unit)))
     axis.set_minor_formatter(NullFormatter())
 
 
@@ -95,15 +119,20 @@ def _draw_panel(ax, series, x_label, y_label, y_unit, marker, title):
     for index, (name, xs, ys) in enumerate(series):
         _check_series(xs, ys, name)
         points = [(x, y) for x, y in zip(xs, ys) if y > 0 and math.isfinite(y)]
-        if not points:
-            continue  # a quantity that is zero everywhere (say, no CUDA-core work) has no log line
         color = COLORS[index % len(COLORS)]
+        if not points:
+            # Zero everywhere (say, no CUDA-core work) has no log-scale line; the legend still says so.
+            ax.plot([], [], color=color, linewidth=1.6, linestyle=":", label=f"{name}: 0")
+            continue
         ax.plot([p[0] for p in points], [p[1] for p in points], color=color, linewidth=1.6,
                 marker="o", markersize=2.5, label=name)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    _log_axis_formatting(ax.xaxis, "")
-    _log_axis_formatting(ax.yaxis, y_unit)
+    all_x = sorted({x for _, xs, _ in series for x in xs})
+    all_y = [y for _, _, ys in series for y in ys if y > 0 and math.isfinite(y)]
+    _log_axis_formatting(ax.xaxis, "", ticks=all_x if 0 < len(all_x) <= 8 else None,
+                         low=all_x[0] if all_x else None, high=all_x[-1] if all_x else None)
+    _log_axis_formatting(ax.yaxis, y_unit, low=min(all_y, default=None), high=max(all_y, default=None))
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
     if title:
@@ -115,17 +144,19 @@ def _draw_panel(ax, series, x_label, y_label, y_unit, marker, title):
         for value in positive:
             ax.plot([x], [value], marker="o", markersize=6, markerfacecolor="white",
                     markeredgecolor=MARKER_COLOR, markeredgewidth=1.4, zorder=4)
-        top = max(positive) if positive else None
+        # The label sits at the top of the dashed line, on the side with more room.
+        low, high = ax.get_xlim()
+        right_side = math.log(x / low) < math.log(high / x) if low > 0 and x > 0 else True
         ax.annotate(
-            label, xy=(x, top) if top else (x, 0.5),
-            xycoords=("data", "data") if top else ("data", "axes fraction"),
-            xytext=(6, 8), textcoords="offset points", fontsize=8, color=MARKER_COLOR,
+            label, xy=(x, 0.97), xycoords=("data", "axes fraction"),
+            xytext=(5 if right_side else -5, 0), textcoords="offset points",
+            ha="left" if right_side else "right", va="top", fontsize=8, color=MARKER_COLOR,
             bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": MARKER_COLOR,
                   "linewidth": 0.7},
             zorder=5,
         )
-    if any(len(s[1]) for s in series):
-        ax.legend(loc="upper left", frameon=False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", frameon=True, framealpha=0.9, edgecolor="none")
 
 
 def _interpolate_loglog(xs: Sequence[float], ys: Sequence[float], x: float) -> float | None:
@@ -143,6 +174,7 @@ def _interpolate_loglog(xs: Sequence[float], ys: Sequence[float], x: float) -> f
     return None
 
 
+@_styled
 def scaling_plot_svg(
     title: str,
     series: list[tuple[str, list[float], list[float]]],
@@ -163,6 +195,7 @@ def scaling_plot_svg(
     return _svg(fig)
 
 
+@_styled
 def op_scaling_svg(
     op_name: str,
     xs: list[float],
@@ -204,6 +237,7 @@ def op_scaling_svg(
     return _svg(fig)
 
 
+@_styled
 def breakdown_svg(rows: list[tuple[str, float, float]]) -> str:
     """Horizontal bars for the index: forward FLOPs and parameters of each (op, flops, params) row.
 
@@ -243,6 +277,6 @@ def breakdown_svg(rows: list[tuple[str, float, float]]) -> str:
                         va="center", ha="left", fontsize=7.5)
         ax.set_title(title + (" (log scale)" if use_log else ""), loc="left")
         ax.grid(axis="y", visible=False)
-        ax.set_yticks(positions, names)
-        ax.invert_yaxis() if ax is panels[0] else None
+    panels[0].set_yticks(list(range(len(rows))), names)
+    panels[0].invert_yaxis()  # first row on top; the axis is shared, so both panels follow
     return _svg(fig)

@@ -6,6 +6,7 @@ replaced atomically. A manifest records what opdoc generated, so opdoc only ever
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -53,19 +54,51 @@ class Rendered:
     files: dict[str, str]  # path relative to site/ -> content
 
 
-def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path) -> Rendered:
+def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=None) -> Rendered:
+    stage = timings.stage if timings is not None else (lambda name: contextlib.nullcontext())
     env = environment(templates)
     builder = ViewBuilder(catalog, evaluator, escape_prose, escape_label, escape_step)
-    views: list[OpView] = [builder.build(op) for op in sorted(catalog.specs)]
-    page = env.get_template("op.md.j2")
-    files = {f"op-{view.name}.md": page.render(op=view) for view in views}
+    with stage("render"):
+        views: list[OpView] = [builder.build(op) for op in sorted(catalog.specs)]
+        page = env.get_template("op.md.j2")
+        files = {f"op-{view.name}.md": page.render(op=view) for view in views}
     order = list(FAMILIES)
     rows = sorted((view.index_row | {"family_key": view.family} for view in views),
                   key=lambda row: (order.index(row["family_key"]), row["op"]))
+    with stage("plots"):
+        files.update(plot_files(catalog, evaluator, views))
     files["index.md"] = env.get_template("index.md.j2").render(
         rows=rows, model=catalog.model, version=__version__, families=FAMILIES,
         spec_dir=str(Path(catalog.model_path).parent))
     return Rendered(files)
+
+
+def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView]) -> dict[str, str]:
+    """SVG plots computed from the formulas: each op against its scope's sweep, and the index overview."""
+    from opdoc import plots  # matplotlib loads only when plots are drawn
+
+    files = {}
+    for view in views:
+        item = catalog.specs[view.name]
+        scope = catalog.model.scopes[item.spec.scope]
+        primary = item.spec.examples[0]
+        q = evaluator.quantities(view.name, evaluator.variants(view.name)[0])
+        series = {"tensor": [], "cuda": [], "peak": []}
+        for value in scope.sweep.values:
+            binding = evaluator.binding(item.spec.scope, primary, {name: value for name in scope.sweep.vary})
+            for key, expr in (("tensor", q.tensor_flops), ("cuda", q.cuda_flops), ("peak", q.peak)):
+                series[key].append(float(expr.xreplace(binding)))
+        example_x = float(evaluator.binding(item.spec.scope, primary)[catalog.symbols[scope.sweep.vary[0]]])
+        files[f"plots/op-{view.name}.svg"] = plots.op_scaling_svg(
+            view.name, [float(v) for v in scope.sweep.values], series["tensor"], series["cuda"], series["peak"],
+            example_x, view.primary_title, x_label=scope.sweep.label)
+    overview = []
+    for view in views:
+        values = evaluator.evaluate_at(view.name, catalog.specs[view.name].spec.examples[0],
+                                       evaluator.variants(view.name)[0])
+        overview.append((view.name, float(values["forward_flops"]), float(values["parameters"])))
+    files["plots/overview.svg"] = plots.breakdown_svg(overview)
+    return files
 
 
 # ------------------------------------------------------------------ writing

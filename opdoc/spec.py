@@ -64,12 +64,21 @@ class Example(_Strict):
     why: str
 
 
+class Sweep(_Strict):
+    """The range a scope's plots cover: each symbol in `vary` takes each value in turn."""
+
+    vary: list[str] = Field(min_length=1)
+    values: list[int] = Field(min_length=2)
+    label: str
+
+
 class Scope(_Strict):
     title: str
     source: str
     config: dict[str, Any]
     bind: dict[str, Formula]
     examples: dict[str, Example] = Field(min_length=1)
+    sweep: Sweep
 
 
 class ModelConfig(_Strict):
@@ -149,12 +158,18 @@ class Operation(_Strict):
 class Child(_Strict):
     name: str
     op: str
+    key: str | None = None  # how formulas refer to it (peak(key), kv(key)); default: name with '.' as '_'
+
     count: Formula = 1
     active: Formula | None = None
     bind: dict[str, Formula] = {}
     variant: str | None = None  # which variant of the child op this is (e.g. a "moe" decoder layer)
     only: str | None = None  # present only in this variant of the parent
     why: str
+
+    @property
+    def ref(self) -> str:
+        return self.key or self.name.replace(".", "_")
 
 
 class FormulaNote(_Strict):
@@ -309,6 +324,9 @@ def validate(located: Located, model: type[BaseModel], display: str) -> BaseMode
             message = error["msg"]
             if error["type"] == "extra_forbidden":
                 message = "unknown key; remove it or check its spelling"
+                if " " in str(loc[-1]):  # text cut at a comma inside {...}: the rest became a "key"
+                    message = ("this looks like text cut at a comma inside a {...} mapping; "
+                               "quote the value that contains commas or colons")
             elif error["type"] == "missing":
                 message = "required field is missing"
             problems.append(SpecProblem(display, located.line_of(loc), field, message))

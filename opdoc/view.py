@@ -241,8 +241,8 @@ class ViewBuilder:
                          "shapes": ", ".join(shapes), "link": None})
         for index, child in enumerate(spec.children):
             count = item.exprs[f"children.{index}.count"]
-            params = self.ev.quantities(child.op, child.variant).parameters.subs(
-                self.ev.child_binding(item, index), simultaneous=True)
+            params = self.ev.quantities(child.op, child.variant).parameters.xreplace(
+                self.ev.child_binding(item, index))
             rows.append({"name": child.name, "type": child.op + (f" ({child.variant})" if child.variant else ""),
                          "purpose": self.fill(item, child.why),
                          "shapes": f"× {plain_text(count)}, {self.fmt(count * params, 'params', item, primary, 'parameters')}"
@@ -302,7 +302,7 @@ class ViewBuilder:
         for i, child in ev.active_children(item, variant):
             sub = ev.quantities(child.op, child.variant)
             count = item.exprs[f"children.{i}.count"]
-            flops = count * sub.forward_flops.subs(ev.child_binding(item, i), simultaneous=True)
+            flops = count * sub.forward_flops.xreplace(ev.child_binding(item, i))
             bind = ", ".join(f"{k} → {source_text(v)}" for k, v in child.bind.items())
             formula = f"{source_text(child.count)} × FLOPs({child.op}{', ' + bind if bind else ''})"
             operations.append(Row(child.name, "child", formula, sympy.latex(sympy.expand(flops)),
@@ -315,7 +315,7 @@ class ViewBuilder:
                  "io_read_bytes": "bytes", "io_write_bytes": "bytes", "io_bytes": "bytes",
                  "peak_eager": "bytes", "peak_fused": "bytes", "peak": "bytes"}
         totals = {name: self.fmt(expr, units[name], item, primary, name) for name, expr in derived.items()}
-        formulas = {name: plain_text(sympy.expand(expr)) for name, expr in derived.items()}
+        formulas = {name: plain_text(sympy.expand(derived[name])) for name in ("forward_flops", "tensor_flops", "cuda_flops")}
         terms = dominant_terms(q.forward_flops, binding)
         total_value = ev.at(item, q.forward_flops, primary, "forward_flops")
         if terms:
@@ -363,7 +363,7 @@ class ViewBuilder:
             if sub == 0:
                 continue
             count = item.exprs[f"children.{i}.count"]
-            value = count * sub.subs(ev.child_binding(item, i), simultaneous=True)
+            value = count * sub.xreplace(ev.child_binding(item, i))
             rows.append(Row(child.name, "child", f"{source_text(child.count)} × {child.op}", "",
                             self.fmt(value, unit, item, primary, child.name), "", link=child.op))
         return rows
@@ -376,7 +376,8 @@ class ViewBuilder:
         for kernel in kernels:
             expr = self.ev.quantities(spec.op, variant, None if kernel == "any" else kernel).peak
             note = spec.memory.peak.get(kernel) or spec.memory.peak["any"]
-            rows.append(Row(kernel, labels.get(kernel, "any attention kernel"), plain_text(sympy.expand(expr)),
+            # The author's phase-by-phase formula reads better than its expansion into nested maxima.
+            rows.append(Row(kernel, labels.get(kernel, "any attention kernel"), source_text(note.formula),
                             sympy.latex(expr), self.fmt(expr, "bytes", item, primary, f"peak {kernel}"),
                             self.fill(item, note.explain)))
         return rows

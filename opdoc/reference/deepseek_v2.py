@@ -417,6 +417,8 @@ class DeepseekV2Model(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(past, past + seq_len, device=hidden_states.device)[None].expand(bsz, -1)
         position_embeddings = self.rotary_emb(hidden_states, position_ids)
+        if attention_mask is None:  # built once for all layers, as upstream prepares its 4-D mask
+            attention_mask = causal_mask(seq_len, past + seq_len, hidden_states.dtype, hidden_states.device)
         for layer in self.layers:
             hidden_states = layer(
                 hidden_states, attention_mask, position_ids, past_key_values,

@@ -6,7 +6,8 @@
  * - Sorting: tables marked `data-opdoc-sortable` (the index page's, marked by opdoc/site_hooks.py)
  *   sort by a column when its header is clicked (or focused and Enter/Space pressed); a second
  *   click reverses. Columns whose cells are all magnitudes such as "430.84 GFLOPs", "1.2 MiB",
- *   "3,145,728" or "2.5 M parameters" sort by value; other columns sort as text. Empty cells and
+ *   "3,145,728", "2.5 M parameters" or "26.30 M parameters (26,296,320)" (the exact figure in
+ *   brackets is used) sort by value; other columns sort as text, numbers inside compared as numbers. Empty cells and
  *   dashes always sort last. A cell (or an element inside it) may carry `data-sort` to override.
  *
  * Both run on every page material shows, including pages reached by instant navigation
@@ -29,11 +30,7 @@
       node.setAttribute("data-opdoc-math", "");
       window.renderMathInElement(node, {
         delimiters: MATH_DELIMITERS,
-        throwOnError: false,
-        // A formula KaTeX cannot parse shows in red; say which one in the console too.
-        errorCallback: function (message, error) {
-          console.error("opdoc: KaTeX could not render a formula: " + message, error);
-        },
+        throwOnError: false, // a formula KaTeX cannot parse shows in red (.katex-error), with the reason as its title
       });
     }
   }
@@ -51,10 +48,14 @@
       "\\s*(Ki|Mi|Gi|Ti|Pi|Ei|[kKMGTPE])?" +
       "\\s*(FLOPs?|FLOP/s|MACs?|bytes?|B|parameters?|params?|tokens?|elements?|%|\u00d7|x)?$"
   );
+  // "430.84 GFLOPs (430,838,906,880)": the exact figure in brackets wins over the rounded one.
+  var WITH_EXACT = /^(.*?)\s*\(([-+\u2212]?\d[\d,\u2009\u202f]*(?:\.\d+)?)\)$/;
   var EMPTY = /^(?:|[-\u2013\u2014\u2012]|n\/a|none)$/i;
 
   // The value of a magnitude string, or null when it is not one.
   function parseMagnitude(text) {
+    var exact = WITH_EXACT.exec(text.trim());
+    if (exact && parseMagnitude(exact[1]) !== null) return parseMagnitude(exact[2]);
     var match = MAGNITUDE.exec(text.trim());
     if (!match) return null;
     var digits = match[1].replace(/[,\u2009\u202f]/g, "").replace("\u2212", "-");

@@ -1,0 +1,3 @@
+"""placeholder"""
+def comparisons(quick):
+    return []

@@ -1,0 +1,641 @@
+"""`opdoc check`: measure every op's reference module and compare with every formula of its spec.
+
+For each op (each variant, each attention kernel where the kernel matters) the runner evaluates the
+spec's quantities at several points of its scope (``POINTS``), builds the reference module there
+(``harness.build``), measures one forward (``opdoc.check.measure``) and compares, with the
+tolerances of ``TOLERANCES`` (the only place they are stated; the report prints them):
+
+* parameters and parameter bytes, from the module's ``named_parameters``;
+* tensor-core and CUDA-core FLOPs, I/O read and write bytes (the convention of ``rules.py``);
+* KV-cache bytes, read from the cache the forward returns;
+* activation bytes (every storage the forward creates) and the peak of live activation bytes,
+  with the attention kernel that ran written next to the peak.
+
+An op that runs an aten op without a rule fails, naming the op. Independent implementations
+(transformers, segment-anything) are measured the same way and compared with our formulas as extra
+rows (``opdoc.check.independent``). ``--device cuda`` runs real bf16 tensors on a GPU instead and
+writes ``site/measured/cuda-report.json``; the CPU run writes ``build/check-report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sympy
+
+# ------------------------------------------------------------------------------ tolerances
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    relative: float  # 0: exact
+    why: str
+
+
+# The one place the check's tolerances are stated. Quantity names are those of the report rows.
+TOLERANCES: dict[str, Tolerance] = {
+    "parameters": Tolerance(0.0, "exact: elements of the module's named_parameters"),
+    "parameter_bytes": Tolerance(0.0, "exact: elements times element size of the named_parameters"),
+    "tensor_flops": Tolerance(0.0, "exact: matrix products, 2 FLOPs per multiply-add (rules.py)"),
+    "cuda_flops": Tolerance(0.0, "exact: every other computing aten op, by its rule in rules.py"),
+    "io_read_bytes": Tolerance(0.0, "exact: every tensor input of every op, read once (unfused bound)"),
+    "io_write_bytes": Tolerance(0.0, "exact: every tensor output of every op, written once"),
+    "kv_cache_bytes": Tolerance(0.0, "exact: bytes of the key and value tensors the returned cache holds"),
+    "activation_bytes": Tolerance(0.0, "exact: bytes of every storage the forward creates; the spec's "
+                                       "activation_bytes plus its KV cache, which the forward also creates"),
+    "peak_bytes": Tolerance(0.0, "exact: most activation bytes live at once, as the tracker frees "
+                                 "storages; the kernel that ran is noted beside it"),
+}
+
+# Rows about independent implementations compare only where the conventions are the same; the other
+# quantities are printed for information with the reason they differ (see independent.py).
+QUANTITIES = tuple(TOLERANCES)
+
+# ------------------------------------------------------------------------------ points
+
+
+@dataclass(frozen=True)
+class Point:
+    """Where one op is checked: a named example of its scope, some symbols set, a device."""
+
+    example: str
+    set: tuple[tuple[str, int], ...] = ()
+    device: str = "fake"
+    config: tuple[tuple[str, Any], ...] = ()  # overrides of the scope's config (small real modules)
+    quick: bool = False  # also in `--quick`
+    why: str = ""
+
+    @staticmethod
+    def at(example: str, device: str = "fake", quick: bool = False, why: str = "",
+           config: dict[str, Any] | None = None, **symbols: int) -> Point:
+        return Point(example, tuple(symbols.items()), device, tuple((config or {}).items()), quick, why)
+
+
+S_FULL = 8192
+# A formula is a polynomial: each op is checked at several values of every symbol it grows with.
+LANGUAGE_POINTS = (
+    Point.at("prefill", quick=True, why="the documented prefill example"),
+    Point.at("decode", quick=True, why="the documented decode example"),
+    Point.at("prefill", B=2, S=S_FULL // 4 + 3, why="batch 2, an odd length"),
+    Point.at("prefill", B=2, S=13, P=100, why="chunked prefill over a cache"),
+    Point.at("decode", B=2, P=2050, why="batched decode"),
+)
+# Small real tensors: the router really routes, so experts receive uneven token counts.
+SMALL_LANGUAGE = {"hidden_size": 64, "intermediate_size": 96, "moe_intermediate_size": 32,
+                  "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 4,
+                  "vocab_size": 1000, "n_routed_experts": 8, "num_experts_per_tok": 3}
+REAL_POINTS: dict[str, tuple[Point, ...]] = {
+    "DeepseekV2MoE": (Point.at("prefill", device="cpu", B=2, S=13, why="real routing, full width"),),
+    "DeepseekV2DecoderLayer": (Point.at("prefill", device="cpu", B=1, S=9, P=4, why="real routing, full width"),),
+    "DeepseekV2ForCausalLM": (Point.at("prefill", device="cpu", config=SMALL_LANGUAGE, B=2, S=11, P=5,
+                                       why="real routing, a small configuration"),),
+}
+VISION_POINTS = (
+    Point.at("base_view", quick=True, why="the documented 1024 px view"),
+    Point.at("gundam_tile", quick=True, why="the documented 640 px tile"),
+    Point.at("base_view", B=2, why="two views"),
+    Point.at("gundam_tile", B=2, why="two tiles"),
+    Point.at("base_view", H_img=512, W_img=512, why="Tiny mode, 512 px"),
+    Point.at("base_view", H_img=1280, W_img=1280, why="Large mode, 1280 px"),
+)
+SCOPE_POINTS = {"language": LANGUAGE_POINTS, "sam": VISION_POINTS, "clip": VISION_POINTS}
+PROJECTOR_POINTS = (Point.at("base_view", quick=True), Point.at("base_view", B=2, S=100))
+
+
+def points_for(op: str, scope: str, quick: bool) -> list[Point]:
+    points = list(SCOPE_POINTS.get(scope, PROJECTOR_POINTS))
+    points += REAL_POINTS.get(op, ())
+    return [p for p in points if p.quick] if quick else points
+
+
+def point_binding(ev, scope_name: str, point: Point) -> dict[sympy.Symbol, sympy.Expr]:
+    """Every symbol's value at a point: the scope's bind from its (overridden) config, then the
+    example's bind, with the point's symbols replacing theirs and feeding the formulas after them."""
+    from opdoc.formula import parse_formula
+
+    scope = ev.catalog.model.scopes[scope_name]
+    symbols = ev.catalog.symbols
+    overrides = dict(point.set)
+    config = {**scope.config, **dict(point.config)}
+    names: dict[str, sympy.Expr] = {k: parse_formula(v, {}) for k, v in config.items()
+                                    if isinstance(v, int | float) and not isinstance(v, bool)}
+    values: dict[sympy.Symbol, sympy.Expr] = {}
+    for bind in (scope.bind, scope.examples[point.example].bind):
+        for name, text in bind.items():
+            value = sympy.Integer(overrides[name]) if name in overrides else parse_formula(text, names)
+            values[symbols[name]] = value
+            names[name] = value
+    for name, value in overrides.items():
+        values[symbols[name]] = sympy.Integer(value)
+    return values
+
+
+def point_label(values: dict[sympy.Symbol, Any], scope: str) -> str:
+    keys = ("B", "S", "P") if scope == "language" else ("B", "H_img", "W_img", "S")
+    by_name = {s.name: v for s, v in values.items()}
+    return " ".join(f"{k}={by_name[k]}" for k in keys if k in by_name)
+
+
+# ------------------------------------------------------------------------------ rows
+
+
+@dataclass
+class Row:
+    """One comparison: an op at one point, one quantity."""
+
+    op: str  # the spec compared with
+    label: str  # what was measured: the op, its variant, or an independent implementation
+    variant: str | None
+    kernel: str
+    point: str
+    device: str
+    quantity: str
+    expected: Any
+    measured: Any
+    rel_error: float | None
+    tolerance: float | None
+    status: str  # pass, FAIL, ERROR, info, skip
+    note: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("FAIL", "ERROR")
+
+
+def _number(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, sympy.Basic):
+        value = sympy.nsimplify(value)
+        if value.is_Integer:
+            return int(value)
+        if value.is_Rational:
+            return float(value)
+        if value.is_number:
+            return float(value)
+        return str(value)
+    if hasattr(value, "node"):  # a SymInt that stayed symbolic
+        return str(value)
+    return int(value) if isinstance(value, int | bool) or float(value).is_integer() else float(value)
+
+
+def compare(quantity: str, expected: Any, measured: Any, tolerance: Tolerance | None = None
+            ) -> tuple[float | None, str]:
+    """(relative error, status) of one quantity; a non-integer or symbolic value never passes."""
+    tolerance = tolerance or TOLERANCES[quantity]
+    e, m = _number(expected), _number(measured)
+    if not isinstance(e, int | float) or not isinstance(m, int | float):
+        return None, "FAIL"
+    error = abs(m - e) / max(abs(e), 1)
+    if tolerance.relative == 0:
+        return error, "pass" if e == m else "FAIL"
+    return error, "pass" if error <= tolerance.relative else "FAIL"
+
+
+# ------------------------------------------------------------------------------ measuring one case
+
+
+@dataclass
+class Measured:
+    """What the runner reads from one forward (plain numbers)."""
+
+    values: dict[str, Any]
+    unknown_ops: dict[str, int]
+    attention_kernels: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def parameter_counts(module) -> tuple[int, int]:
+    params = list(module.named_parameters())
+    return sum(p.numel() for _, p in params), sum(p.numel() * p.element_size() for _, p in params)
+
+
+def measure_case(case) -> Measured:
+    from opdoc.check import measure
+
+    start = time.perf_counter()
+    with case.place(), case.context():
+        m = measure(case.run)
+    kv = case.kv_cache(m.output)
+    kv_bytes = sum(t.numel() * t.element_size() for t in kv)
+    count, nbytes = parameter_counts(case.module)
+    values = {
+        "parameters": count, "parameter_bytes": nbytes,
+        "tensor_flops": m.tensor_flops, "cuda_flops": m.cuda_flops,
+        "io_read_bytes": m.io_read_bytes, "io_write_bytes": m.io_write_bytes,
+        "kv_cache_bytes": kv_bytes,
+        "activation_bytes": m.activation_total_bytes, "peak_bytes": m.activation_peak_bytes,
+    }
+    return Measured(values, dict(m.unknown_ops), dict(m.attention_kernels), case.notes(),
+                    time.perf_counter() - start)
+
+
+def expected_values(ev, op: str, variant: str | None, kernel: str,
+                    binding: dict[sympy.Symbol, sympy.Expr]) -> dict[str, Any]:
+    q = ev.quantities(op, variant, kernel)
+
+    def at(expr: sympy.Expr) -> sympy.Expr:
+        return sympy.nsimplify(expr.subs(binding))
+
+    return {
+        "parameters": at(q.parameters), "parameter_bytes": at(q.parameter_bytes),
+        "tensor_flops": at(q.tensor_flops), "cuda_flops": at(q.cuda_flops),
+        "io_read_bytes": at(q.io_read_bytes), "io_write_bytes": at(q.io_write_bytes),
+        "kv_cache_bytes": at(q.kv_cache_bytes),
+        "activation_bytes": at(q.activation_bytes + q.kv_cache_bytes), "peak_bytes": at(q.peak),
+    }
+
+
+def kernel_note(kernels: dict[str, int]) -> str:
+    if not kernels:
+        return "no attention"
+    return "ran " + ", ".join(f"{name} ×{n}" for name, n in sorted(kernels.items()))
+
+
+def kernels_of(ev, op: str) -> list[str]:
+    """Both kernels where the op's quantities depend on the kernel, else the model's."""
+    from opdoc.check.harness import harness
+
+    variants = ev.variants(op)
+    differs = any(ev.quantities(op, v, "eager").derived() != ev.quantities(op, v, "fused").derived()
+                  for v in variants)
+    return ["eager", "fused"] if differs or op in harness.attention else [ev.kernel]
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+@dataclass
+class Task:
+    op: str
+    variant: str | None
+    kernel: str
+    point: Point
+
+    def title(self, label: str) -> str:
+        parts = [self.op + (f"[{self.variant}]" if self.variant else ""), self.kernel, label]
+        if self.point.device != "fake":
+            parts.append(f"({self.point.device}, real tensors)")
+        return " ".join(parts)
+
+
+class Progress:
+    def __init__(self, total: int, stream=None) -> None:
+        self.total, self.done, self.stream = total, 0, stream or sys.stderr
+        self.start = time.perf_counter()
+
+    def step(self, text: str) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        print(f"[{self.done}/{self.total}] {text} ... ({elapsed:.0f} s)", file=self.stream, flush=True)
+
+
+def plan(ev, ops: Sequence[str], quick: bool) -> list[Task]:
+    tasks = []
+    for op in ops:
+        scope = ev.catalog.specs[op].spec.scope
+        for variant in ev.variants(op):
+            for kernel in kernels_of(ev, op):
+                for point in points_for(op, scope, quick):
+                    if point.device != "fake" and kernel != ev.kernel:
+                        continue  # real routing: once, with the model's kernel
+                    tasks.append(Task(op, variant, kernel, point))
+    return tasks
+
+
+def check_task(ev, task: Task, modes: dict) -> tuple[list[Row], float]:
+    """Rows of one task; a harness or measuring failure becomes ERROR rows, never an exception."""
+    from opdoc.check.harness import build
+
+    spec = ev.catalog.specs[task.op].spec
+    binding = point_binding(ev, spec.scope, task.point)
+    label = point_label(binding, spec.scope)
+    display = task.op + (f"[{task.variant}]" if task.variant else "")
+    base = dict(op=task.op, label=display, variant=task.variant, kernel=task.kernel, point=label,
+                device=task.point.device)
+    start = time.perf_counter()
+    try:
+        expected = expected_values(ev, task.op, task.variant, task.kernel, binding)
+        mode = modules = None
+        if task.point.device == "fake":  # one FakeTensorMode per op, variant and kernel: modules are reused
+            mode, modules = modes.setdefault((task.op, task.variant, task.kernel), (_fake_mode(), {}))
+        case = build(task.op, binding, task.kernel, task.point.device, _dtype(ev),
+                     variant=task.variant, config=dict(task.point.config), mode=mode, modules=modules)
+        measured = measure_case(case)
+    except Exception as exc:  # noqa: BLE001 - reported as a failing row with its cause
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return [Row(**base, quantity="(run)", expected=None, measured=None, rel_error=None, tolerance=None,
+                    status="ERROR", note=detail)], time.perf_counter() - start
+    rows = []
+    if measured.unknown_ops:
+        listed = ", ".join(f"{name} ×{n}" for name, n in sorted(measured.unknown_ops.items()))
+        rows.append(Row(**base, quantity="unknown ops", expected=0, measured=sum(measured.unknown_ops.values()),
+                        rel_error=None, tolerance=None, status="ERROR",
+                        note=f"aten ops without a rule in opdoc/check/rules.py: {listed}"))
+    notes = "; ".join(measured.notes)
+    for quantity in QUANTITIES:
+        error, status = compare(quantity, expected[quantity], measured.values[quantity])
+        note = kernel_note(measured.attention_kernels) if quantity == "peak_bytes" else ""
+        if quantity in ("tensor_flops", "io_read_bytes") and notes:
+            note = notes
+        rows.append(Row(**base, quantity=quantity, expected=_number(expected[quantity]),
+                        measured=_number(measured.values[quantity]), rel_error=error,
+                        tolerance=TOLERANCES[quantity].relative, status=status, note=note))
+    return rows, time.perf_counter() - start
+
+
+def _fake_mode():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    return FakeTensorMode()
+
+
+def _dtype(ev):
+    from opdoc.check.harness import DTYPES
+
+    return DTYPES[ev.catalog.model.dtype]
+
+
+@dataclass
+class Report:
+    rows: list[Row]
+    problems: list[str]  # ops with a spec and no harness, unknown op names asked for
+    seconds: float
+    device: str
+    environment: dict[str, Any]
+
+    @property
+    def failed(self) -> list[Row]:
+        return [r for r in self.rows if r.failed]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device": self.device, "seconds": round(self.seconds, 2), "ok": self.ok,
+            "environment": self.environment,
+            "tolerances": {k: asdict(v) for k, v in TOLERANCES.items()},
+            "problems": self.problems,
+            "rows": [asdict(r) for r in self.rows],
+        }
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    env = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
+           "threads": torch.get_num_threads()}
+    try:
+        import transformers
+
+        env["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    return env
+
+
+def run(root: Path, ops: Sequence[str] = (), *, quick: bool = False, independent: bool = True,
+        specs: Path | None = None, progress: bool = True) -> Report:
+    """Check the named ops (all with a spec when empty) on CPU at full size; returns the report."""
+    from opdoc.check.harness import harness
+    from opdoc.pipeline import Paths, load
+
+    start = time.perf_counter()
+    catalog, ev = load(Paths(root=root, specs=specs))
+    problems = []
+    names = list(ops) or list(catalog.specs)
+    unknown = [op for op in names if op not in catalog.specs]
+    problems += [f"{op}: no spec with this name (have: {', '.join(catalog.specs)})" for op in unknown]
+    names = [op for op in names if op in catalog.specs]
+    missing = [op for op in names if op not in harness]
+    problems += [f"{op}: has a spec but no harness; register a builder with @harness({op!r}) in "
+                 "opdoc/check/harness.py" for op in missing]
+    names = [op for op in names if op in harness]
+    tasks = plan(ev, names, quick)
+    extra = []
+    if independent:
+        from opdoc.check.independent import comparisons
+
+        extra = [c for c in comparisons(quick) if not ops or c.op in ops]
+    bar = Progress(len(tasks) + len(extra), sys.stderr if progress else _Null())
+    rows: list[Row] = []
+    modes: dict = {}
+    for task in tasks:
+        spec = catalog.specs[task.op].spec
+        bar.step(task.title(point_label(point_binding(ev, spec.scope, task.point), spec.scope)))
+        task_rows, _ = check_task(ev, task, modes)
+        rows += task_rows
+    for comparison in extra:
+        bar.step(comparison.title)
+        rows += comparison.rows(ev)
+    return Report(rows, problems, time.perf_counter() - start, "cpu", environment())
+
+
+class _Null:
+    def write(self, *_: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+# ------------------------------------------------------------------------------ formatting
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.6g}"
+    if isinstance(value, int | float):
+        return f"{int(value):,}"
+    return str(value)
+
+
+def _fmt_error(error: float | None) -> str:
+    if error is None:
+        return "-"
+    return "0" if error == 0 else f"{error:.2e}"
+
+
+def format_table(report: Report) -> str:
+    header = ("op", "kernel", "point", "quantity", "formula", "measured", "rel err", "status", "note")
+    lines = [header]
+    for r in report.rows:
+        point = r.point + ("" if r.device == "fake" else f" ({r.device})")
+        lines.append((r.label, r.kernel, point, r.quantity, _fmt(r.expected), _fmt(r.measured),
+                      _fmt_error(r.rel_error), r.status, r.note))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    out = []
+    for n, line in enumerate(lines):
+        cells = [line[i].ljust(widths[i]) if i < 3 or i == 7 else line[i].rjust(widths[i])
+                 for i in range(len(widths))]
+        out.append("  ".join(cells) + ("  " + line[-1] if line[-1] else ""))
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    out.append("")
+    out.append("tolerances (relative; 0 = exact):")
+    for name, tol in TOLERANCES.items():
+        out.append(f"  {name:<17} {tol.relative:g}  {tol.why}")
+    counts: dict[str, int] = {}
+    for r in report.rows:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    out.append("")
+    out.append("summary: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+               + f"; {report.seconds:.1f} s on {report.device}")
+    if report.problems:
+        out.append("")
+        out.append("problems:")
+        out += [f"  {p}" for p in report.problems]
+    if report.failed:
+        out.append("")
+        out.append("mismatches:")
+        for r in report.failed:
+            out.append(f"  {r.label} {r.kernel} {r.point}: {r.quantity}: formula {_fmt(r.expected)}, "
+                       f"measured {_fmt(r.measured)}" + (f" ({r.note})" if r.note else ""))
+    out.append("")
+    out.append("all formulas match the modules" if report.ok else "CHECK FAILED")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------ CUDA
+
+
+def run_cuda(root: Path, ops: Sequence[str] = (), *, repeats: int = 20, warmup: int = 3,
+             specs: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Real bf16 tensors on the GPU at each op's documented examples: peak memory and median time.
+
+    The peak is ``torch.cuda.max_memory_allocated`` above what was allocated before the forward
+    (``cuda_peak``), beside the spec's peak formula and the CPU tracker's figure; the time is the
+    median of ``repeats`` forwards after ``warmup`` ones, each synchronised.
+    """
+    import torch
+
+    from opdoc.check.harness import build, harness
+    from opdoc.check.memory import cuda_peak
+    from opdoc.pipeline import Paths, load
+
+    catalog, ev = load(Paths(root=root, specs=specs))
+    names = [op for op in (list(ops) or list(catalog.specs)) if op in catalog.specs and op in harness]
+    results = []
+    stream = sys.stderr if progress else _Null()
+    for op in names:
+        spec = catalog.specs[op].spec
+        for variant in ev.variants(op):
+            for kernel in kernels_of(ev, op):
+                for example in spec.examples:
+                    point = Point.at(example)
+                    binding = point_binding(ev, spec.scope, point)
+                    label = point_label(binding, spec.scope)
+                    print(f"[cuda] {op}{f'[{variant}]' if variant else ''} {kernel} {label} ...",
+                          file=stream, flush=True)
+                    entry: dict[str, Any] = {"op": op, "variant": variant, "kernel": kernel,
+                                             "example": example, "point": label}
+                    try:
+                        case = build(op, binding, kernel, "cuda", _dtype(ev), variant=variant)
+                        formula = _number(expected_values(ev, op, variant, kernel, binding)["peak_bytes"])
+                        with torch.no_grad():
+                            for _ in range(warmup):
+                                case.call()
+                            peak = cuda_peak(case.call)
+                            times = []
+                            for _ in range(repeats):
+                                torch.cuda.synchronize()
+                                t0 = time.perf_counter()
+                                case.call()
+                                torch.cuda.synchronize()
+                                times.append(time.perf_counter() - t0)
+                        entry.update(peak_bytes=peak, formula_peak_bytes=formula,
+                                     peak_ratio=peak / formula if formula else None,
+                                     median_seconds=statistics.median(times), repeats=repeats)
+                        del case
+                        torch.cuda.empty_cache()
+                    except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+                        entry["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                    results.append(entry)
+    return {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "dtype": catalog.model.dtype, "repeats": repeats,
+            "warmup": warmup, "results": results}
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="opdoc check", description=__doc__.split("\n\n")[0])
+    p.add_argument("ops", nargs="*", metavar="OP", help="ops to check (default: every op with a spec)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cpu: full-size fake tensors plus small real ones (default); cuda: real bf16 on a GPU")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--quick", action="store_true", help="only the documented examples (development)")
+    p.add_argument("--no-independent", action="store_true",
+                   help="skip the comparisons with transformers and segment-anything")
+    p.add_argument("--root", default=".", help="repository root (default: current folder)")
+    p.add_argument("--specs", help="model spec folder (default: the one folder under specs/)")
+    p.add_argument("--report", help="where to write the JSON report (default: build/check-report.json, "
+                                    "or site/measured/cuda-report.json with --device cuda)")
+    return p
+
+
+def run_check(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    root = Path(args.root)
+    specs = Path(args.specs) if args.specs else None
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("opdoc check --device cuda: no CUDA device is available (torch "
+                  f"{torch.__version__}, built {'with' if torch.version.cuda else 'without'} CUDA); "
+                  "run it on a machine with a GPU, or use --device cpu", file=sys.stderr)
+            return 2
+        result = run_cuda(root, args.ops, specs=specs)
+        target = Path(args.report) if args.report else root / "site" / "measured" / "cuda-report.json"
+        _write_json(target, result)
+        if args.format == "json":
+            print(json.dumps(result, indent=2))
+        else:
+            for entry in result["results"]:
+                print(json.dumps(entry))
+            print(f"wrote {target}")
+        return 1 if any("error" in e for e in result["results"]) else 0
+    try:
+        report = run(root, args.ops, quick=args.quick, independent=not args.no_independent, specs=specs)
+    except Exception as exc:
+        from opdoc.spec import SpecError
+
+        if isinstance(exc, SpecError):
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return 1
+        raise
+    target = Path(args.report) if args.report else root / "build" / "check-report.json"
+    _write_json(target, report.to_json())
+    if args.format == "json":
+        print(json.dumps([asdict(r) for r in report.rows], indent=2))
+    else:
+        print(format_table(report))
+    for problem in report.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)

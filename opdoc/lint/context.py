@@ -1,0 +1,152 @@
+"""What a rule receives: the document being linted and the run's context."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .markdown import MarkdownDoc, parse_markdown
+
+__all__ = [
+    "BUILTIN_SYMBOLS",
+    "MAX_BYTES",
+    "LintContext",
+    "LintDoc",
+    "load_declared_symbols",
+    "load_doc",
+]
+
+MAX_BYTES = 2 * 1024 * 1024
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+
+# The dimension names the op-doc template itself uses, for projects without a
+# knowledge base that declares its own.
+BUILTIN_SYMBOLS: frozenset[str] = frozenset(
+    {"B", "S", "d", "h", "H", "N", "d_in", "d_out", "d_ff", "d_h", "d_k", "d_v", "L", "K", "C", "V", "E", "k", "P"}
+)
+
+_OP_FILE = re.compile(r"^op-([A-Za-z_][A-Za-z0-9_]*)\.md$")
+
+
+@dataclass
+class LintDoc:
+    """One path handed to the linter.  ``md`` is set only when the file could
+    be read as markdown; file-stage rules explain why it was not."""
+
+    path: Path
+    display: str
+    size: int | None = None
+    read_error: str | None = None
+    raw: bytes | None = None
+    decode_error: str | None = None
+    md: MarkdownDoc | None = None
+    empty_dir: bool = False  # a directory argument that holds no op-*.md file
+
+    @property
+    def class_name(self) -> str | None:
+        """The class the file name promises (``op-<Class>.md``)."""
+        match = _OP_FILE.match(self.path.name)
+        return match.group(1) if match else None
+
+    @property
+    def has_markdown_suffix(self) -> bool:
+        return self.path.suffix.lower() in MARKDOWN_SUFFIXES
+
+
+@dataclass
+class LintContext:
+    source: Path | None = None
+    mermaid: bool = True
+    symbols: frozenset[str] = BUILTIN_SYMBOLS
+    symbols_origin: str = "the template's built-in list"
+    max_bytes: int = MAX_BYTES
+    # Filled by the engine before rules run.
+    mermaid_results: dict[tuple[str, int], Any] = field(default_factory=dict)
+    mermaid_problem: str | None = None
+    mermaid_problem_reported: bool = False
+    mermaid_seconds: float = 0.0
+
+
+def load_doc(path: Path, display: str | None = None, *, max_bytes: int = MAX_BYTES) -> LintDoc:
+    """Read ``path`` defensively; never raises for a bad file."""
+    doc = LintDoc(path=path, display=display if display is not None else str(path))
+    try:
+        if not path.exists():
+            doc.read_error = "no such file or directory"
+            return doc
+        if not path.is_file():
+            doc.read_error = "not a regular file"
+            return doc
+        doc.size = path.stat().st_size
+        if doc.size > max_bytes:
+            return doc
+        doc.raw = path.read_bytes()
+    except OSError as exc:
+        doc.read_error = exc.strerror or str(exc)
+        return doc
+    doc.size = len(doc.raw)
+    if not doc.has_markdown_suffix:
+        return doc
+    if b"\x00" in doc.raw:
+        first_nul = doc.raw.index(b"\x00")
+        doc.decode_error = f"contains NUL bytes (first at byte {first_nul})"
+        return doc
+    try:
+        text = doc.raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        doc.decode_error = f"is not valid UTF-8 (byte {exc.start}: {exc.reason})"
+        return doc
+    if not text.strip():
+        return doc
+    doc.md = parse_markdown(text, path)
+    return doc
+
+
+def _symbols_from(value: Any) -> Iterable[str]:
+    if isinstance(value, dict):
+        return [str(k) for k in value]
+    if isinstance(value, (list, tuple)):
+        names = []
+        for item in value:
+            if isinstance(item, dict) and "name" in item:
+                names.append(str(item["name"]))
+            elif isinstance(item, dict):
+                names.extend(str(k) for k in item)
+            else:
+                names.append(str(item))
+        return names
+    if isinstance(value, str):
+        return [part for part in re.split(r"[\s,]+", value) if part]
+    return []
+
+
+def load_declared_symbols(root: Path | None = None) -> tuple[frozenset[str], str]:
+    """The knowledge base's declared dimension symbols.
+
+    Reads the ``symbols`` key of every ``specs/*/model.yaml`` under ``root``
+    (default: the working directory, then the checkout holding this package)
+    and returns their union with a description of where they came from.  Falls
+    back to :data:`BUILTIN_SYMBOLS`.
+    """
+    roots = [root] if root is not None else [Path.cwd(), Path(__file__).resolve().parents[2]]
+    for base in roots:
+        files = sorted((base / "specs").glob("*/model.yaml"))
+        names: set[str] = set()
+        used: list[str] = []
+        for spec in files:
+            try:
+                import yaml
+
+                data = yaml.safe_load(spec.read_text(encoding="utf-8"))
+            except Exception:  # unreadable spec: ignore, other files may declare
+                continue
+            if isinstance(data, dict) and "symbols" in data:
+                found = set(_symbols_from(data["symbols"]))
+                if found:
+                    names |= found
+                    used.append(str(spec.relative_to(base)) if base == Path.cwd() else str(spec))
+        if names:
+            return frozenset(names), ", ".join(used)
+    return BUILTIN_SYMBOLS, "the template's built-in list"

@@ -1,0 +1,14 @@
+"""The lint rules; importing this package fills :data:`opdoc.lint.registry.RULES`."""
+
+from . import (  # noqa: F401  (imported for their registrations)
+    accuracy,
+    code,
+    constructor,
+    costs,
+    diagrams,
+    files,
+    naming,
+    sections,
+    shapes,
+    traceability,
+)

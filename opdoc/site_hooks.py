@@ -1,0 +1,195 @@
+"""MkDocs hooks for the knowledge-base site (referenced from mkdocs.yml `hooks:`).
+
+Three jobs, all at build time:
+
+* Navigation. Each generated op page carries a line `<!-- opdoc-family: sam -->`; the nav groups the
+  pages by that family in a fixed order, with index.md first and pages without the comment under
+  "Other". Because the nav is derived from the files that exist, `mkdocs build --strict` never meets
+  a nav entry whose page is missing.
+* Offline third-party assets. mermaid and KaTeX are taken from node_modules (installed by `npm ci`
+  from the pinned package-lock.json) and added to the build as assets/vendor/...; they are never
+  committed to site/. With mermaid present as a global, material does not fetch it from its CDN.
+* The index page's tables get a `data-opdoc-sortable` attribute that site/assets/opdoc.js turns into
+  click-to-sort headers.
+
+This file is loaded by MkDocs from its path, so it imports nothing from the opdoc package.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import File, Files
+
+log = logging.getLogger("mkdocs.hooks.opdoc")
+
+# (family key in the page comment, nav section title), in nav order.
+FAMILIES: tuple[tuple[str, str], ...] = (
+    ("language_model", "Language model"),
+    ("sam", "SAM encoder"),
+    ("clip", "CLIP encoder"),
+    ("projector", "Projector"),
+    ("preprocessing", "Preprocessing"),
+    ("model", "Whole model"),
+)
+OTHER_TITLE = "Other"
+INDEX = "index.md"
+
+FAMILY_COMMENT = re.compile(r"^[ \t]*<!--\s*opdoc-family:\s*(?P<family>[^\s>]*)\s*-->", re.MULTILINE)
+FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
+ATX_H1 = re.compile(r"^#[ \t]+(?P<text>.+?)(?:[ \t]+#+)?[ \t]*$")
+ATTR_LIST = re.compile(r"[ \t]*\{[^{}]*\}$")
+TABLE_OPEN = re.compile(r"<table(?=[\s>])")
+
+# Files copied from node_modules: (path under node_modules, path under the built site).
+# KaTeX fonts are added by directory listing in _vendor_files.
+VENDOR_FILES: tuple[tuple[str, str], ...] = (
+    ("mermaid/dist/mermaid.min.js", "assets/vendor/mermaid.min.js"),
+    ("mermaid/LICENSE", "assets/vendor/mermaid.LICENSE.txt"),
+    ("katex/dist/katex.min.js", "assets/vendor/katex/katex.min.js"),
+    ("katex/dist/katex.min.css", "assets/vendor/katex/katex.min.css"),
+    ("katex/dist/contrib/auto-render.min.js", "assets/vendor/katex/contrib/auto-render.min.js"),
+    ("katex/LICENSE", "assets/vendor/katex/LICENSE.txt"),
+)
+KATEX_FONTS = ("katex/dist/fonts", "assets/vendor/katex/fonts")
+NPM_HINT = "run `npm ci` in the repository root (Node.js and npm are needed once, to fetch the pinned copies)"
+
+
+def page_family(markdown: str) -> str | None:
+    """The family named by a page's `<!-- opdoc-family: ... -->` comment, or None without one."""
+    match = FAMILY_COMMENT.search(markdown)
+    return match.group("family") if match else None
+
+
+def page_title(markdown: str) -> str | None:
+    """The text of a page's first level-1 ATX heading (outside code fences), plain, or None.
+
+    MkDocs only takes a page's title from an H1 that is the very first block; opdoc's pages open with
+    HTML comments, so the nav names each page explicitly with this.
+    """
+    fence: str | None = None
+    for line in markdown.splitlines():
+        opening = FENCE.match(line)
+        if fence is not None:
+            if opening and opening.group(1)[0] == fence[0] and len(opening.group(1)) >= len(fence) \
+                    and not line.strip().strip(fence[0]):
+                fence = None
+            continue
+        if opening:
+            fence = opening.group(1)
+            continue
+        heading = ATX_H1.match(line)
+        if heading:
+            text = ATTR_LIST.sub("", heading.group("text"))
+            text = text.replace("`", "").replace("**", "").strip()
+            return text or None
+    return None
+
+
+def build_nav(pages: dict[str, str | None], titles: dict[str, str | None] | None = None) -> list:
+    """MkDocs nav data from {src_uri: family or None} and optionally {src_uri: title or None}.
+
+    index.md comes first, then one section per known family that has pages (in FAMILIES order), then
+    "Other" for pages without a family. Pages are sorted by path inside a section; a section with no
+    pages is left out. An unknown family is reported as a warning (an error under --strict) and the
+    page goes under "Other". A page with a title is listed as {title: path}, else by its path alone.
+    """
+    titles = titles or {}
+
+    def entry(src_uri: str):
+        title = titles.get(src_uri)
+        return {title: src_uri} if title else src_uri
+
+    known = {key for key, _ in FAMILIES}
+    sections: dict[str, list[str]] = {key: [] for key, _ in FAMILIES}
+    other: list[str] = []
+    nav: list = []
+    for src_uri in sorted(pages):
+        family = pages[src_uri]
+        if src_uri == INDEX:
+            nav.append({"Home": INDEX})
+        elif family in known:
+            sections[family].append(src_uri)
+        else:
+            if family is not None:
+                log.warning(
+                    "%s: unknown opdoc-family %r (expected one of %s); listed under %r",
+                    src_uri, family, ", ".join(sorted(known)), OTHER_TITLE,
+                )
+            other.append(src_uri)
+    for key, title in FAMILIES:
+        if sections[key]:
+            nav.append({title: [entry(src_uri) for src_uri in sections[key]]})
+    if other:
+        nav.append({OTHER_TITLE: [entry(src_uri) for src_uri in other]})
+    return nav
+
+
+def _node_modules(config) -> Path:
+    """node_modules next to mkdocs.yml, else at the repository root this hook belongs to."""
+    candidates = []
+    if config.config_file_path:
+        candidates.append(Path(config.config_file_path).resolve().parent / "node_modules")
+    candidates.append(Path(__file__).resolve().parent.parent / "node_modules")
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    return candidates[0]
+
+
+def _vendor_files(config) -> list[tuple[Path, str]]:
+    """(absolute source, site path) of every third-party asset; raises PluginError if any is missing."""
+    root = _node_modules(config)
+    pairs = [(root / src, dest) for src, dest in VENDOR_FILES]
+    fonts_dir = root / KATEX_FONTS[0]
+    if fonts_dir.is_dir():
+        pairs += [
+            (font, f"{KATEX_FONTS[1]}/{font.name}")
+            for font in sorted(fonts_dir.iterdir())
+            if font.suffix in {".woff2", ".woff", ".ttf"}
+        ]
+    missing = [str(src) for src, _ in pairs if not src.is_file()]
+    if not fonts_dir.is_dir():
+        missing.append(str(fonts_dir) + "/")
+    if missing:
+        raise PluginError(
+            "opdoc site: the offline copies of mermaid and KaTeX are missing from node_modules ("
+            + ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+            + "). To fix: " + NPM_HINT + "."
+        )
+    return pairs
+
+
+def on_config(config):
+    # Fail before anything is rendered, with the one instruction that fixes it.
+    _vendor_files(config)
+    return config
+
+
+def on_files(files: Files, config) -> Files:
+    # Third-party assets: MkDocs copies them into site_dir like any other static file.
+    for src, dest in _vendor_files(config):
+        existing = files.get_file_from_path(dest)
+        if existing is not None:
+            files.remove(existing)
+        files.append(File.generated(config, dest, abs_src_path=str(src)))
+
+    # Navigation from the pages that exist.
+    pages: dict[str, str | None] = {}
+    titles: dict[str, str | None] = {}
+    for file in files.documentation_pages():
+        text = file.content_string
+        pages[file.src_uri] = page_family(text)
+        titles[file.src_uri] = page_title(text)
+    config["nav"] = build_nav(pages, titles)
+    return files
+
+
+def on_page_content(html: str, page, config, files):
+    # Only the index's tables sort: op pages' tables have a meaningful row order.
+    if page.file.src_uri == INDEX:
+        html = TABLE_OPEN.sub("<table data-opdoc-sortable", html)
+    return html

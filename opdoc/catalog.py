@@ -67,6 +67,7 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
     except SpecError as exc:
         problems.extend(exc.problems)
     parsed: dict[str, ParsedSpec] = {}
+    failed: set[str] = set()  # specs that did not load: their own error is reported, not their absence
     for path in sorted(model_dir.glob("*.yaml")):
         if path.name == "model.yaml":
             continue
@@ -76,6 +77,7 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
             spec = validate(located, OpSpec, display)
         except SpecError as exc:
             problems.extend(exc.problems)
+            failed.add(path.stem)
             continue
         if spec.op != path.stem:
             problems.append(SpecProblem(display, located.line_of(("op",)), "op",
@@ -88,7 +90,7 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
         raise SpecError(problems)
     symbols = symbol_table(model)
     for item in parsed.values():
-        problems.extend(_check_spec(item, model, symbols, parsed))
+        problems.extend(_check_spec(item, model, symbols, parsed, failed))
     order, cycle_problems = _topological(parsed)
     problems.extend(cycle_problems)
     if problems:
@@ -104,7 +106,7 @@ def _display(path: Path, root: Path) -> str:
 
 
 def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.Symbol],
-                catalog: dict[str, ParsedSpec]) -> list[SpecProblem]:
+                catalog: dict[str, ParsedSpec], failed: set[str]) -> list[SpecProblem]:
     spec, problems = item.spec, []
 
     def problem(loc: tuple, message: str) -> None:
@@ -155,7 +157,7 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
                             f"unknown tensor '{name}'{suggest(name, sorted(tensor_names))}")
 
     for index, child in enumerate(spec.children):
-        if child.op not in catalog:
+        if child.op not in catalog and child.op not in failed:
             problem(("children", index, "op"), f"no spec for child op '{child.op}'{suggest(child.op, sorted(catalog))}; "
                                                f"add specs/.../{child.op}.yaml or fix the name")
         if child.only is not None and child.only not in spec.variants:

@@ -324,7 +324,7 @@ def validate(located: Located, model: type[BaseModel], display: str) -> BaseMode
             message = error["msg"]
             if error["type"] == "extra_forbidden":
                 message = "unknown key; remove it or check its spelling"
-                if " " in str(loc[-1]):  # text cut at a comma inside {...}: the rest became a "key"
+                if not str(loc[-1]).isidentifier():  # text cut at a comma inside {...}: the rest became a "key"
                     message = ("this looks like text cut at a comma inside a {...} mapping; "
                                "quote the value that contains commas or colons")
             elif error["type"] == "missing":

@@ -52,12 +52,19 @@ def class_source(item: ParsedSpec, root: Path) -> ClassSource:
             lines = text.splitlines()[first - 1:node.end_lineno]
             init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
             signature, params = _signature(init)
-            try:
-                shown = str(path.resolve().relative_to(root.resolve()))
-            except ValueError:
-                shown = path.name
+            shown = _relative(path, root)
             return ClassSource(shown, first, node.end_lineno, "\n".join(lines), signature, params)
     raise SpecError([SpecProblem(**{**problem.__dict__, "message": f"class '{name}' not found in {path.name}"})])
+
+
+def _relative(path: Path, root: Path) -> str:
+    """The file as the reader finds it: relative to the repository being built, else to opdoc's own."""
+    for base in (root, Path(__file__).resolve().parent.parent):
+        try:
+            return str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return path.name
 
 
 def _signature(init: ast.FunctionDef | None) -> tuple[str, list[tuple[str, str | None]]]:
@@ -126,6 +133,7 @@ class OpView:
     examples: list[dict[str, str]]
     variants: list[VariantView]
     model_kernel: str
+    model_title: str
     dtype: str
     related: list[dict[str, object]]
     usage: str
@@ -200,7 +208,7 @@ class ViewBuilder:
             implementation_notes=[self.fill(item, n) for n in spec.prose.implementation_notes],
             assume=self._assume(item), primary_title=scope.examples[primary].title,
             examples=[{"name": e, "title": scope.examples[e].title, "why": scope.examples[e].why} for e in spec.examples],
-            variants=variants, model_kernel=self.catalog.model.attention_kernel, dtype=DTYPE_SHORT[self.dtype],
+            variants=variants, model_kernel=self.catalog.model.attention_kernel, model_title=self.catalog.model.title, dtype=DTYPE_SHORT[self.dtype],
             related=self._related(item), usage=self.fill(item, spec.prose.usage, code=True),
             config_example=json.dumps({k: scope.config[k] for k in spec.prose.config_keys}, indent=2) if spec.prose.config_keys else None, performance=self.fill(item, spec.prose.performance),
             references=[self.fill(item, r) for r in spec.prose.references], index_row=index_row,

@@ -1,0 +1,121 @@
+"""How `opdoc build` treats the knowledge base: atomic, deterministic, never touching files it did not make."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, TINY
+from opdoc.cli import main
+
+
+def tiny_copy(tmp_path: Path) -> Path:
+    shutil.copytree(TINY, tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+def run(*argv: str) -> int:
+    return main(list(argv))
+
+
+def test_foreign_files_survive_and_stale_generated_files_go(tmp_path, capsys):
+    root = tiny_copy(tmp_path)
+    site = root / "site"
+    site.mkdir()
+    (site / "op-HandWritten.md").write_text("# HandWritten\n", encoding="utf-8")
+    assert run("build", "--root", str(root), "--site", str(site)) == 0
+    assert (site / "op-DeepseekV2MLP.md").exists()
+    # Drop the MLP spec: its page was generated (listed in the manifest), so it goes; the foreign page stays.
+    (root / "specs/tiny/DeepseekV2MLP.yaml").unlink()
+    assert run("build", "--root", str(root), "--site", str(site)) == 0
+    assert not (site / "op-DeepseekV2MLP.md").exists()
+    assert (site / "op-HandWritten.md").read_text(encoding="utf-8") == "# HandWritten\n"
+    manifest = json.loads((site / ".opdoc-manifest.json").read_text(encoding="utf-8"))
+    assert "op-HandWritten.md" not in manifest["generated"]
+    capsys.readouterr()
+
+
+def test_check_lists_what_differs_and_changes_nothing(tmp_path, capsys):
+    root = tiny_copy(tmp_path)
+    site = root / "site"
+    assert run("build", "--root", str(root), "--site", str(site)) == 0
+    page = site / "op-DeepseekV2RMSNorm.md"
+    page.write_text(page.read_text(encoding="utf-8") + "edited by hand\n", encoding="utf-8")
+    capsys.readouterr()
+    assert run("build", "--check", "--root", str(root), "--site", str(site)) == 1
+    out = capsys.readouterr().out
+    assert "differs" in out and "op-DeepseekV2RMSNorm.md" in out
+    assert page.read_text(encoding="utf-8").endswith("edited by hand\n")
+
+
+def _build_in_subprocess(root: Path, site: Path, seed: str) -> dict[str, bytes]:
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    subprocess.run([sys.executable, "-m", "opdoc", "build", "--root", str(root), "--site", str(site)],
+                   check=True, env=env, capture_output=True)
+    return {str(p.relative_to(site)): p.read_bytes() for p in sorted(site.rglob("*")) if p.is_file()}
+
+
+def test_two_builds_are_byte_identical(tmp_path):
+    root = tiny_copy(tmp_path)
+    first = _build_in_subprocess(root, tmp_path / "one", "1")
+    second = _build_in_subprocess(root, tmp_path / "two", "98765")
+    assert first == second
+    assert any(name.endswith(".svg") for name in first)
+
+
+def test_building_the_docs_never_imports_torch():
+    probe = ("import sys; from opdoc.cli import main; "
+             "code = main(['build', '--check', '--root', sys.argv[1]]); "
+             "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", probe, str(ROOT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_committed_knowledge_base_is_what_the_specs_generate(capsys):
+    assert run("build", "--check", "--root", str(ROOT)) == 0, capsys.readouterr().out
+
+
+def test_every_spec_has_a_page_and_every_generated_page_a_spec():
+    specs = {p.stem for p in (ROOT / "specs/deepseek_ocr").glob("*.yaml")} - {"model"}
+    generated = json.loads((ROOT / "site/.opdoc-manifest.json").read_text(encoding="utf-8"))["generated"]
+    pages = {name[3:-3] for name in generated if name.startswith("op-")}
+    assert specs == pages
+
+
+def test_schema_is_current(capsys):
+    assert run("schema", "--check", "--root", str(ROOT)) == 0
+
+
+def test_eval_prints_every_quantity_with_overrides(tmp_path, capsys):
+    root = tiny_copy(tmp_path)
+    assert run("eval", "DeepseekV2MLP", "--root", str(root), "--example", "prefill", "--set", "S=32") == 0
+    out = capsys.readouterr().out
+    # tensor FLOPs 2 × B × S × h × d_ff = 2 × 1 × 32 × 8 × 32 = 16,384
+    assert "16.38 KFLOPs" in out
+    assert run("eval", "DeepseekV2MLP", "--root", str(root), "--set", "Q=1") == 1
+    assert "unknown symbol 'Q'" in capsys.readouterr().err
+
+
+def test_export_writes_every_quantity_at_every_example(tmp_path, capsys):
+    root = tiny_copy(tmp_path)
+    assert run("export", "--root", str(root), "--format", "json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    keys = {(r["op"], r["example"], r["quantity"]) for r in rows}
+    assert ("DeepseekV2RMSNorm", "batch", "cuda_flops") in keys
+    # RMSNorm CUDA FLOPs at B=2, S=4, h=8: 3 × 2 × 4 × 8 = 192
+    assert next(r for r in rows if r["op"] == "DeepseekV2RMSNorm" and r["example"] == "batch"
+                and r["quantity"] == "cuda_flops")["value"] == "192"
+    assert run("export", "--root", str(root), "--format", "csv", "--output", str(tmp_path / "out.csv")) == 0
+    assert (tmp_path / "out.csv").read_text(encoding="utf-8").startswith("op,variant,example,quantity,value")
+
+
+def test_new_skeleton_loads_and_fails_only_on_its_todos(tmp_path, capsys):
+    root = tiny_copy(tmp_path)
+    assert run("new", "TinyThing", "--root", str(root)) == 0
+    assert run("new", "TinyThing", "--root", str(root)) == 1  # never overwrites
+    capsys.readouterr()
+    assert run("build", "--root", str(root), "--site", str(root / "site")) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "TinyThing.yaml" in line]
+    assert errors and all("still a TODO" in line for line in errors)

@@ -1,0 +1,80 @@
+"""The language-model slice evaluated at DeepSeek-OCR's configuration, against hand arithmetic and published totals.
+
+Configuration (../shared/facts): h=1280, d_ff=6848, d_e=896, E=64, k=6, E_s=2, H=10, d_h=128, V=129280, L=12.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from opdoc.pipeline import Paths, load
+
+CATALOG, EV = load(Paths(root=ROOT))
+INDEX = ROOT.parent / "shared" / "facts" / "deepseek-ocr-weight-index.json"
+
+
+def at(op, example="prefill", variant=None, kernel=None):
+    return EV.evaluate_at(op, example, variant, kernel)
+
+
+def test_dense_mlp_at_prefill():
+    v = at("DeepseekV2MLP")
+    assert v["tensor_flops"] == 6 * 8192 * 1280 * 6848  # three projections, 2 FLOPs per MAC = 430,838,906,880
+    assert v["cuda_flops"] == 6 * 8192 * 6848  # silu (5) + gate multiply (1) per inner element
+    assert v["parameters"] == 3 * 1280 * 6848 == 26_296_320
+    assert v["parameter_bytes"] == 2 * 26_296_320  # bf16
+
+
+def test_rmsnorm_cuda_flops_follow_the_code():
+    # square, mean (read + divide per row), add eps, rsqrt, normalise, gain over 8192 × 1280 elements
+    assert at("DeepseekV2RMSNorm")["cuda_flops"] == 4 * 8192 * 1280 + 3 * 8192
+
+
+def test_moe_counts_shared_experts_once():
+    v = at("DeepseekV2MoE")
+    router = 2 * 8192 * 1280 * 64
+    routed = 6 * 8192 * 6 * 1280 * 896  # each token through k=6 experts of width 896
+    shared = 6 * 8192 * 1280 * (2 * 896)  # one MLP of width E_s × d_e, every token once
+    assert v["tensor_flops"] == router + routed + shared
+    assert v["parameters"] == 64 * 1280 + 64 * 3 * 1280 * 896 + 3 * 1280 * 1792 == 227_164_160
+    # active per token: router + k experts + shared
+    assert v["active_parameters"] == 64 * 1280 + 6 * 3 * 1280 * 896 + 3 * 1280 * 1792
+
+
+def test_attention_prefill_and_decode():
+    prefill, decode = at("LlamaAttention"), at("LlamaAttention", "decode")
+    # q, k, v, o projections 4 × 2 × S × h × h; QKᵀ and PV 2 × 2 × H × S × (P+S) × d_h
+    assert prefill["tensor_flops"] == 8 * 8192 * 1280 * 1280 + 4 * 10 * 8192 * 8192 * 128
+    assert decode["tensor_flops"] == 8 * 1 * 1280 * 1280 + 4 * 10 * 1 * 8192 * 128
+    # keys and values of 8192 positions, 10 heads × 128, bf16
+    assert prefill["kv_cache_bytes"] == decode["kv_cache_bytes"] == 2 * 8192 * 10 * 128 * 2 == 41_943_040
+    # the eager kernel holds bf16 scores and two fp32 score-sized tensors; the fused one holds none
+    assert prefill["peak_eager"] > 10 * 10 * 8192 * 8192 > prefill["peak_fused"]
+
+
+def test_decoder_layer_variants():
+    moe, dense = at("DeepseekV2DecoderLayer", variant="moe"), at("DeepseekV2DecoderLayer", variant="dense")
+    attention, norms = 4 * 1280 * 1280, 2 * 1280
+    assert dense["parameters"] == attention + 3 * 1280 * 6848 + norms == 32_852_480
+    assert moe["parameters"] == attention + 227_164_160 + norms == 233_720_320
+
+
+def test_language_model_matches_the_checkpoint_and_the_paper():
+    v = at("DeepseekV2ForCausalLM")
+    # 1 dense + 11 MoE layers, embedding and untied head 129280 × 1280 each, final norm
+    assert v["parameters"] == 32_852_480 + 11 * 233_720_320 + 2 * 129280 * 1280 + 1280 == 2_934_734_080
+    # The paper's "A570M": active parameters per token, input embedding excluded (one row counted here)
+    assert abs(v["active_parameters"] - 570e6) / 570e6 < 0.01
+    assert v["kv_cache_bytes"] == 12 * 41_943_040
+
+
+@pytest.mark.skipif(not INDEX.exists(), reason="../shared/facts is not beside this checkout")
+def test_language_model_bytes_equal_the_checkpoint_share():
+    index = json.loads(INDEX.read_text(encoding="utf-8"))
+    names = [n for n in index["weight_map"] if n.startswith(("model.layers.", "model.embed_tokens.", "model.norm.", "lm_head."))]
+    spec_names = {t.name for t in CATALOG.specs["DeepseekV2ForCausalLM"].spec.tensors if t.role == "parameter"}
+    assert "lm_head.weight" in spec_names and "lm_head.weight" in names
+    # bf16: 2 bytes per parameter of the language model
+    assert at("DeepseekV2ForCausalLM")["parameter_bytes"] == 2 * 2_934_734_080

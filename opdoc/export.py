@@ -13,7 +13,10 @@ from opdoc.spec import SpecError, SpecProblem
 def _rows(evaluator, op: str, example: str, variant, binding) -> list[dict[str, str]]:
     item = evaluator.catalog.specs[op]
     rows = []
-    for quantity, expr in evaluator.quantities(op, variant).derived().items():
+    exprs = evaluator.quantities(op, variant).derived()
+    for kernel in ("eager", "fused"):  # the peak under each attention kernel, beside the model's own
+        exprs[f"peak_{kernel}"] = evaluator.quantities(op, variant, kernel).peak
+    for quantity, expr in exprs.items():
         value = expr.xreplace(binding)
         if value.free_symbols:
             raise SpecError([SpecProblem(item.path, item.line("examples"), "examples",

@@ -303,7 +303,12 @@ class ViewBuilder:
         operations = []
         for i, operation in enumerate(spec.operations):
             expr = item.exprs[f"operations.{i}.flops"]
-            operations.append(Row(operation.name, "tensor-core" if operation.unit == "tensor" else "CUDA-core",
+            if operation.kernel not in (None, self.ev.kernel):
+                continue  # the other kernel's operations are summarised in the comparison table
+            kind = "tensor-core" if operation.unit == "tensor" else "CUDA-core"
+            if operation.kernel:
+                kind += f", {operation.kernel} kernel only"
+            operations.append(Row(operation.name, kind,
                                   source_text(operation.flops), sympy.latex(expr),
                                   self.fmt(expr, "flops", item, primary, operation.name),
                                   self.fill(item, operation.explain)))
@@ -352,7 +357,7 @@ class ViewBuilder:
         spec, ev, primary = item.spec, self.ev, item.spec.examples[0]
         rows = []
         for i, tensor in enumerate(spec.tensors):
-            if tensor.role not in roles or tensor.from_child:
+            if tensor.role not in roles or tensor.from_child or tensor.kernel not in (None, ev.kernel):
                 continue
             dtype = self.dtype if tensor.dtype == "model" else tensor.dtype
             size = DTYPE_BYTES[dtype]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, TINY
+from opdoc_testing import ROOT, TINY
 from opdoc.cli import main
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOLDEN, TINY, assert_golden
+from opdoc_testing import GOLDEN, TINY, assert_golden
 from opdoc.cli import main
 
 SPECS = Path("specs/tiny")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from opdoc_testing import ROOT
 from opdoc.pipeline import Paths, load
 
 CATALOG, EV = load(Paths(root=ROOT))

@@ -470,6 +470,8 @@ RULES.cuda_core(aten.sum, aten.amax, aten.amin, aten.argmax, aten.argmin, aten.p
                 aten.all, aten.nansum,
                 text="1 per input element")(
     lambda func, args, kwargs, out: Flops(cuda=args[0].numel()))
+RULES.cuda_core(aten.aminmax, text="2 per input element: a min and a max reduction in one pass")(
+    lambda func, args, kwargs, out: Flops(cuda=2 * args[0].numel()))
 
 
 @RULES.cuda_core(aten.max, aten.min,

@@ -21,7 +21,7 @@ from .config import ClipConfig, ProjectorConfig, SamConfig
 
 
 class PatchEmbed(nn.Module):
-    """Image to patch embeddings: one strided convolution, output channels-last (B, H_p, W_p, C)."""
+    """Image to patch embeddings: one strided convolution, output channels-last (B, H_p, W_p, h)."""
 
     def __init__(
         self,
@@ -337,7 +337,7 @@ class NoTPAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         bsz, seqlen, _ = x.shape
         xqkv = self.qkv_proj(x).view(bsz, seqlen, 3, self.num_heads, self.head_dim)
-        xq, xk, xv = xqkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, S, head_dim)
+        xq, xk, xv = xqkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, S, d_h)
         out = F.scaled_dot_product_attention(xq, xk, xv, dropout_p=self.attn_drop if self.training else 0.0)
         return self.out_proj(out.permute(0, 2, 1, 3).reshape(bsz, seqlen, -1))
 

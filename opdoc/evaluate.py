@@ -71,6 +71,8 @@ class Evaluator:
         self.kernel = catalog.model.attention_kernel  # the kernel the model loads: the headline numbers
         self._memo: dict[tuple[str, str | None, str], Quantities] = {}
         self._bindings: dict[tuple, dict[sympy.Symbol, sympy.Expr]] = {}
+        self._values: dict[tuple, sympy.Expr] = {}  # (expression, scope, example) -> exact number
+        self._evaluated: dict[tuple, dict[str, sympy.Expr]] = {}
 
     # ------------------------------------------------------------------ symbolic composition
 
@@ -212,24 +214,31 @@ class Evaluator:
         return values
 
     def at(self, item: ParsedSpec, expr: sympy.Expr, example: str, what: str) -> sympy.Expr:
+        key = (expr, item.spec.scope, example)
+        if key in self._values:
+            return self._values[key]
         value = expr.xreplace(self.binding(item.spec.scope, example))
         if value.free_symbols:
             missing = ", ".join(sorted(map(str, value.free_symbols)))
             raise SpecError([SpecProblem(item.path, item.line("examples"), "examples",
                                          f"{what} needs {missing}, which example '{example}' of scope "
                                          f"'{item.spec.scope}' does not bind; bind it in model.yaml")])
+        self._values[key] = value
         return value
 
     def evaluate_at(self, op: str, example: str, variant: str | None = None,
                     kernel: str | None = None) -> dict[str, sympy.Expr]:
         """Every derived quantity of one op at one example (at the model's kernel unless told), exact,
         plus the peak under each kernel as peak_eager and peak_fused."""
-        item = self.catalog.specs[op]
-        values = {name: self.at(item, expr, example, name)
-                  for name, expr in self.quantities(op, variant, kernel).derived().items()}
-        for other in KERNELS:
-            values[f"peak_{other}"] = self.at(item, self.quantities(op, variant, other).peak, example, "peak")
-        return values
+        key = (op, example, variant, kernel)
+        if key not in self._evaluated:
+            item = self.catalog.specs[op]
+            values = {name: self.at(item, expr, example, name)
+                      for name, expr in self.quantities(op, variant, kernel).derived().items()}
+            for other in KERNELS:
+                values[f"peak_{other}"] = self.at(item, self.quantities(op, variant, other).peak, example, "peak")
+            self._evaluated[key] = values
+        return dict(self._evaluated[key])
 
 
 @dataclass

@@ -86,7 +86,6 @@ class Row:
     name: str
     kind: str
     formula: str
-    latex: str
     value: str
     explain: str
     link: str | None = None
@@ -309,7 +308,7 @@ class ViewBuilder:
             if operation.kernel:
                 kind += f", {operation.kernel} kernel only"
             operations.append(Row(operation.name, kind,
-                                  source_text(operation.flops), sympy.latex(expr),
+                                  source_text(operation.flops),
                                   self.fmt(expr, "flops", item, primary, operation.name),
                                   self.fill(item, operation.explain)))
         for i, child in ev.active_children(item, variant):
@@ -318,7 +317,7 @@ class ViewBuilder:
             flops = count * sub.forward_flops.xreplace(ev.child_binding(item, i))
             bind = ", ".join(f"{k} → {source_text(v)}" for k, v in child.bind.items())
             formula = f"{source_text(child.count)} × FLOPs({child.op}{', ' + bind if bind else ''})"
-            operations.append(Row(child.name, "child", formula, sympy.latex(sympy.expand(flops)),
+            operations.append(Row(child.name, "child", formula,
                                   self.fmt(flops, "flops", item, primary, child.name),
                                   self.fill(item, child.why), link=child.op))
         units = {"tensor_flops": "flops", "cuda_flops": "flops", "forward_flops": "flops", "backward_flops": "flops",
@@ -367,7 +366,7 @@ class ViewBuilder:
             formula = shape if tensor.role == "parameter" else f"{shape} × {size} B ({DTYPE_SHORT[dtype]})"
             extra = (f"; {self.fmt(ev.tensor_bytes(item, i), 'bytes', item, primary, tensor.name)} at {DTYPE_SHORT[dtype]}"
                      if tensor.role == "parameter" else "")
-            rows.append(Row(tensor.name, DTYPE_SHORT[dtype], formula, "", self.fmt(value, unit, item, primary, tensor.name) + extra,
+            rows.append(Row(tensor.name, DTYPE_SHORT[dtype], formula, self.fmt(value, unit, item, primary, tensor.name) + extra,
                             self.fill(item, tensor.note)))
         field = {"parameter": "parameters", "intermediate": "activation_bytes", "cache": "kv_cache_bytes"}[roles[0]]
         unit = "params" if field == "parameters" else "bytes"
@@ -377,7 +376,7 @@ class ViewBuilder:
                 continue
             count = item.exprs[f"children.{i}.count"]
             value = count * sub.xreplace(ev.child_binding(item, i))
-            rows.append(Row(child.name, "child", f"{source_text(child.count)} × {child.op}", "",
+            rows.append(Row(child.name, "child", f"{source_text(child.count)} × {child.op}",
                             self.fmt(value, unit, item, primary, child.name), "", link=child.op))
         return rows
 
@@ -390,8 +389,7 @@ class ViewBuilder:
             expr = self.ev.quantities(spec.op, variant, None if kernel == "any" else kernel).peak
             note = spec.memory.peak.get(kernel) or spec.memory.peak["any"]
             # The author's phase-by-phase formula reads better than its expansion into nested maxima.
-            rows.append(Row(kernel, labels.get(kernel, "any attention kernel"), source_text(note.formula),
-                            sympy.latex(expr), self.fmt(expr, "bytes", item, primary, f"peak {kernel}"),
+            rows.append(Row(kernel, labels.get(kernel, "any attention kernel"), source_text(note.formula), self.fmt(expr, "bytes", item, primary, f"peak {kernel}"),
                             self.fill(item, note.explain)))
         return rows
 

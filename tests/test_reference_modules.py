@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from opdoc_testing import WEIGHT_INDEX, keys_under, load_weight_index
 import torch
 from torch import nn
 
@@ -41,22 +43,12 @@ from opdoc.reference.deepseek_v2 import (
 
 REPO = Path(__file__).resolve().parents[1]
 # The released checkpoint's parameter names: beside the repository (../shared) or inside a checkout's shared/.
-WEIGHT_INDEX = next(
-    (p for p in (REPO / "shared", REPO.parent / "shared") if (p / "facts" / "deepseek-ocr-weight-index.json").exists()),
-    REPO.parent / "shared",
-) / "facts" / "deepseek-ocr-weight-index.json"
 S_FULL = 8192  # max_position_embeddings: the prefill example of model.yaml
 
 
 @pytest.fixture(scope="module")
 def index() -> dict:
-    if not WEIGHT_INDEX.exists():
-        pytest.skip(f"{WEIGHT_INDEX} not present")
-    return json.loads(WEIGHT_INDEX.read_text())
-
-
-def keys_under(index: dict, prefix: str) -> set[str]:
-    return {k[len(prefix):] for k in index["weight_map"] if k.startswith(prefix)}
+    return load_weight_index()
 
 
 def names(module: nn.Module) -> set[str]:

@@ -14,14 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from opdoc_testing import WEIGHT_INDEX, keys_under, load_weight_index
+
 from opdoc.pipeline import Paths, load
 from opdoc.reference.config import load_scope_config
 
 REPO = Path(__file__).resolve().parents[1]
-WEIGHT_INDEX = next(
-    (p for p in (REPO / "shared", REPO.parent / "shared") if (p / "facts" / "deepseek-ocr-weight-index.json").exists()),
-    REPO.parent / "shared",
-) / "facts" / "deepseek-ocr-weight-index.json"
 BF16, FP32 = 2, 4
 
 
@@ -191,13 +189,7 @@ def test_attention_eager_peak_moment_depends_on_length():
 
 @pytest.fixture(scope="module")
 def index() -> dict:
-    if not WEIGHT_INDEX.exists():
-        pytest.skip(f"{WEIGHT_INDEX} not present")
-    return json.loads(WEIGHT_INDEX.read_text())
-
-
-def keys_under(index: dict, prefix: str) -> set[str]:
-    return {k[len(prefix):] for k in index["weight_map"] if k.startswith(prefix)}
+    return load_weight_index()
 
 
 def spec_parameter_names(evaluator, op: str) -> set[str]:

@@ -230,10 +230,10 @@ def op_scaling_svg(
     _draw_panel(left, flop_series, x_label, "FLOPs", "", (example_x, example_label, flop_marks),
                 f"{op_name}: forward FLOPs")
 
-    act_series = [("activation memory", list(xs), list(act_bytes))]
+    act_series = [("peak activation memory", list(xs), list(act_bytes))]
     act_marks = [v for v in (at_example(act_bytes),) if v is not None]
     _draw_panel(right, act_series, x_label, "bytes", "B", (example_x, example_label, act_marks),
-                f"{op_name}: activation memory")
+                f"{op_name}: peak activation memory")
     return _svg(fig)
 
 

@@ -65,8 +65,8 @@ def test_svg_has_no_date_no_tool_version_and_no_trailing_spaces(make):
 def test_scaling_marks_the_example_in_both_panels_and_labels_everything():
     found = texts(scaling())
     assert found.count(LABEL) == 2, found
-    for expected in ("tensor-core FLOPs", "CUDA-core FLOPs", "activation memory", "S (tokens)",
-                     "DeepseekV2MLP: forward FLOPs", "DeepseekV2MLP: activation memory"):
+    for expected in ("tensor-core FLOPs", "CUDA-core FLOPs", "peak activation memory", "S (tokens)",
+                     "DeepseekV2MLP: forward FLOPs", "DeepseekV2MLP: peak activation memory"):
         assert expected in found
     assert "1,024" in found  # the sizes are the x ticks, exactly
 

@@ -271,3 +271,69 @@ def test_checker_agrees_on_attention(evaluator, example, tokens, kernel, device)
     expected_kernel = "_scaled_dot_product_flash_attention_for_cpu" if kernel == "fused" else "math:"
     assert any(expected_kernel in name for name in m.attention_kernels), m.attention_kernels
     _assert_matches(evaluator.evaluate_at("NoTPAttention", example, kernel=kernel), m)
+
+
+# ---------------------------------------------------------------- the math path with more than one view
+
+
+def attention_at_batch(evaluator, example: str, batch: int, kernel: str) -> dict:
+    """The spec's quantities at a named example with B overridden (S stays the example's)."""
+    quantities = evaluator.quantities("NoTPAttention", None, kernel)
+    binding = evaluator.binding("clip", example, overrides={"B": batch})
+    return {name: expr.xreplace(binding) for name, expr in quantities.derived().items()}
+
+
+@pytest.mark.parametrize("example, tokens", [("base_view", 257), ("gundam_tile", 101)])
+def test_attention_eager_batch_copies(evaluator, example, tokens):
+    # With B > 1 bmm cannot fold (B, H) into one batch axis as a view, so the math path copies the
+    # scaled q, the scaled k^T and v32 to contiguous fp32: 3 * B*H*S*d_h * 4 = 12*B*S*h more bytes,
+    # written once and read once. At B = 1 those copies are views and cost nothing.
+    S, h = tokens, 1024
+    one = attention_at_batch(evaluator, example, 1, "eager")
+    two = attention_at_batch(evaluator, example, 2, "eager")
+    assert one["activation_bytes"] == attention_eager_expected(S)["activation_bytes"]
+    copies = 12 * 2 * S * h
+    for quantity in ("activation_bytes", "io_write_bytes"):
+        assert two[quantity] == 2 * one[quantity] + copies, quantity
+    # the weights are read once whatever B is
+    weights = (4 * h * h + 4 * h) * BF16
+    assert two["io_read_bytes"] == 2 * (one["io_read_bytes"] - weights) + weights + copies
+
+
+def test_attention_eager_batch_peak_moments(evaluator):
+    h, H, d, B = 1024, 16, 64, 2
+    def moments(S):
+        head, score = B * H * S * d * FP32, B * H * S * S * FP32
+        held = B * S * 3 * h * BF16 + 4 * head  # qkv, q32, k32, v32 and the scaled q
+        return {
+            "q.k": held + head + 2 * head + score,           # scaled k^T, copies of q and k^T, scores
+            "softmax": held + 2 * score,                      # scores and fp32 probs
+            "p.v": held + score + score // 2 + head + head,   # probs fp32 + bf16, copy of v, attn32
+        }
+    # Two Gundam tiles: S = 101 < 2 * d_h, the Q.K^T moment with the operand copies is the largest:
+    # qkv 1,241,088 + 7 fp32 heads 7 * 827,392 + scores 1,305,728
+    tile = moments(101)
+    assert max(tile, key=tile.get) == "q.k"
+    assert tile["q.k"] == 1_241_088 + 7 * 827_392 + 1_305_728 == 8_338_560
+    assert attention_at_batch(evaluator, "gundam_tile", B, "eager")["peak"] == 8_338_560
+    # Two Base views: S = 257 > 4 * d_h, the softmax moment, as for one view but twice the size
+    base = moments(257)
+    assert max(base, key=base.get) == "softmax"
+    assert attention_at_batch(evaluator, "base_view", B, "eager")["peak"] == base["softmax"] == 2 * 14_243_968
+    # In between (2 * d_h < S < 4 * d_h) the P.V moment holding the copy of v is the largest
+    mid = moments(193)
+    assert max(mid, key=mid.get) == "p.v"
+
+
+@pytest.mark.parametrize("kernel, device", [("fused", None), ("eager", "meta")])
+@pytest.mark.parametrize("example, tokens", [("base_view", 257), ("gundam_tile", 101)])
+def test_checker_agrees_on_attention_two_views(evaluator, example, tokens, kernel, device):
+    from opdoc.reference.config import ClipConfig
+    from opdoc.reference.deepencoder import NoTPAttention
+
+    cfg = ClipConfig.from_scope()
+    m = _measure(lambda: NoTPAttention(cfg), (2, tokens, cfg.hidden_size), device=device)
+    if kernel == "eager":
+        # the three contiguous operand copies exist only because B > 1
+        assert m.per_op["aten.clone"].calls == 4, m.per_op["aten.clone"]
+    _assert_matches(attention_at_batch(evaluator, example, 2, kernel), m)

@@ -33,7 +33,6 @@ fp32 on purpose (the rotary ``inv_freq``) stay fp32.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -301,8 +300,14 @@ def _moe(ctx: Context) -> Case:
     return Case(module, lambda: module(x), notes=_routing_notes(ctx, module))
 
 
-def _routing_notes(ctx: Context, moe: nn.Module) -> Callable[[], list[str]]:
-    """How the router spread the token slots: evenly without data, unevenly (it must not matter) with."""
+def _routing_notes(ctx: Context, root: nn.Module) -> Callable[[], list[str]]:
+    """How the router(s) under ``root`` spread the token slots: evenly without data (fake, meta),
+    unevenly with real tensors (it must not matter: the formulas are linear in each expert's tokens)."""
+    from opdoc.reference.deepseek_v2 import DeepseekV2MoE
+
+    moes = [m for m in root.modules() if isinstance(m, DeepseekV2MoE)]
+    if not moes:
+        return lambda: []
     if not ctx.real:
         slots = ctx["B"] * ctx["S"] * ctx["k"]
         return lambda: [f"even split of {slots} slots over {ctx['E']} experts (no routing data)"]
@@ -314,14 +319,17 @@ def _routing_notes(ctx: Context, moe: nn.Module) -> Callable[[], list[str]]:
         with _disable_current_modes():  # not part of the measured forward, and keeps no tensor alive
             seen.append(torch.bincount(out[0].reshape(-1), minlength=ctx["E"]).tolist())
 
-    moe.gate.register_forward_hook(record)
+    for moe in moes:
+        moe.gate.register_forward_hook(record)
 
     def notes() -> list[str]:
         if not seen:
             return []
-        counts = seen[-1]
-        return [f"real routing: {min(counts)}..{max(counts)} slots per expert, "
-                f"{sum(c == 0 for c in counts)} of {ctx['E']} experts idle"]
+        counts = seen[-len(moes):]  # the last forward's layers
+        low, high = min(min(c) for c in counts), max(max(c) for c in counts)
+        idle = sum(c.count(0) for c in counts)
+        return [f"real routing: {low}..{high} slots per expert, {idle} of {ctx['E'] * len(counts)} "
+                f"experts idle ({len(counts)} MoE layer{'s' if len(counts) > 1 else ''})"]
     return notes
 
 
@@ -346,20 +354,25 @@ def _decoder_layer(ctx: Context) -> Case:
     layer_idx = 0 if ctx.variant == "dense" else cfg.first_k_dense_replace
     module = ctx.module(lambda: DeepseekV2DecoderLayer(cfg, layer_idx))
     inputs = _attention_inputs(ctx, cfg)
-    notes = _routing_notes(ctx, module.mlp) if ctx.variant == "moe" else (lambda: [])
-    return Case(module, lambda: module(**inputs), _present, notes=notes)
+    return Case(module, lambda: module(**inputs), _present, notes=_routing_notes(ctx, module))
 
 
-def _seeded_cache(ctx: Context, cfg):
-    """A KVCache holding P positions in every layer; P = 0 gives zero-length entries, so every
-    layer's update concatenates (the spec's cache_append), at prefill as at decode."""
+def _seeded_cache(ctx: Context, cfg) -> Callable[[], Any]:
+    """A fresh KVCache per forward, holding the same P positions in every layer (made once, before
+    any forward). P = 0 gives zero-length entries, so every layer's update concatenates (the spec's
+    cache_append), at prefill as at decode. Fresh per call because ``update`` replaces the entries:
+    repeated forwards (warm-up, timing) must not see the cache grow."""
     from opdoc.reference.deepseek_v2 import KVCache
 
-    cache = KVCache()
-    for _ in range(cfg.num_hidden_layers):
-        cache.key_cache.append(ctx.tensor(ctx["B"], ctx["H"], ctx["P"], ctx["d_h"]))
-        cache.value_cache.append(ctx.tensor(ctx["B"], ctx["H"], ctx["P"], ctx["d_h"]))
-    return cache
+    shape = (ctx["B"], ctx["H"], ctx["P"], ctx["d_h"])
+    keys = [ctx.tensor(*shape) for _ in range(cfg.num_hidden_layers)]
+    values = [ctx.tensor(*shape) for _ in range(cfg.num_hidden_layers)]
+
+    def fresh() -> KVCache:
+        cache = KVCache()
+        cache.key_cache, cache.value_cache = list(keys), list(values)  # no tensor op: nothing measured
+        return cache
+    return fresh
 
 
 def _cache_tensors(cache: Any) -> list[Tensor]:
@@ -374,8 +387,8 @@ def _model(ctx: Context) -> Case:
     module = ctx.module(lambda: DeepseekV2Model(cfg))
     ids = ctx.ids(ctx["B"], ctx["S"], high=cfg.vocab_size)
     cache = _seeded_cache(ctx, cfg)
-    return Case(module, lambda: module(ids, past_key_values=cache, use_cache=True),
-                lambda out: _cache_tensors(out[1]))
+    return Case(module, lambda: module(ids, past_key_values=cache(), use_cache=True),
+                lambda out: _cache_tensors(out[1]), notes=_routing_notes(ctx, module))
 
 
 @harness("DeepseekV2ForCausalLM", attention=True)
@@ -386,8 +399,8 @@ def _causal_lm(ctx: Context) -> Case:
     module = ctx.module(lambda: DeepseekV2ForCausalLM(cfg))
     ids = ctx.ids(ctx["B"], ctx["S"], high=cfg.vocab_size)
     cache = _seeded_cache(ctx, cfg)
-    return Case(module, lambda: module(ids, past_key_values=cache, use_cache=True),
-                lambda out: _cache_tensors(out[2]))
+    return Case(module, lambda: module(ids, past_key_values=cache(), use_cache=True),
+                lambda out: _cache_tensors(out[2]), notes=_routing_notes(ctx, module))
 
 
 # ------------------------------------------------------------------------------ vision
@@ -417,7 +430,3 @@ def _clip_attention(ctx: Context) -> Case:
     x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
     return Case(module, lambda: module(x), context=ctx.sdpa_context())
 
-
-def config_overrides(cfg: Any, **changes: Any) -> dict[str, Any]:
-    """Keyword overrides for ``Context.config`` from a dataclass config (used by the runner's small checks)."""
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in changes} | changes

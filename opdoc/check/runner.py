@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import statistics
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -527,17 +526,21 @@ def format_table(report: Report) -> str:
 
 
 def run_cuda(root: Path, ops: Sequence[str] = (), *, repeats: int = 20, warmup: int = 3,
-             specs: Path | None = None, progress: bool = True) -> dict[str, Any]:
+             specs: Path | None = None, progress: bool = True, device: str = "cuda") -> dict[str, Any]:
     """Real bf16 tensors on the GPU at each op's documented examples: peak memory and median time.
 
-    The peak is ``torch.cuda.max_memory_allocated`` above what was allocated before the forward
-    (``cuda_peak``), beside the spec's peak formula and the CPU tracker's figure; the time is the
-    median of ``repeats`` forwards after ``warmup`` ones, each synchronised.
+    Per op, variant, kernel and example it records: the allocator's peak
+    (``torch.cuda.max_memory_allocated`` above what was allocated before the forward, ``cuda_peak``:
+    kernel workspaces and rounding included) beside the spec's peak formula and the tracker's peak
+    on the same real tensors; the kernel that ran; the median time of ``repeats`` synchronised
+    forwards after ``warmup`` ones, and the FLOP rate it implies. ``device`` exists for tests (the
+    code path on CPU with the CUDA calls replaced).
     """
     import torch
 
+    from opdoc.check import measure
+    from opdoc.check import memory
     from opdoc.check.harness import build, harness
-    from opdoc.check.memory import cuda_peak
     from opdoc.pipeline import Paths, load
 
     catalog, ev = load(Paths(root=root, specs=specs))
@@ -549,38 +552,48 @@ def run_cuda(root: Path, ops: Sequence[str] = (), *, repeats: int = 20, warmup: 
         for variant in ev.variants(op):
             for kernel in kernels_of(ev, op):
                 for example in spec.examples:
-                    point = Point.at(example)
-                    binding = point_binding(ev, spec.scope, point)
+                    binding = point_binding(ev, spec.scope, Point.at(example))
                     label = point_label(binding, spec.scope)
                     print(f"[cuda] {op}{f'[{variant}]' if variant else ''} {kernel} {label} ...",
                           file=stream, flush=True)
                     entry: dict[str, Any] = {"op": op, "variant": variant, "kernel": kernel,
                                              "example": example, "point": label}
                     try:
-                        case = build(op, binding, kernel, "cuda", _dtype(ev), variant=variant)
+                        entry.update(_time_case(build(op, binding, kernel, device, _dtype(ev), variant=variant),
+                                                repeats, warmup, measure, memory.cuda_peak))
                         formula = _number(expected_values(ev, op, variant, kernel, binding)["peak_bytes"])
-                        with torch.no_grad():
-                            for _ in range(warmup):
-                                case.call()
-                            peak = cuda_peak(case.call)
-                            times = []
-                            for _ in range(repeats):
-                                torch.cuda.synchronize()
-                                t0 = time.perf_counter()
-                                case.call()
-                                torch.cuda.synchronize()
-                                times.append(time.perf_counter() - t0)
-                        entry.update(peak_bytes=peak, formula_peak_bytes=formula,
-                                     peak_ratio=peak / formula if formula else None,
-                                     median_seconds=statistics.median(times), repeats=repeats)
-                        del case
-                        torch.cuda.empty_cache()
+                        entry.update(formula_peak_bytes=formula,
+                                     peak_ratio=entry["peak_bytes"] / formula if formula else None)
                     except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
                         entry["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                    torch.cuda.empty_cache()
                     results.append(entry)
     return {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
             "cuda": torch.version.cuda, "dtype": catalog.model.dtype, "repeats": repeats,
             "warmup": warmup, "results": results}
+
+
+def _time_case(case, repeats: int, warmup: int, measure: Callable, cuda_peak: Callable) -> dict[str, Any]:
+    import torch
+
+    with torch.no_grad():
+        for _ in range(warmup):
+            case.call()
+        peak = cuda_peak(case.call)
+        tracked = measure(case.call)
+        times = []
+        for _ in range(repeats):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            case.call()
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    flops = _number(tracked.tensor_flops + tracked.cuda_flops)
+    return {"peak_bytes": int(peak), "tracked_peak_bytes": _number(tracked.activation_peak_bytes),
+            "attention_kernels": dict(tracked.attention_kernels), "unknown_ops": dict(tracked.unknown_ops),
+            "median_seconds": median, "min_seconds": min(times), "repeats": repeats,
+            "forward_flops": flops, "flops_per_second": flops / median if median else None}
 
 
 # ------------------------------------------------------------------------------ command line
@@ -646,7 +659,14 @@ def run_check(argv: list[str]) -> int:
 
 
 def _write_json(path: Path, data: Any) -> None:
+    """Write atomically (a temporary file renamed over the target), except onto something that is
+    not a regular file (a device such as /dev/stdout, a pipe), which is written in place."""
+    text = json.dumps(data, indent=2, default=str) + "\n"
+    if path.exists() and not path.is_file():
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

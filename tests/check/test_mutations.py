@@ -7,7 +7,6 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
 import yaml
 
 from opdoc.check.runner import Report, format_table, run

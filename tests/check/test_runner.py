@@ -99,7 +99,7 @@ def test_harness_builds_the_attention_inputs_the_spec_names(loaded):
     assert module.q_proj.weight.dtype == torch.bfloat16 and module.rotary_emb.inv_freq.dtype == torch.float32
 
 
-def test_spec_without_harness_is_reported(tmp_path, monkeypatch):
+def test_spec_without_harness_is_reported(monkeypatch):
     monkeypatch.delitem(harness._builders, "DeepseekV2RMSNorm")
     report = run(ROOT, ["DeepseekV2RMSNorm"], quick=True, independent=False, progress=False)
     assert not report.ok and any("DeepseekV2RMSNorm: has a spec but no harness" in p for p in report.problems)
@@ -156,9 +156,9 @@ def test_command_line_json_and_report_file(tmp_path, capsys):
     assert saved["ok"] and saved["tolerances"]["tensor_flops"]["relative"] == 0.0
 
 
-def test_command_line_fails_on_an_unknown_op_name(capsys):
+def test_command_line_fails_on_an_unknown_op_name(tmp_path, capsys):
     assert run_check(["NoSuchOp", "--quick", "--no-independent", "--root", str(ROOT),
-                      "--report", "/dev/null"]) == 1
+                      "--report", str(tmp_path / "report.json")]) == 1
     assert "NoSuchOp: no spec with this name" in capsys.readouterr().err
 
 
@@ -198,3 +198,21 @@ def test_segment_anything_patch_embed_matches_the_spec(loaded):
     _, ev = loaded
     rows = [r for c in comparisons(quick=True) if c.op == "PatchEmbed" for r in c.rows(ev)]
     assert rows and all(r.status == "pass" for r in rows)
+
+
+def test_cuda_code_path_on_cpu(monkeypatch, tmp_path):
+    """What `--device cuda` runs, exercised on CPU with the CUDA calls replaced (no GPU here)."""
+    from opdoc.check import memory
+    from opdoc.check.runner import run_cuda
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "no GPU (test)")
+    monkeypatch.setattr(memory, "cuda_peak", lambda fn: (fn(), 123)[1])
+    result = run_cuda(ROOT, ["DeepseekV2RMSNorm"], repeats=2, warmup=1, progress=False, device="cpu")
+    assert result["device"] == "no GPU (test)"
+    entries = result["results"]
+    assert [e["example"] for e in entries] == ["prefill", "decode"] and not any("error" in e for e in entries)
+    prefill = entries[0]
+    assert prefill["peak_bytes"] == 123 and prefill["formula_peak_bytes"] == prefill["tracked_peak_bytes"]
+    assert prefill["median_seconds"] > 0 and prefill["forward_flops"] > 0

@@ -171,6 +171,8 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
         parse(("children", index, "count"), child.count)
         if child.active is not None:
             parse(("children", index, "active"), child.active)
+        if child.instances is not None:
+            parse(("children", index, "instances"), child.instances)
         for symbol, value in child.bind.items():
             if symbol not in symbols:
                 problem(("children", index, "bind", symbol), f"unknown symbol '{symbol}'{suggest(symbol, sorted(symbols))}")

@@ -134,9 +134,11 @@ class Evaluator:
             sub = self.quantities(child.op, child.variant, kernel)
             binding = self.child_binding(item, i)
             count = item.exprs[f"children.{i}.count"]
+            instances = item.exprs.get(f"children.{i}.instances", count)
             active = item.exprs.get(f"children.{i}.active", count)
             for name in ADDITIVE:
-                setattr(q, name, getattr(q, name) + count * getattr(sub, name).xreplace(binding))
+                times = instances if name in ("parameters", "parameter_bytes") else count
+                setattr(q, name, getattr(q, name) + times * getattr(sub, name).xreplace(binding))
             q.active_parameters += active * sub.active_parameters.xreplace(binding)
             key = child.ref
             child_peaks[f"peak[{key}]"] = sub.peak.xreplace(binding)

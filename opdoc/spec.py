@@ -160,7 +160,8 @@ class Child(_Strict):
     op: str
     key: str | None = None  # how formulas refer to it (peak(key), kv(key)); default: name with '.' as '_'
 
-    count: Formula = 1
+    count: Formula = 1  # instances that run in one forward pass
+    instances: Formula | None = None  # instances built (their parameters); default: count
     active: Formula | None = None
     bind: dict[str, Formula] = {}
     variant: str | None = None  # which variant of the child op this is (e.g. a "moe" decoder layer)

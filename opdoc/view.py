@@ -247,7 +247,7 @@ class ViewBuilder:
             rows.append({"name": name, "type": component.type, "purpose": self.fill(item, component.purpose),
                          "shapes": ", ".join(shapes), "link": None})
         for index, child in enumerate(spec.children):
-            count = item.exprs[f"children.{index}.count"]
+            count = item.exprs.get(f"children.{index}.instances", item.exprs[f"children.{index}.count"])
             params = self.ev.quantities(child.op, child.variant).parameters.xreplace(
                 self.ev.child_binding(item, index))
             rows.append({"name": child.name, "type": child.op + (f" ({child.variant})" if child.variant else ""),
@@ -375,6 +375,8 @@ class ViewBuilder:
             if sub == 0:
                 continue
             count = item.exprs[f"children.{i}.count"]
+            if field == "parameters":
+                count = item.exprs.get(f"children.{i}.instances", count)
             value = count * sub.xreplace(ev.child_binding(item, i))
             rows.append(Row(child.name, "child", f"{source_text(child.count)} × {child.op}",
                             self.fmt(value, unit, item, primary, child.name), "", link=child.op))

@@ -58,6 +58,8 @@ class Case:
     kv_cache: Callable[[Any], list[Tensor]] = lambda output: []  # cache tensors held after the forward
     context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     notes: Callable[[], list[str]] = lambda: []  # read after the forward (e.g. how the router routed)
+    # Symbol values only the forward reveals (E_run under real routing), bound before comparing.
+    observed: Callable[[], dict[str, Any]] = lambda: {}
     place: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
     def call(self) -> Any:
@@ -297,7 +299,23 @@ def _moe(ctx: Context) -> Case:
     cfg = ctx.language_config()
     module = ctx.module(lambda: DeepseekV2MoE(cfg))
     x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
-    return Case(module, lambda: module(x), notes=_routing_notes(ctx, module))
+    return Case(module, lambda: module(x), **_routing(ctx, module))
+
+
+def _routing(ctx: Context, root: nn.Module) -> dict[str, Callable]:
+    """`notes` and `observed` for a Case: how the router(s) spread tokens, and the E_run it implies."""
+    notes = _routing_notes(ctx, root)
+    seen = getattr(notes, "seen", None)
+
+    def observed() -> dict[str, Any]:
+        if not seen:
+            return {}
+        import sympy
+
+        counts = seen[-getattr(notes, "layers", 1):]
+        # The spec's expert I/O is linear in E_run per layer, so the mean over layers is exact in total.
+        return {"E_run": sympy.Rational(sum(sum(1 for c in layer if c) for layer in counts), len(counts))}
+    return {"notes": notes, "observed": observed}
 
 
 def _routing_notes(ctx: Context, root: nn.Module) -> Callable[[], list[str]]:
@@ -330,6 +348,7 @@ def _routing_notes(ctx: Context, root: nn.Module) -> Callable[[], list[str]]:
         idle = sum(c.count(0) for c in counts)
         return [f"real routing: {low}..{high} slots per expert, {idle} of {ctx['E'] * len(counts)} "
                 f"experts idle ({len(counts)} MoE layer{'s' if len(counts) > 1 else ''})"]
+    notes.seen, notes.layers = seen, len(moes)
     return notes
 
 
@@ -354,7 +373,7 @@ def _decoder_layer(ctx: Context) -> Case:
     layer_idx = 0 if ctx.variant == "dense" else cfg.first_k_dense_replace
     module = ctx.module(lambda: DeepseekV2DecoderLayer(cfg, layer_idx))
     inputs = _attention_inputs(ctx, cfg)
-    return Case(module, lambda: module(**inputs), _present, notes=_routing_notes(ctx, module))
+    return Case(module, lambda: module(**inputs), _present, **_routing(ctx, module))
 
 
 def _seeded_cache(ctx: Context, cfg) -> Callable[[], Any]:
@@ -388,7 +407,7 @@ def _model(ctx: Context) -> Case:
     ids = ctx.ids(ctx["B"], ctx["S"], high=cfg.vocab_size)
     cache = _seeded_cache(ctx, cfg)
     return Case(module, lambda: module(ids, past_key_values=cache(), use_cache=True),
-                lambda out: _cache_tensors(out[1]), notes=_routing_notes(ctx, module))
+                lambda out: _cache_tensors(out[1]), **_routing(ctx, module))
 
 
 @harness("DeepseekV2ForCausalLM", attention=True)
@@ -400,7 +419,7 @@ def _causal_lm(ctx: Context) -> Case:
     ids = ctx.ids(ctx["B"], ctx["S"], high=cfg.vocab_size)
     cache = _seeded_cache(ctx, cfg)
     return Case(module, lambda: module(ids, past_key_values=cache(), use_cache=True),
-                lambda out: _cache_tensors(out[2]), notes=_routing_notes(ctx, module))
+                lambda out: _cache_tensors(out[2]), **_routing(ctx, module))
 
 
 # ------------------------------------------------------------------------------ vision

@@ -344,6 +344,11 @@ def check_task(ev, task: Task, modes: dict) -> tuple[list[Row], float]:
         case = build(task.op, binding, task.kernel, task.device, _dtype(ev),
                      variant=task.variant, config=dict(task.point.config), mode=mode, modules=modules)
         measured = measure_case(case)
+        observed = case.observed()
+        if observed:  # e.g. how many experts the real router used: bind it, then compare
+            binding = {**binding, **{ev.catalog.symbols[name]: value for name, value in observed.items()}}
+            expected = expected_values(ev, task.op, task.variant, task.kernel, binding)
+            measured.notes.append(", ".join(f"{name} = {value} observed" for name, value in observed.items()))
     except Exception as exc:  # noqa: BLE001 - reported as a failing row with its cause
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return [Row(**base, quantity="(run)", expected=None, measured=None, rel_error=None, tolerance=None,

@@ -188,7 +188,9 @@ class DeepseekV2MoE(nn.Module):
         token_of_slot = order // self.num_experts_per_tok
         counts = tokens_per_expert(flat_idx, len(self.experts))
         chunks = x[token_of_slot].split(counts)  # gathered copies of activations, never of weights
-        outs = torch.cat([expert(chunk) for expert, chunk in zip(self.experts, chunks)])
+        # Experts that received no token are skipped, as upstream does: their weights are never read.
+        outs = torch.cat([expert(chunk) for expert, chunk, n in zip(self.experts, chunks, counts)
+                          if not isinstance(n, int) or n > 0])
         # Weighted combine in the router's fp32, as upstream; index_add sums each token's k expert outputs.
         weighted = outs.to(topk_weight.dtype) * topk_weight.reshape(-1)[order].unsqueeze(-1)
         y = torch.zeros(x.shape[0], x.shape[1], dtype=weighted.dtype, device=x.device)

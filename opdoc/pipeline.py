@@ -64,11 +64,27 @@ def load(paths: Paths, timings: Timings | None = None) -> tuple[Catalog, Evaluat
     return catalog, evaluator
 
 
+GPU_REPORT = Path("measured") / "cuda-report.json"
+
+
+def gpu_report(site: Path) -> dict | None:
+    """The committed result of `opdoc check --device cuda`, shown beside the formulas; None if absent."""
+    import json
+
+    path = site / GPU_REPORT
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise SpecError([SpecProblem(str(path), 0, "", f"not valid JSON ({exc}); rerun `opdoc check --device cuda`")])
+
+
 def build(paths: Paths, check: bool = False) -> tuple[list[str], Timings]:
     """Render everything; write it (or, with check, list what would change). Returns (changes, timings)."""
     timings = Timings()
     catalog, evaluator = load(paths, timings)
-    rendered: Rendered = render_all(catalog, evaluator, TEMPLATES, timings)
+    rendered: Rendered = render_all(catalog, evaluator, TEMPLATES, timings, gpu_report(paths.site_dir))
     with timings.stage("write"):
         changes = differences(rendered, paths.site_dir) if check else write(rendered, paths.site_dir)
     return changes, timings

@@ -54,10 +54,11 @@ class Rendered:
     files: dict[str, str]  # path relative to site/ -> content
 
 
-def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=None) -> Rendered:
+def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=None,
+               gpu: dict | None = None) -> Rendered:
     stage = timings.stage if timings is not None else (lambda name: contextlib.nullcontext())
     env = environment(templates)
-    builder = ViewBuilder(catalog, evaluator, escape_prose, escape_label, escape_step)
+    builder = ViewBuilder(catalog, evaluator, escape_prose, escape_label, escape_step, gpu)
     with stage("render"):
         views: list[OpView] = [builder.build(op) for op in sorted(catalog.specs)]
         page = env.get_template("op.md.j2")
@@ -68,7 +69,7 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
     with stage("plots"):
         files.update(plot_files(catalog, evaluator, views))
     files["index.md"] = env.get_template("index.md.j2").render(
-        rows=rows, model=catalog.model, version=__version__, families=FAMILIES,
+        rows=rows, model=catalog.model, version=__version__, families=FAMILIES, gpu=gpu,
         spec_dir=str(Path(catalog.model_path).parent))
     return Rendered(files)
 

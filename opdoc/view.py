@@ -140,10 +140,14 @@ class OpView:
     performance: str
     references: list[str]
     index_row: dict[str, str] = field(default_factory=dict)
+    gpu_device: str | None = None
+    gpu_rows: list[dict[str, str]] = field(default_factory=list)
 
 
 class ViewBuilder:
-    def __init__(self, catalog: Catalog, evaluator: Evaluator, escape_prose, escape_label, escape_step):
+    def __init__(self, catalog: Catalog, evaluator: Evaluator, escape_prose, escape_label, escape_step,
+                 gpu: dict | None = None):
+        self.gpu = gpu
         self.catalog = catalog
         self.ev = evaluator
         self.escape_prose = escape_prose
@@ -211,7 +215,29 @@ class ViewBuilder:
             related=self._related(item), usage=self.fill(item, spec.prose.usage, code=True),
             config_example=json.dumps({k: scope.config[k] for k in spec.prose.config_keys}, indent=2) if spec.prose.config_keys else None, performance=self.fill(item, spec.prose.performance),
             references=[self.fill(item, r) for r in spec.prose.references], index_row=index_row,
+            **self._gpu(item),
         )
+
+    def _gpu(self, item: ParsedSpec) -> dict:
+        """Rows of the committed GPU report for this op: measured peak beside the formula, and time."""
+        if not self.gpu:
+            return {}
+        titles = self.catalog.model.scopes[item.spec.scope].examples
+        rows = []
+        for entry in self.gpu.get("results", []):
+            if entry.get("op") != item.spec.op or "error" in entry:
+                continue
+            example = titles[entry["example"]].title if entry.get("example") in titles else entry.get("point", "")
+            rate = entry.get("flops_per_second")
+            rows.append({
+                "example": example + (f" ({entry['variant']})" if entry.get("variant") else ""),
+                "kernel": entry.get("kernel", ""),
+                "measured": engineering(entry["peak_bytes"], "bytes"),
+                "formula": engineering(entry["formula_peak_bytes"], "bytes"),
+                "time": f"{entry['median_seconds'] * 1e3:.3f} ms",
+                "rate": engineering(round(rate), "flops") + "/s" if rate else "n/a",
+            })
+        return {"gpu_device": self.gpu.get("device"), "gpu_rows": rows}
 
     def _params(self, item: ParsedSpec, source: ClassSource) -> list[dict[str, str]]:
         documented = item.spec.constructor.parameters

@@ -119,3 +119,25 @@ def test_new_skeleton_loads_and_fails_only_on_its_todos(tmp_path, capsys):
     assert run("build", "--root", str(root), "--site", str(root / "site")) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if "TinyThing.yaml" in line]
     assert errors and all("still a TODO" in line for line in errors)
+
+
+def test_a_committed_gpu_report_shows_beside_the_formulas(tmp_path, capsys):
+    root = tiny_copy(tmp_path)
+    site = root / "site"
+    (site / "measured").mkdir(parents=True)
+    report = {"device": "NVIDIA H200", "torch": "2.13.0", "cuda": "13.0", "dtype": "bfloat16", "repeats": 20,
+              "warmup": 3, "results": [{"op": "DeepseekV2RMSNorm", "variant": None, "kernel": "fused",
+                                        "example": "prefill", "point": "B=1 S=16", "peak_bytes": 1024,
+                                        "formula_peak_bytes": 768, "median_seconds": 0.0000125,
+                                        "flops_per_second": 30720000.0}]}
+    (site / "measured" / "cuda-report.json").write_text(json.dumps(report), encoding="utf-8")
+    assert run("build", "--root", str(root), "--site", str(site)) == 0
+    page = (site / "op-DeepseekV2RMSNorm.md").read_text(encoding="utf-8")
+    assert "**Measured on NVIDIA H200**" in page
+    # 1024 B (1.02 KB in decimal units) against the formula's 768 B; 0.0000125 s = 0.013 ms; 384 FLOPs / 12.5 µs = 30.72 MFLOPs/s
+    assert "| prefill B=1, S=16 | fused | 1.02 KB | 768 B | 0.013 ms | 30.72 MFLOPs/s |" in page
+    assert "NVIDIA H200" in (site / "index.md").read_text(encoding="utf-8")
+    # opdoc never generated the report, so a later build leaves it alone
+    assert run("build", "--root", str(root), "--site", str(site)) == 0
+    assert (site / "measured" / "cuda-report.json").exists()
+    capsys.readouterr()

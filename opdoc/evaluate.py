@@ -262,13 +262,10 @@ def dominant_terms(expr: sympy.Expr, binding: dict[sympy.Symbol, sympy.Expr],
     largest = max(valued, key=lambda pair: (pair[1], sympy.default_sort_key(pair[0])))
 
     def degree(term: sympy.Expr) -> int:
-        symbols = [s for s in term.free_symbols if s.name in growth]
-        if not symbols:
-            return 0
-        try:
-            return sympy.Poly(term, *symbols).total_degree()
-        except sympy.PolynomialError:
-            return 0
+        # Terms of an expanded sum are monomials: add up the exponents of the growing symbols.
+        powers = term.as_powers_dict()
+        return sum(int(e) for b, e in powers.items() if isinstance(b, sympy.Symbol) and b.name in growth
+                   and e.is_Integer)
 
     growing = max(valued, key=lambda pair: (degree(pair[0]), pair[1], sympy.default_sort_key(pair[0])))
     return Term(largest[0], largest[1]), Term(growing[0], growing[1])

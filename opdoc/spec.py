@@ -271,13 +271,17 @@ class Located:
         return 1
 
 
+# libyaml's parser when PyYAML was built with it (same safe constructors, same line marks), else Python's.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: Path, display: str) -> Located:
     """Parse YAML keeping the line of every mapping key and sequence item; raise SpecError on bad YAML."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([SpecProblem(display, 0, "", f"cannot read the file: {exc}")]) from None
-    loader = yaml.SafeLoader(text)
+    loader = _LOADER(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -293,7 +297,7 @@ def read_yaml(path: Path, display: str) -> Located:
     return Located(path, data, lines)
 
 
-def _construct(loader: yaml.SafeLoader, node: yaml.Node, at: tuple, lines: dict, display: str) -> Any:
+def _construct(loader, node: yaml.Node, at: tuple, lines: dict, display: str) -> Any:
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:

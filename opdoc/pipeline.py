@@ -65,6 +65,7 @@ def load(paths: Paths, timings: Timings | None = None) -> tuple[Catalog, Evaluat
 
 
 GPU_REPORT = Path("measured") / "cuda-report.json"
+CONVENTIONS = Path("measured") / "conventions.md"  # written by `opdoc check --conventions` (needs torch)
 
 
 def gpu_report(site: Path) -> dict | None:
@@ -84,7 +85,8 @@ def build(paths: Paths, check: bool = False) -> tuple[list[str], Timings]:
     """Render everything; write it (or, with check, list what would change). Returns (changes, timings)."""
     timings = Timings()
     catalog, evaluator = load(paths, timings)
-    rendered: Rendered = render_all(catalog, evaluator, TEMPLATES, timings, gpu_report(paths.site_dir))
+    conventions = (paths.site_dir / CONVENTIONS).exists()
+    rendered: Rendered = render_all(catalog, evaluator, TEMPLATES, timings, gpu_report(paths.site_dir), conventions)
     with timings.stage("write"):
         changes = differences(rendered, paths.site_dir) if check else write(rendered, paths.site_dir)
     return changes, timings

@@ -55,9 +55,10 @@ class Rendered:
 
 
 def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=None,
-               gpu: dict | None = None) -> Rendered:
+               gpu: dict | None = None, conventions: bool = False) -> Rendered:
     stage = timings.stage if timings is not None else (lambda name: contextlib.nullcontext())
     env = environment(templates)
+    env.globals["conventions_page"] = "measured/conventions.md" if conventions else None
     builder = ViewBuilder(catalog, evaluator, escape_prose, escape_label, escape_step, gpu)
     with stage("render"):
         views: list[OpView] = [builder.build(op) for op in sorted(catalog.specs)]

@@ -189,6 +189,19 @@ def convention_table(registry: RuleRegistry = RULES) -> list[tuple[str, list[str
     return registry.grouped_table()
 
 
+def conventions_markdown(registry: RuleRegistry = RULES) -> str:
+    """The knowledge base's page of counting rules, written from the registry itself (`opdoc check --conventions`)."""
+    lines = ["<!-- written by `opdoc check --conventions` from opdoc/check/rules.py; do not edit -->",
+             "# FLOP counting conventions", "",
+             "How `opdoc check` counts every aten operation a reference module runs, and so how every",
+             "formula in this knowledge base counts. The same table drives the checker; this page is written",
+             "from it.", "", "| kind | aten ops | rule |", "|---|---|---|"]
+    for kind, ops, rule in convention_table(registry):
+        names = ", ".join(f"`{op}`" for op in ops)
+        lines.append(f"| {kind} | {names} | {rule.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
 # -- shapes and sizes ---------------------------------------------------------------------------
 def tensors_in(tree: Any) -> list[torch.Tensor]:
     return [t for t in tree_leaves(tree) if isinstance(t, torch.Tensor)]

@@ -615,6 +615,8 @@ def parser() -> argparse.ArgumentParser:
                    help="skip the comparisons with transformers and segment-anything")
     p.add_argument("--root", default=".", help="repository root (default: current folder)")
     p.add_argument("--specs", help="model spec folder (default: the one folder under specs/)")
+    p.add_argument("--conventions", action="store_true",
+                   help="write the counting-rule page site/measured/conventions.md from the rule registry and exit")
     p.add_argument("--report", help="where to write the JSON report (default: build/check-report.json, "
                                     "or site/measured/cuda-report.json with --device cuda)")
     return p
@@ -624,6 +626,14 @@ def run_check(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     root = Path(args.root)
     specs = Path(args.specs) if args.specs else None
+    if args.conventions:
+        from opdoc.check.rules import conventions_markdown
+
+        target = root / "site" / "measured" / "conventions.md"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(conventions_markdown(), encoding="utf-8")
+        print(f"wrote {target}")
+        return 0
     if args.device == "cuda":
         import torch
 

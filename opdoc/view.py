@@ -194,10 +194,12 @@ class ViewBuilder:
         params = self._params(item, source)
         variants = [self._variant(item, variant) for variant in self.ev.variants(op)]
         first = variants[0]
-        index_row = {
+        headline = self.ev.evaluate_at(op, primary, self.ev.variants(op)[0])
+        index_row = {  # short figures keep the overview table narrow; pages carry the exact integers
             "op": op, "family": FAMILIES[spec.family], "example": scope.examples[primary].title,
-            "parameters": first.totals["parameters"], "flops": first.totals["forward_flops"],
-            "peak": first.totals[f"peak_{self.catalog.model.attention_kernel}"],
+            "parameters": engineering(headline["parameters"], "params"),
+            "flops": engineering(headline["forward_flops"], "flops"),
+            "peak": engineering(headline["peak"], "bytes"),
         }
         return OpView(
             name=op, family=spec.family, family_title=FAMILIES[spec.family], spec_path=item.path,

@@ -12,7 +12,7 @@ Conventions stated once here and printed on every page:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sympy
 

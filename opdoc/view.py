@@ -193,7 +193,6 @@ class ViewBuilder:
         source = class_source(item, self.catalog.root)
         params = self._params(item, source)
         variants = [self._variant(item, variant) for variant in self.ev.variants(op)]
-        first = variants[0]
         headline = self.ev.evaluate_at(op, primary, self.ev.variants(op)[0])
         index_row = {  # short figures keep the overview table narrow; pages carry the exact integers
             "op": op, "family": FAMILIES[spec.family], "example": scope.examples[primary].title,

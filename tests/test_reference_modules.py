@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
 
-from opdoc_testing import WEIGHT_INDEX, keys_under, load_weight_index
+from opdoc_testing import keys_under, load_weight_index
 import torch
 from torch import nn
 
@@ -416,23 +415,13 @@ def test_causal_lm_cached_generation_equals_full():
 
 
 def import_sam_image_encoder():
-    """segment_anything's image_encoder.py alone: the package's __init__ imports torchvision, not needed here."""
-    import importlib
-    import importlib.util
-    import sys
-    import types
+    """segment_anything's image_encoder.py alone (its package __init__ needs torchvision): the checker's loader."""
+    from opdoc.check.independent import Missing, segment_anything_image_encoder
 
-    spec = importlib.util.find_spec("segment_anything")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("segment-anything not installed")
-    package = types.ModuleType("_sam_modeling")
-    package.__path__ = [str(Path(spec.submodule_search_locations[0]) / "modeling")]
-    sys.modules["_sam_modeling"] = package
     try:
-        return importlib.import_module("_sam_modeling.image_encoder")
-    finally:
-        for name in [n for n in sys.modules if n.startswith("_sam_modeling")]:
-            del sys.modules[name]
+        return segment_anything_image_encoder()
+    except Missing as exc:
+        pytest.skip(str(exc))
 
 
 def test_sam_matches_segment_anything():

@@ -4,8 +4,6 @@ Configuration (../shared/facts): h=1280, d_ff=6848, d_e=896, E=64, k=6, E_s=2, H
 """
 
 import json
-from pathlib import Path
-
 import pytest
 
 from opdoc_testing import ROOT

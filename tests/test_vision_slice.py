@@ -9,12 +9,11 @@ The last tests run the reference modules under the checker and compare what it c
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from opdoc_testing import WEIGHT_INDEX, keys_under, load_weight_index
+from opdoc_testing import keys_under, load_weight_index
 
 from opdoc.pipeline import Paths, load
 from opdoc.reference.config import load_scope_config

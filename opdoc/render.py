@@ -76,10 +76,12 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
 
 
 def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView]) -> dict[str, str]:
-    """SVG plots computed from the formulas: each op against its scope's sweep, and the index overview."""
-    from opdoc import plots  # matplotlib loads only when plots are drawn
+    """SVG plots computed from the formulas: each op against its scope's sweep, and the index overview.
 
-    files = {}
+    The numbers are computed here; drawing (matplotlib, the slow part) runs in worker processes, one
+    plot per task, so the output is the same bytes whatever the number of workers.
+    """
+    jobs: list[tuple[str, str, tuple, dict]] = []
     for view in views:
         item = catalog.specs[view.name]
         scope = catalog.model.scopes[item.spec.scope]
@@ -91,16 +93,35 @@ def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView]) -> d
             for key, expr in (("tensor", q.tensor_flops), ("cuda", q.cuda_flops), ("peak", q.peak)):
                 series[key].append(float(expr.xreplace(binding)))
         example_x = float(evaluator.binding(item.spec.scope, primary)[catalog.symbols[scope.sweep.vary[0]]])
-        files[f"plots/op-{view.name}.svg"] = plots.op_scaling_svg(
-            view.name, [float(v) for v in scope.sweep.values], series["tensor"], series["cuda"], series["peak"],
-            example_x, view.primary_title, x_label=scope.sweep.label)
+        jobs.append((f"plots/op-{view.name}.svg", "op_scaling_svg",
+                     (view.name, [float(v) for v in scope.sweep.values], series["tensor"], series["cuda"],
+                      series["peak"], example_x, view.primary_title), {"x_label": scope.sweep.label}))
     overview = []
     for view in views:
         values = evaluator.evaluate_at(view.name, catalog.specs[view.name].spec.examples[0],
                                        evaluator.variants(view.name)[0])
         overview.append((view.name, float(values["forward_flops"]), float(values["parameters"])))
-    files["plots/overview.svg"] = plots.breakdown_svg(overview)
-    return files
+    jobs.append(("plots/overview.svg", "breakdown_svg", (overview,), {}))
+    return dict(zip((job[0] for job in jobs), _draw_all(jobs)))
+
+
+def _draw(job: tuple[str, str, tuple, dict]) -> str:
+    from opdoc import plots
+
+    _, function, args, kwargs = job
+    return getattr(plots, function)(*args, **kwargs)
+
+
+def _draw_all(jobs: list) -> list[str]:
+    import multiprocessing
+
+    from opdoc import plots  # noqa: F401 - matplotlib loads once, before the workers fork
+
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_draw(job) for job in jobs]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(_draw, jobs, chunksize=1)
 
 
 # ------------------------------------------------------------------ writing

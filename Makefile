@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # torch is pinned to the CPU build 2.13.0; an unpinned torch would pull several GB of CUDA packages.
+export NO_MKDOCS_2_WARNING := 1
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: docs build site test gate serve bench lint check setup setup-test clean

@@ -2,6 +2,7 @@
 # Every gate CI enforces, each step timed. Run through `make test`, which sets up first.
 set -uo pipefail
 BIN=.venv/bin
+export NO_MKDOCS_2_WARNING=1  # mkdocs prints a banner about its next major version on every run
 failed=()
 step() {
   local name=$1; shift

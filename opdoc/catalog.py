@@ -14,6 +14,7 @@ from pathlib import Path
 import sympy
 
 from opdoc.formula import FormulaError, parse_formula, suggest
+from opdoc.placeholders import check_placeholder
 from opdoc.spec import (
     Located, ModelConfig, OpSpec, SpecError, SpecProblem, read_yaml, validate,
 )
@@ -236,8 +237,6 @@ def _check_text(item: ParsedSpec, loc: tuple, text: str, symbols: dict, problems
                                     f"magnitude '{match.group(0)}' typed into prose; use a placeholder such as "
                                     "{{tensor_flops}} so the number is computed"))
     for match in PLACEHOLDER.finditer(text):
-        from opdoc.placeholders import check_placeholder  # local: placeholders imports catalog types
-
         error = check_placeholder(match.group(1), item.spec, symbols)
         if error:
             problems.append(SpecProblem(item.path, line, ".".join(map(str, loc)), error))

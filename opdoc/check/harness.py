@@ -262,34 +262,26 @@ def _present(output: Any) -> list[Tensor]:
     return list(output[2]) if output[2] is not None else []
 
 
-@harness("DeepseekV2RMSNorm")
-def _rms_norm(ctx: Context) -> Case:
-    from opdoc.reference.deepseek_v2 import DeepseekV2RMSNorm
-
-    cfg = ctx.language_config()
-    module = ctx.module(lambda: DeepseekV2RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps))
-    x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
-    return Case(module, lambda: module(x))
-
-
-@harness("DeepseekV2MLP")
-def _mlp(ctx: Context) -> Case:
-    from opdoc.reference.deepseek_v2 import DeepseekV2MLP
-
-    cfg = ctx.language_config()
-    module = ctx.module(lambda: DeepseekV2MLP(cfg))
-    x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
-    return Case(module, lambda: module(x))
+def _on_hidden_states(make: Callable[[Any], nn.Module]) -> Builder:
+    """A builder for a language-model op called on one (B, S, h) tensor: `make(config)` builds it."""
+    def builder(ctx: Context) -> Case:
+        cfg = ctx.language_config()
+        module = ctx.module(lambda: make(cfg))
+        x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
+        return Case(module, lambda: module(x))
+    return builder
 
 
-@harness("MoEGate")
-def _gate(ctx: Context) -> Case:
-    from opdoc.reference.deepseek_v2 import MoEGate
+def _reference(name: str) -> Any:
+    from opdoc.reference import deepseek_v2
 
-    cfg = ctx.language_config()
-    module = ctx.module(lambda: MoEGate(cfg))
-    x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
-    return Case(module, lambda: module(x))
+    return getattr(deepseek_v2, name)
+
+
+harness("DeepseekV2RMSNorm")(_on_hidden_states(
+    lambda cfg: _reference("DeepseekV2RMSNorm")(cfg.hidden_size, eps=cfg.rms_norm_eps)))
+harness("DeepseekV2MLP")(_on_hidden_states(lambda cfg: _reference("DeepseekV2MLP")(cfg)))
+harness("MoEGate")(_on_hidden_states(lambda cfg: _reference("MoEGate")(cfg)))
 
 
 @harness("DeepseekV2MoE")

@@ -27,6 +27,11 @@ MEMORY_TITLES = ("Memory Usage",)
 
 PYTHON_LANGS = ("python", "py", "python3")
 
+
+def python_blocks(md):
+    """The non-empty ```python blocks of a document, in order."""
+    return [block for block in md.code_blocks if block.lang in PYTHON_LANGS and block.text.strip()]
+
 _NUMBERING = re.compile(r"^(?:\d+(?:\.\d+)*[.):]?|[ivx]+\.)\s+", re.IGNORECASE)
 _OPTIONAL_MARK = re.compile(r"\s*[\[(]\s*optional\s*[\])]\s*$", re.IGNORECASE)
 

@@ -7,7 +7,7 @@ import tokenize
 
 from ..context import LintContext, LintDoc
 from ..registry import Finding, finding, rule
-from ._common import PYTHON_LANGS
+from ._common import python_blocks
 from .constructor import parse_python
 
 
@@ -16,9 +16,7 @@ def python_parses(doc: LintDoc, context: LintContext) -> list[Finding]:
     md = doc.md
     assert md is not None
     findings = []
-    for block in md.code_blocks:
-        if block.lang not in PYTHON_LANGS or not block.text.strip():
-            continue
+    for block in python_blocks(md):
         tree, error, _ = parse_python(block.text)
         if tree is None:
             assert error is not None
@@ -34,9 +32,7 @@ def python_indentation(doc: LintDoc, context: LintContext) -> list[Finding]:
     md = doc.md
     assert md is not None
     findings = []
-    for block in md.code_blocks:
-        if block.lang not in PYTHON_LANGS or not block.text.strip():
-            continue
+    for block in python_blocks(md):
         tree, _, source = parse_python(block.text)
         if tree is None:
             continue

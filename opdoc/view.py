@@ -172,12 +172,10 @@ class ViewBuilder:
         def value(match) -> str:
             name, at, variant = parse_placeholder(match.group(1))
             at = at or example or item.spec.examples[0]
-            binding = self.ev.binding(item.spec.scope, at)
             if name in self.catalog.symbols:  # a dimension reads as a plain integer, in prose and code alike
                 return str(self.ev.at(item, self.catalog.symbols[name], at, name))
             variant = variant or self.ev.variants(item.spec.op)[0]
-            number = self.ev.evaluate_at(item.spec.op, at, variant)[name] if binding is not None else None
-            return engineering(number, QUANTITY_UNITS[name])
+            return engineering(self.ev.evaluate_at(item.spec.op, at, variant)[name], QUANTITY_UNITS[name])
         return PLACEHOLDER.sub(value, text if code else self.escape_prose(text))
 
     def fmt(self, expr: sympy.Expr, unit: str, item: ParsedSpec, example: str, what: str) -> str:

@@ -68,11 +68,27 @@ def test_language_model_matches_the_checkpoint_and_the_paper():
     assert v["kv_cache_bytes"] == 12 * 41_943_040
 
 
+# Where each spec's own parameters sit in the checkpoint (layer 0 is dense, layer 1 an MoE layer), and
+# which names under that prefix belong to something else: the vision side shares DeepSeek-OCR's `model.`.
+VISION = ("sam_model.", "vision_model.", "projector.", "image_newline", "view_seperator")
+CHECKPOINT_PREFIX = {
+    "DeepseekV2RMSNorm": ("model.layers.0.input_layernorm.", ()),
+    "DeepseekV2MLP": ("model.layers.0.mlp.", ()),
+    "MoEGate": ("model.layers.1.mlp.gate.", ()),
+    "LlamaAttention": ("model.layers.0.self_attn.", ()),
+    "DeepseekV2Model": ("model.", VISION),
+    "DeepseekV2ForCausalLM": ("", ("model.",)),
+}
+
+
 @pytest.mark.skipif(not INDEX.exists(), reason="../shared/facts is not beside this checkout")
-def test_language_model_bytes_equal_the_checkpoint_share():
+@pytest.mark.parametrize("op", sorted(CHECKPOINT_PREFIX))
+def test_spec_parameter_names_are_the_checkpoint_names(op):
     index = json.loads(INDEX.read_text(encoding="utf-8"))
-    names = [n for n in index["weight_map"] if n.startswith(("model.layers.", "model.embed_tokens.", "model.norm.", "lm_head."))]
-    spec_names = {t.name for t in CATALOG.specs["DeepseekV2ForCausalLM"].spec.tensors if t.role == "parameter"}
-    assert "lm_head.weight" in spec_names and "lm_head.weight" in names
-    # bf16: 2 bytes per parameter of the language model
-    assert at("DeepseekV2ForCausalLM")["parameter_bytes"] == 2 * 2_934_734_080
+    prefix, others = CHECKPOINT_PREFIX[op]
+    spec = CATALOG.specs[op].spec
+    # A spec lists only its own parameters; its children's sit under the children's names.
+    elsewhere = tuple(f"{child.name}." for child in spec.children) + others
+    own = {name[len(prefix):] for name in index["weight_map"] if name.startswith(prefix)}
+    own = {name for name in own if not name.startswith(elsewhere)}
+    assert {t.name for t in spec.tensors if t.role == "parameter"} == own

@@ -390,28 +390,21 @@ def _cache_tensors(cache: Any) -> list[Tensor]:
     return [*cache.key_cache, *cache.value_cache]
 
 
-@harness("DeepseekV2Model", attention=True)
-def _model(ctx: Context) -> Case:
-    from opdoc.reference.deepseek_v2 import DeepseekV2Model
+def _on_token_ids(name: str, cache_at: int) -> Builder:
+    """A builder for a whole language model called on token ids with a seeded cache; the forward
+    returns the cache at position `cache_at` of its output tuple."""
+    def builder(ctx: Context) -> Case:
+        cfg = ctx.language_config()
+        module = ctx.module(lambda: _reference(name)(cfg))
+        ids = ctx.ids(ctx["B"], ctx["S"], high=cfg.vocab_size)
+        cache = _seeded_cache(ctx, cfg)
+        return Case(module, lambda: module(ids, past_key_values=cache(), use_cache=True),
+                    lambda out: _cache_tensors(out[cache_at]), **_routing(ctx, module))
+    return builder
 
-    cfg = ctx.language_config()
-    module = ctx.module(lambda: DeepseekV2Model(cfg))
-    ids = ctx.ids(ctx["B"], ctx["S"], high=cfg.vocab_size)
-    cache = _seeded_cache(ctx, cfg)
-    return Case(module, lambda: module(ids, past_key_values=cache(), use_cache=True),
-                lambda out: _cache_tensors(out[1]), **_routing(ctx, module))
 
-
-@harness("DeepseekV2ForCausalLM", attention=True)
-def _causal_lm(ctx: Context) -> Case:
-    from opdoc.reference.deepseek_v2 import DeepseekV2ForCausalLM
-
-    cfg = ctx.language_config()
-    module = ctx.module(lambda: DeepseekV2ForCausalLM(cfg))
-    ids = ctx.ids(ctx["B"], ctx["S"], high=cfg.vocab_size)
-    cache = _seeded_cache(ctx, cfg)
-    return Case(module, lambda: module(ids, past_key_values=cache(), use_cache=True),
-                lambda out: _cache_tensors(out[2]), **_routing(ctx, module))
+harness("DeepseekV2Model", attention=True)(_on_token_ids("DeepseekV2Model", cache_at=1))
+harness("DeepseekV2ForCausalLM", attention=True)(_on_token_ids("DeepseekV2ForCausalLM", cache_at=2))
 
 
 # ------------------------------------------------------------------------------ vision

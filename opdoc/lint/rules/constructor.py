@@ -168,15 +168,16 @@ def signature_present(doc: LintDoc, context: LintContext) -> list[Finding]:
     return []
 
 
+def _parameters_and_bullets(doc: LintDoc) -> tuple[list, dict]:
+    """The Signature's parameters (empty when there is none to read) and the Parameters bullets."""
+    block = signature_block(doc)
+    parameters = signature_parameters(block)[0] if block is not None else None
+    return (parameters or []), (documented_bullets(doc) if parameters else {})
+
+
 @rule("OD402", "error", "A constructor parameter from the Signature has no `name` bullet under Parameters.")
 def parameters_documented(doc: LintDoc, context: LintContext) -> list[Finding]:
-    block = signature_block(doc)
-    if block is None:
-        return []
-    parameters, _ = signature_parameters(block)
-    if not parameters:
-        return []
-    bullets = documented_bullets(doc)
+    parameters, bullets = _parameters_and_bullets(doc)
     return [
         finding(
             "OD402",
@@ -191,13 +192,7 @@ def parameters_documented(doc: LintDoc, context: LintContext) -> list[Finding]:
 
 @rule("OD403", "error", "A documented constructor parameter does not state the default the Signature gives it.")
 def defaults_documented(doc: LintDoc, context: LintContext) -> list[Finding]:
-    block = signature_block(doc)
-    if block is None:
-        return []
-    parameters, _ = signature_parameters(block)
-    if not parameters:
-        return []
-    bullets = documented_bullets(doc)
+    parameters, bullets = _parameters_and_bullets(doc)
     findings = []
     for parameter in parameters:
         if parameter.default is None or parameter.name not in bullets:

@@ -18,7 +18,7 @@ upstream:
   file: TODO vendor file, e.g. modeling_deepseekv2.py
   lines: [1, 1]  # TODO first and last line, from ../shared/facts/
   source: TODO where the location comes from
-implementation: opdoc.reference.TODO.{name}
+implementation: opdoc.models.deepseek_ocr.TODO.{name}
 
 constructor:
   parameters: {{}}  # TODO one entry per __init__ parameter

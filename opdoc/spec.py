@@ -248,7 +248,7 @@ class OpSpec(_Strict):
     @classmethod
     def _import_path(cls, path: str) -> str:
         if not re.fullmatch(r"[a-z_][\w.]*\.[A-Za-z_]\w*", path):
-            raise ValueError(f"expected a dotted import path such as opdoc.reference.deepseek_v2.DeepseekV2MLP, got '{path}'")
+            raise ValueError(f"expected a dotted import path such as opdoc.models.deepseek_ocr.deepseek_v2.DeepseekV2MLP, got '{path}'")
         return path
 
 

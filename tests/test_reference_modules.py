@@ -11,8 +11,8 @@ from opdoc_testing import keys_under, load_weight_index
 import torch
 from torch import nn
 
-from opdoc.reference.config import ClipConfig, DeepseekV2Config, ProjectorConfig, SamConfig, load_scope_config
-from opdoc.reference.deepencoder import (
+from opdoc.models.deepseek_ocr.config import ClipConfig, DeepseekV2Config, ProjectorConfig, SamConfig, load_scope_config
+from opdoc.models.deepseek_ocr.deepencoder import (
     Attention,
     Block,
     CLIPVisionEmbeddings,
@@ -27,7 +27,7 @@ from opdoc.reference.deepencoder import (
     VitModel,
     build_sam_vit_b,
 )
-from opdoc.reference.deepseek_v2 import (
+from opdoc.models.deepseek_ocr.deepseek_v2 import (
     DeepseekV2DecoderLayer,
     DeepseekV2ForCausalLM,
     DeepseekV2MLP,
@@ -457,7 +457,7 @@ def test_clip_attention_definition():
 
 
 def test_position_tables_resize_only_when_needed():
-    from opdoc.reference.deepencoder import get_abs_pos, get_abs_pos_sam
+    from opdoc.models.deepseek_ocr.deepencoder import get_abs_pos, get_abs_pos_sam
 
     sam_table = torch.full((1, 64, 64, 8), 0.5)
     assert get_abs_pos_sam(sam_table, 64) is sam_table

@@ -16,7 +16,7 @@ import pytest
 from opdoc_testing import keys_under, load_weight_index
 
 from opdoc.pipeline import Paths, load
-from opdoc.reference.config import load_scope_config
+from opdoc.models.deepseek_ocr.config import load_scope_config
 
 REPO = Path(__file__).resolve().parents[1]
 BF16, FP32 = 2, 4
@@ -249,8 +249,8 @@ def _assert_matches(values: dict, m) -> None:
 
 @pytest.mark.parametrize("example, side", [("base_view", 1024), ("gundam_tile", 640)])
 def test_checker_agrees_on_patch_embed(evaluator, example, side):
-    from opdoc.reference.config import SamConfig
-    from opdoc.reference.deepencoder import PatchEmbed
+    from opdoc.models.deepseek_ocr.config import SamConfig
+    from opdoc.models.deepseek_ocr.deepencoder import PatchEmbed
 
     cfg = SamConfig.from_scope()
     patch = (cfg.patch_size, cfg.patch_size)
@@ -262,8 +262,8 @@ def test_checker_agrees_on_patch_embed(evaluator, example, side):
 @pytest.mark.parametrize("kernel, device", [("fused", None), ("eager", "meta")])
 @pytest.mark.parametrize("example, tokens", [("base_view", 257), ("gundam_tile", 101)])
 def test_checker_agrees_on_attention(evaluator, example, tokens, kernel, device):
-    from opdoc.reference.config import ClipConfig
-    from opdoc.reference.deepencoder import NoTPAttention
+    from opdoc.models.deepseek_ocr.config import ClipConfig
+    from opdoc.models.deepseek_ocr.deepencoder import NoTPAttention
 
     cfg = ClipConfig.from_scope()
     m = _measure(lambda: NoTPAttention(cfg), (1, tokens, cfg.hidden_size), device=device)
@@ -327,8 +327,8 @@ def test_attention_eager_batch_peak_moments(evaluator):
 @pytest.mark.parametrize("kernel, device", [("fused", None), ("eager", "meta")])
 @pytest.mark.parametrize("example, tokens", [("base_view", 257), ("gundam_tile", 101)])
 def test_checker_agrees_on_attention_two_views(evaluator, example, tokens, kernel, device):
-    from opdoc.reference.config import ClipConfig
-    from opdoc.reference.deepencoder import NoTPAttention
+    from opdoc.models.deepseek_ocr.config import ClipConfig
+    from opdoc.models.deepseek_ocr.deepencoder import NoTPAttention
 
     cfg = ClipConfig.from_scope()
     m = _measure(lambda: NoTPAttention(cfg), (2, tokens, cfg.hidden_size), device=device)

@@ -192,7 +192,7 @@ class Context:
 
     # -- configurations -------------------------------------------------------------------------
     def language_config(self):
-        from opdoc.reference.config import DeepseekV2Config
+        from opdoc.models.deepseek_ocr.config import DeepseekV2Config
 
         impl = "eager" if self.kernel == "eager" else "sdpa"
         cfg = DeepseekV2Config.from_scope(**{**self.config, "_attn_implementation": impl})
@@ -243,7 +243,7 @@ def build(op: str, binding: dict[Any, Any], kernel: str = "fused", device: str =
 
 def _attention_inputs(ctx: Context, cfg) -> dict[str, Any]:
     """Rotary tables (computed as the model does), the (1, 1, S, P+S) mask and a P-position (k, v) cache."""
-    from opdoc.reference.deepseek_v2 import LlamaRotaryEmbedding, causal_mask
+    from opdoc.models.deepseek_ocr.deepseek_v2 import LlamaRotaryEmbedding, causal_mask
 
     B, S, P, H, d_h = ctx["B"], ctx["S"], ctx["P"], ctx["H"], ctx["d_h"]
     x = ctx.tensor(B, S, ctx["h"])
@@ -273,7 +273,7 @@ def _on_hidden_states(make: Callable[[Any], nn.Module]) -> Builder:
 
 
 def _reference(name: str) -> Any:
-    from opdoc.reference import deepseek_v2
+    from opdoc.models.deepseek_ocr import deepseek_v2
 
     return getattr(deepseek_v2, name)
 
@@ -286,7 +286,7 @@ harness("MoEGate")(_on_hidden_states(lambda cfg: _reference("MoEGate")(cfg)))
 
 @harness("DeepseekV2MoE")
 def _moe(ctx: Context) -> Case:
-    from opdoc.reference.deepseek_v2 import DeepseekV2MoE
+    from opdoc.models.deepseek_ocr.deepseek_v2 import DeepseekV2MoE
 
     cfg = ctx.language_config()
     module = ctx.module(lambda: DeepseekV2MoE(cfg))
@@ -313,7 +313,7 @@ def _routing(ctx: Context, root: nn.Module) -> dict[str, Callable]:
 def _routing_notes(ctx: Context, root: nn.Module) -> Callable[[], list[str]]:
     """How the router(s) under ``root`` spread the token slots: evenly without data (fake, meta),
     unevenly with real tensors (it must not matter: the formulas are linear in each expert's tokens)."""
-    from opdoc.reference.deepseek_v2 import DeepseekV2MoE
+    from opdoc.models.deepseek_ocr.deepseek_v2 import DeepseekV2MoE
 
     moes = [m for m in root.modules() if isinstance(m, DeepseekV2MoE)]
     if not moes:
@@ -346,7 +346,7 @@ def _routing_notes(ctx: Context, root: nn.Module) -> Callable[[], list[str]]:
 
 @harness("LlamaAttention", attention=True)
 def _attention(ctx: Context) -> Case:
-    from opdoc.reference.deepseek_v2 import LlamaAttention
+    from opdoc.models.deepseek_ocr.deepseek_v2 import LlamaAttention
 
     cfg = ctx.language_config()
     module = ctx.module(lambda: LlamaAttention(cfg, layer_idx=0))
@@ -356,7 +356,7 @@ def _attention(ctx: Context) -> Case:
 
 @harness("DeepseekV2DecoderLayer", attention=True)
 def _decoder_layer(ctx: Context) -> Case:
-    from opdoc.reference.deepseek_v2 import DeepseekV2DecoderLayer
+    from opdoc.models.deepseek_ocr.deepseek_v2 import DeepseekV2DecoderLayer
 
     cfg = ctx.language_config()
     if ctx.variant not in ("dense", "moe"):
@@ -373,7 +373,7 @@ def _seeded_cache(ctx: Context, cfg) -> Callable[[], Any]:
     any forward). P = 0 gives zero-length entries, so every layer's update concatenates (the spec's
     cache_append), at prefill as at decode. Fresh per call because ``update`` replaces the entries:
     repeated forwards (warm-up, timing) must not see the cache grow."""
-    from opdoc.reference.deepseek_v2 import KVCache
+    from opdoc.models.deepseek_ocr.deepseek_v2 import KVCache
 
     shape = (ctx["B"], ctx["H"], ctx["P"], ctx["d_h"])
     keys = [ctx.tensor(*shape) for _ in range(cfg.num_hidden_layers)]
@@ -412,8 +412,8 @@ harness("DeepseekV2ForCausalLM", attention=True)(_on_token_ids("DeepseekV2ForCau
 
 @harness("PatchEmbed")
 def _patch_embed(ctx: Context) -> Case:
-    from opdoc.reference.config import SamConfig
-    from opdoc.reference.deepencoder import PatchEmbed
+    from opdoc.models.deepseek_ocr.config import SamConfig
+    from opdoc.models.deepseek_ocr.deepencoder import PatchEmbed
 
     cfg = SamConfig.from_scope(**ctx.config)
     ctx.check(p=cfg.patch_size, C_in=cfg.in_chans, h=cfg.embed_dim)
@@ -425,8 +425,8 @@ def _patch_embed(ctx: Context) -> Case:
 
 @harness("NoTPAttention", attention=True)
 def _clip_attention(ctx: Context) -> Case:
-    from opdoc.reference.config import ClipConfig
-    from opdoc.reference.deepencoder import NoTPAttention
+    from opdoc.models.deepseek_ocr.config import ClipConfig
+    from opdoc.models.deepseek_ocr.deepencoder import NoTPAttention
 
     cfg = ClipConfig.from_scope(**ctx.config)
     ctx.check(h=cfg.hidden_size, H=cfg.num_attention_heads, d_h=cfg.hidden_size // cfg.num_attention_heads)

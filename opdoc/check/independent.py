@@ -182,8 +182,8 @@ def _llama_attention(interface: str) -> Callable[[Context], Case]:
         modeling = _transformers("transformers.models.llama.modeling_llama")
         from transformers import DynamicCache, LlamaConfig
 
-        from opdoc.reference.config import DeepseekV2Config
-        from opdoc.reference.deepseek_v2 import LlamaRotaryEmbedding, causal_mask
+        from opdoc.models.deepseek_ocr.config import DeepseekV2Config
+        from opdoc.models.deepseek_ocr.deepseek_v2 import LlamaRotaryEmbedding, causal_mask
 
         ours = DeepseekV2Config.from_scope()
         cfg = LlamaConfig(hidden_size=ours.hidden_size, num_attention_heads=ours.num_attention_heads,
@@ -217,7 +217,7 @@ def _deepseek_moe(experts: str) -> Callable[[Context], Case]:
         modeling = _transformers("transformers.models.deepseek_v2.modeling_deepseek_v2")
         from transformers import DeepseekV2Config as HFConfig
 
-        from opdoc.reference.config import DeepseekV2Config
+        from opdoc.models.deepseek_ocr.config import DeepseekV2Config
 
         ours = DeepseekV2Config.from_scope()
         cfg = HFConfig(hidden_size=ours.hidden_size, intermediate_size=ours.intermediate_size,
@@ -244,7 +244,7 @@ def _deepseek_moe(experts: str) -> Callable[[Context], Case]:
 
 
 def _sam_settings():
-    from opdoc.reference.config import SamConfig
+    from opdoc.models.deepseek_ocr.config import SamConfig
 
     return SamConfig.from_scope()
 
@@ -263,7 +263,7 @@ def _sam_attention(source: str, windowed: bool) -> Callable[[Context], Case]:
     def make(ctx: Context) -> Case:
         cfg = _sam_settings()
         if source == "ours":
-            from opdoc.reference import deepencoder as impl
+            from opdoc.models.deepseek_ocr import deepencoder as impl
         else:
             impl = segment_anything_image_encoder()
         grid = ctx["H_img"] // cfg.patch_size
@@ -316,7 +316,7 @@ def _sam_encoder(source: str) -> Callable[[Context], Case]:
 
 
 def _ours_deepencoder():
-    from opdoc.reference import deepencoder
+    from opdoc.models.deepseek_ocr import deepencoder
 
     return deepencoder
 

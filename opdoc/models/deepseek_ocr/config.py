@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-# opdoc/reference/config.py -> repository root is two folders up from this package.
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# opdoc/models/deepseek_ocr/config.py -> the repository root is three folders up.
+REPO_ROOT = Path(__file__).resolve().parents[3]
 MODEL_YAML = REPO_ROOT / "specs" / "deepseek_ocr" / "model.yaml"
 
 

@@ -49,6 +49,11 @@ class Catalog:
     symbols: dict[str, sympy.Symbol]
     specs: dict[str, ParsedSpec]  # by op name, in topological order (children first)
     root: Path
+    model_located: Located | None = None
+    model_dir: Path | None = None
+
+    def model_line(self, *loc) -> int:
+        return self.model_located.line_of(tuple(loc)) if self.model_located else 0
 
 
 
@@ -63,8 +68,10 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
     model_file = model_dir / "model.yaml"
     model_display = _display(model_file, root)
     model: ModelConfig | None = None
+    model_located: Located | None = None
     try:
-        model = validate(read_yaml(model_file, model_display), ModelConfig, model_display)
+        model_located = read_yaml(model_file, model_display)
+        model = validate(model_located, ModelConfig, model_display)
     except SpecError as exc:
         problems.extend(exc.problems)
     parsed: dict[str, ParsedSpec] = {}
@@ -96,7 +103,8 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
     problems.extend(cycle_problems)
     if problems:
         raise SpecError(problems)
-    return Catalog(model, model_display, symbols, {name: parsed[name] for name in order}, root)
+    return Catalog(model, model_display, symbols, {name: parsed[name] for name in order}, root,
+                   model_located, model_dir)
 
 
 def _display(path: Path, root: Path) -> str:

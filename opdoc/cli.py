@@ -6,12 +6,15 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import sympy
+
 from opdoc import __version__
-from opdoc.spec import SpecError
+from opdoc.spec import SpecError, SpecProblem
 
 
 def _paths(args: argparse.Namespace):
@@ -41,49 +44,81 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_sets(values: list[str]) -> dict[str, str]:
+def _parse_sets(values: list[str]) -> tuple[tuple[str, str], ...]:
     overrides = {}
     for item in values:
         name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise SystemExit(f"--set expects NAME=VALUE, got '{item}'")
+        if not sep or not name.strip() or not value.strip():
+            raise SpecError([SpecProblem("--set", 0, item, "expected NAME=VALUE, e.g. --set S=4096")])
         overrides[name.strip()] = value.strip()
-    return overrides
+    return tuple(overrides.items())
+
+
+def _selection(args: argparse.Namespace, ops: tuple[str, ...]):
+    from opdoc.export import Selection
+
+    examples = tuple(args.example) if isinstance(args.example, list) else ((args.example,) if args.example else ())
+    return Selection(ops, examples, _parse_sets(args.set), args.beyond_limits)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from opdoc.export import evaluate_op
+    from opdoc.export import record, select
+    from opdoc.formula import engineering, plain_text
+    from opdoc.pipeline import load
+    from opdoc.registry import UNITS
 
-    rows = evaluate_op(_paths(args), args.op, args.example, _parse_sets(args.set))
-    width = max(len(row["quantity"]) for row in rows)
-    current = None
-    for row in rows:
-        header = f"{row['op']} [{row['variant'] or 'default'}] at {row['example']}"
-        if header != current:
-            print(header)
-            current = header
-        print(f"  {row['quantity']:<{width}}  {row['pretty']:>32}   {row['formula']}")
+    catalog, ev = load(_paths(args))
+    results = select(catalog, ev, _selection(args, (args.op,)))
+    if args.format == "json":
+        print(json.dumps([record(result, example) for result, example in results], indent=2))
+        return 0
+    width = max(len(name) for name in UNITS)
+    for result, example in results:
+        bound = " ".join(f"{name}={value}" for name, value in result.binding)
+        print(f"{result.op} [{result.variant or 'default'}] at {example}, {result.kernel} kernel: {bound}")
+        for name, value in result.totals.items():
+            formula = plain_text(sympy.expand(result.formulas[name]))
+            print(f"  {name:<{width}}  {engineering(value, UNITS[name]):>32}   {formula}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from opdoc.export import export_rows
+    from opdoc.export import record, rows, select
+    from opdoc.pipeline import load
 
-    rows = export_rows(_paths(args))
+    catalog, ev = load(_paths(args))
+    results = select(catalog, ev, _selection(args, tuple(args.op)))
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8", newline="")
     try:
         if args.format == "json":
-            json.dump(rows, out, indent=2)
+            json.dump([record(result, example) for result, example in results], out, indent=2)
             out.write("\n")
         else:
+            table = rows(results)
             buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+            writer = csv.DictWriter(buffer, fieldnames=list(table[0]) if table else ["op"], lineterminator="\n")
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(table)
             out.write(buffer.getvalue())
     finally:
         if out is not sys.stdout:
             out.close()
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from opdoc.export import listing
+    from opdoc.pipeline import load
+
+    catalog, _ = load(_paths(args))
+    entries = listing(catalog)
+    if args.format == "json":
+        print(json.dumps(entries, indent=2))
+        return 0
+    for entry in entries:
+        variants = f" variants: {', '.join(entry['variants'])};" if entry["variants"] else ""
+        print(f"{entry['op']} ({entry['family']}, scope {entry['scope']}):{variants} "
+              f"examples: {', '.join(entry['examples'])}")
     return 0
 
 
@@ -135,19 +170,37 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timings", action="store_true", help="print seconds per stage")
     p.set_defaults(func=cmd_build)
 
+    def binding(p: argparse.ArgumentParser, many: bool) -> None:
+        if many:
+            p.add_argument("--example", action="append", default=[], help="a named example (repeatable; default: each op's own)")
+        else:
+            p.add_argument("--example", help="a named example (default: all of the op's examples)")
+        p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                       help="override a symbol or a configuration key, e.g. --set S=4096 (repeatable); "
+                            "symbols bound after it are re-derived from it")
+        p.add_argument("--beyond-limits", action="store_true",
+                       help="evaluate even where the scope's limits (e.g. the trained context) are exceeded")
+
     p = sub.add_parser("eval", help="print every quantity of one op")
     common(p)
     p.add_argument("op")
-    p.add_argument("--example", help="a named example (default: all of the op's examples)")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a dimension, e.g. --set S=4096 (repeatable)")
+    binding(p, many=False)
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="json: exact integers, the full binding used and a unit per quantity")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export", help="every quantity of every op at every example, for tools")
     common(p)
+    p.add_argument("--op", action="append", default=[], help="only this op (repeatable)")
+    binding(p, many=True)
     p.add_argument("--format", choices=["json", "csv"], default="json")
     p.add_argument("--output", default="-", help="file to write (default: standard output)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("list", help="list ops, their variants and examples")
+    common(p)
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("new", help="write a spec skeleton for a module")
     common(p)
@@ -177,8 +230,17 @@ def main(argv: list[str] | None = None) -> int:
         # A spec mistake: every problem with its place, no traceback. Internal bugs keep theirs.
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s); no file was changed", file=sys.stderr)
+        writes = args.command in WRITING
+        print(f"{len(exc.problems)} problem(s)" + ("; no file was changed" if writes else ""), file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader left (`opdoc eval X | head`): not an error; keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+# Commands that write files: their errors say that nothing was written.
+WRITING = {"build", "new", "schema", "export"}
 
 
 def entry() -> None:

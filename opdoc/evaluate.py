@@ -12,18 +12,18 @@ Conventions stated once here and printed on every page:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sympy
 
 from opdoc.catalog import Catalog, ParsedSpec
-from opdoc.formula import FormulaError, parse_formula
-from opdoc.spec import DTYPE_BYTES, Child, SpecError, SpecProblem
+from opdoc.formula import FormulaError, parse_formula, suggest
+from opdoc.registry import ADDITIVE, DTYPES, KERNELS
+from opdoc.spec import Child, Formula, SpecError, SpecProblem
 
-KERNELS = ("eager", "fused")
 ADAMW_STATE_BYTES = 8  # two fp32 moments per parameter
-ADDITIVE = ("tensor_flops", "cuda_flops", "backward_flops", "parameters", "parameter_bytes",
-            "activation_bytes", "kv_cache_bytes", "io_read_bytes", "io_write_bytes")
 # Symbols whose growth the "dominant as it grows" term follows: context and image size.
 GROWTH = ("S", "P", "H_p", "W_p", "H_img", "W_img")
 
@@ -72,7 +72,7 @@ class Evaluator:
         self._memo: dict[tuple[str, str | None, str], Quantities] = {}
         self._bindings: dict[tuple, dict[sympy.Symbol, sympy.Expr]] = {}
         self._values: dict[tuple, sympy.Expr] = {}  # (expression, scope, example) -> exact number
-        self._evaluated: dict[tuple, dict[str, sympy.Expr]] = {}
+        self._evaluated: dict[tuple, Evaluated] = {}
 
     # ------------------------------------------------------------------ symbolic composition
 
@@ -92,8 +92,12 @@ class Evaluator:
     def tensor_bytes(self, item: ParsedSpec, index: int) -> sympy.Expr:
         return self.tensor_numel(item, index) * self.dtype_bytes(item.spec.tensors[index].dtype)
 
+    def dtype_name(self, dtype: str) -> str:
+        """A tensor's dtype, with "model" read as the model's own (weights and activations)."""
+        return self.catalog.model.dtype if dtype == "model" else dtype
+
     def dtype_bytes(self, dtype: str) -> int:
-        return DTYPE_BYTES[self.catalog.model.dtype if dtype == "model" else dtype]
+        return DTYPES[self.dtype_name(dtype)].bytes
 
     def active_children(self, item: ParsedSpec, variant: str | None) -> list[tuple[int, Child]]:
         return [(i, c) for i, c in enumerate(item.spec.children) if c.only in (None, variant)]
@@ -183,37 +187,125 @@ class Evaluator:
 
     # ------------------------------------------------------------------ numbers at examples
 
-    def binding(self, scope_name: str, example: str,
-                overrides: dict[str, int] | None = None) -> dict[sympy.Symbol, sympy.Expr]:
-        """Values of every symbol in a scope at one named example (config bind, then example bind).
+    def binding(self, scope_name: str, example: str, overrides: Mapping[str, Formula] | None = None,
+                config: Mapping[str, Any] | None = None, *, allow_beyond: bool = False,
+                origin: str = "--set") -> dict[sympy.Symbol, sympy.Expr]:
+        """Values of every symbol of a scope at one named example: the one binding function.
 
-        `overrides` replaces example entries before later entries are derived from them, so setting
-        H_img re-derives H_p, W_p and S the way the example defines them.
+        Order: the scope's configuration (numbers; `config` replaces some), the scope's bind, then the
+        example's bind. An override (a symbol or a configuration key, `origin` names where it came
+        from) replaces that entry where it stands, so everything bound after it is re-derived from
+        it: setting H_img re-derives H_p, W_p and S; setting B re-derives E_run = min(E, B·S·k).
+        Every value must be a whole number at least the symbol's minimum, and the scope's limits
+        must hold (a context past the trained one is refused unless `allow_beyond`).
         """
-        key = (scope_name, example, tuple(sorted((overrides or {}).items())))
+        overrides = dict(overrides or {})
+        key = (scope_name, example, tuple(sorted((k, str(v)) for k, v in overrides.items())),
+               tuple(sorted((k, repr(v)) for k, v in (config or {}).items())), allow_beyond)
         if key in self._bindings:
             return self._bindings[key]
-        scope = self.catalog.model.scopes[scope_name]
+        model, path = self.catalog.model, self.catalog.model_path
+        scope = model.scopes[scope_name]
+        scope_at = ("scopes", scope_name)
+        problems: list[SpecProblem] = []
+
+        def problem(at: tuple, message: str) -> None:
+            problems.append(SpecProblem(path, self.catalog.model_line(*at), ".".join(map(str, at)), message))
+
+        unknown = [name for name in overrides if name not in self.symbols and name not in scope.config]
+        for name in unknown:
+            known = sorted([*self.symbols, *(k for k, v in scope.config.items() if _is_number(v))])
+            raise SpecError([SpecProblem(origin, 0, name, f"'{name}' is neither a symbol nor a configuration key of "
+                                                          f"scope '{scope_name}'{suggest(name, known)}")])
         names: dict[str, sympy.Expr] = {}
-        for config_key, value in scope.config.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                names[config_key] = parse_formula(value, {})
+
+        def value_of(text: Formula, at: tuple, user: str | None) -> sympy.Expr | None:
+            try:
+                return parse_formula(text, names)
+            except FormulaError as exc:
+                if user is not None:
+                    raise SpecError([SpecProblem(origin, 0, user, f"{user}={text}: {exc}")]) from None
+                problem(at, str(exc))
+                return None
+
+        for config_key, number in {**scope.config, **(config or {})}.items():
+            if config_key in overrides:
+                number = overrides[config_key]
+            elif not _is_number(number):
+                continue
+            value = value_of(number, (*scope_at, "config", config_key), config_key if config_key in overrides else None)
+            if value is not None:
+                names[config_key] = value
         values: dict[sympy.Symbol, sympy.Expr] = {}
-        path = self.catalog.model_path
-        example_bind = {**scope.examples[example].bind, **{k: v for k, v in (overrides or {}).items()}}
-        for origin, bind in ((f"scopes.{scope_name}.bind", scope.bind),
-                             (f"scopes.{scope_name}.examples.{example}.bind", example_bind)):
+        example_bind = scope.examples[example].bind
+        for at, bind in (((*scope_at, "bind"), scope.bind), ((*scope_at, "examples", example, "bind"), example_bind)):
             for symbol, text in bind.items():
-                if symbol not in self.symbols:
-                    raise SpecError([SpecProblem(path, 0, f"{origin}.{symbol}", f"'{symbol}' is not a declared symbol")])
-                try:
-                    value = parse_formula(text, names)
-                except FormulaError as exc:
-                    raise SpecError([SpecProblem(path, 0, f"{origin}.{symbol}", str(exc))]) from None
-                values[self.symbols[symbol]] = value
-                names[symbol] = value
+                user = symbol if symbol in overrides else None
+                value = value_of(overrides.get(symbol, text), (*at, symbol), user)
+                if value is not None:
+                    values[self.symbols[symbol]] = names[symbol] = value
+        for symbol, text in overrides.items():  # symbols no bind mentions: set directly
+            if symbol in self.symbols and self.symbols[symbol] not in values:
+                values[self.symbols[symbol]] = names[symbol] = value_of(text, (), symbol)
+        if problems:
+            raise SpecError(problems)
+        problems_found = self._validate(scope_name, example, values, names, overrides, origin, allow_beyond)
+        if problems_found:
+            raise SpecError(problems_found)
         self._bindings[key] = values
         return values
+
+    def _validate(self, scope_name: str, example: str, values: dict[sympy.Symbol, sympy.Expr],
+                  names: dict[str, sympy.Expr], overrides: Mapping[str, Formula], origin: str,
+                  allow_beyond: bool) -> list[SpecProblem]:
+        """Counts are whole numbers at least their minimum; the scope's limits hold."""
+        model, path = self.catalog.model, self.catalog.model_path
+        found = []
+        where_example = ("scopes", scope_name, "examples", example, "bind")
+
+        def report(symbol: str | None, message: str, at: tuple) -> None:
+            if symbol is not None and symbol in overrides:
+                found.append(SpecProblem(origin, 0, symbol, f"{symbol}={overrides[symbol]}: {message}"))
+            elif overrides:
+                given = ", ".join(f"{k}={v}" for k, v in overrides.items())
+                found.append(SpecProblem(origin, 0, ", ".join(overrides), f"with {given}: {message}"))
+            else:
+                found.append(SpecProblem(path, self.catalog.model_line(*at), ".".join(map(str, at)), message))
+
+        # The symbols a user set are checked first: what follows from a wrong value is noise.
+        order = sorted(values, key=lambda symbol: symbol.name not in overrides)
+        for symbol in order:
+            value = values[symbol]
+            info = model.symbol(symbol.name)
+            at = (*where_example, symbol.name)
+            wanted = f"{symbol.name} ({info.meaning}) must be a whole number >= {info.min}"
+            if value.free_symbols:
+                report(symbol.name, f"{symbol.name} depends on {', '.join(sorted(map(str, value.free_symbols)))}, "
+                                    "which is not bound before it", at)
+            elif not value.is_integer:
+                report(symbol.name, f"{wanted}; got {value}", at)
+            elif value < info.min:
+                report(symbol.name, f"{wanted}; got {value}", at)
+            if found and symbol.name in overrides and not any(v.name in overrides for v in order[order.index(symbol) + 1:]):
+                return found
+        if found:
+            return found
+        for index, limit in enumerate(model.scopes[scope_name].limits):
+            at = ("scopes", scope_name, "limits", index)
+            try:
+                amount = parse_formula(limit.value, names)
+                bound = parse_formula(limit.equals if limit.equals is not None else limit.at_most, names)
+            except FormulaError as exc:
+                found.append(SpecProblem(path, self.catalog.model_line(*at), ".".join(map(str, at)), str(exc)))
+                continue
+            if amount.free_symbols or bound.free_symbols:
+                continue
+            if limit.equals is not None and amount != bound:
+                report(None, f"{limit.value} = {amount} differs from {limit.equals} = {bound}: {limit.why}", at)
+            elif limit.at_most is not None and amount > bound and not allow_beyond:
+                report(None, f"{limit.value} = {amount} exceeds {limit.at_most} = {bound}: {limit.why}; "
+                             "pass --beyond-limits to evaluate it anyway", at)
+        return found
 
     def at(self, item: ParsedSpec, expr: sympy.Expr, example: str, what: str) -> sympy.Expr:
         key = (expr, item.spec.scope, example)
@@ -228,19 +320,138 @@ class Evaluator:
         self._values[key] = value
         return value
 
+    def evaluate(self, op: str, binding: Mapping[sympy.Symbol, sympy.Expr], variant: str | None = None,
+                 kernel: str | None = None, where: str = "") -> Evaluated:
+        """Every quantity, operation, child contribution and tensor of one op at one binding, exact.
+
+        Memoised per op x variant x kernel x binding; eval, export, the API, plots and the checker's
+        expectations all read this. A value that is negative, fractional, infinite or not a number
+        is an error of the spec (it names the quantity and the binding).
+        """
+        kernel = kernel or self.kernel
+        frozen = tuple(sorted(((s.name, v) for s, v in binding.items()), key=lambda pair: pair[0]))
+        key = (op, variant, kernel, frozen)
+        if key in self._evaluated:
+            return self._evaluated[key]
+        item = self.catalog.specs[op]
+        q = self.quantities(op, variant, kernel)
+        formulas = q.derived()
+        for other in KERNELS:
+            formulas[f"peak_{other}"] = self.quantities(op, variant, other).peak
+        problems: list[SpecProblem] = []
+
+        def number(expr: sympy.Expr, what: str, at: tuple = ("examples",)) -> sympy.Expr:
+            value = expr.xreplace(binding)
+            if value.free_symbols:
+                missing = ", ".join(sorted(map(str, value.free_symbols)))
+                problems.append(SpecProblem(item.path, item.line(*at), ".".join(map(str, at)),
+                                            f"{what} needs {missing}, which {where or 'this binding'} does not bind; "
+                                            "bind it in model.yaml"))
+                return sympy.Integer(0)
+            if not (value.is_finite and value.is_real and value >= 0):
+                problems.append(SpecProblem(item.path, item.line(*at), ".".join(map(str, at)),
+                                            f"{what} is {value} at {where or _describe_binding(frozen)}; "
+                                            "a count or size must be a finite number >= 0: fix the formula"))
+                return sympy.Integer(0)
+            return value
+
+        totals = {name: number(expr, name) for name, expr in formulas.items()}
+        operations = []
+        for index, operation in enumerate(item.spec.operations):
+            if operation.kernel not in (None, kernel):
+                continue
+            expr = item.exprs[f"operations.{index}.flops"]
+            operations.append(Part(operation.name, operation.unit, expr,
+                                   number(expr, f"operation '{operation.name}'", ("operations", index, "flops"))))
+        children = []
+        for index, child in self.active_children(item, variant):
+            sub = self.quantities(child.op, child.variant, kernel)
+            child_bind = self.child_binding(item, index)
+            count = item.exprs[f"children.{index}.count"]
+            instances = item.exprs.get(f"children.{index}.instances", count)
+            contribution = {}
+            for name in ADDITIVE:
+                times = instances if name in ("parameters", "parameter_bytes") else count
+                expr = times * getattr(sub, name).xreplace(child_bind)
+                contribution[name] = number(expr, f"child '{child.name}' {name}", ("children", index))
+            children.append(ChildPart(child.name, child.op, child.variant, number(count, f"child '{child.name}' count"),
+                                      number(instances, f"child '{child.name}' instances"), contribution))
+        tensors = []
+        for index, tensor in enumerate(item.spec.tensors):
+            if tensor.kernel not in (None, kernel):
+                continue
+            shape = tuple(number(item.exprs[f"tensors.{index}.shape.{axis}"], f"tensor '{tensor.name}' shape",
+                                 ("tensors", index, "shape", axis)) for axis in range(len(tensor.shape)))
+            numel = sympy.Mul(*shape)
+            tensors.append(TensorPart(tensor.name, tensor.role, self.dtype_name(tensor.dtype), shape, numel,
+                                      numel * self.dtype_bytes(tensor.dtype)))
+        if problems:
+            raise SpecError(problems)
+        result = Evaluated(op, variant, kernel, frozen, totals, formulas, operations, children, tensors)
+        self._evaluated[key] = result
+        return result
+
     def evaluate_at(self, op: str, example: str, variant: str | None = None,
                     kernel: str | None = None) -> dict[str, sympy.Expr]:
-        """Every derived quantity of one op at one example (at the model's kernel unless told), exact,
-        plus the peak under each kernel as peak_eager and peak_fused."""
-        key = (op, example, variant, kernel)
-        if key not in self._evaluated:
-            item = self.catalog.specs[op]
-            values = {name: self.at(item, expr, example, name)
-                      for name, expr in self.quantities(op, variant, kernel).derived().items()}
-            for other in KERNELS:
-                values[f"peak_{other}"] = self.at(item, self.quantities(op, variant, other).peak, example, "peak")
-            self._evaluated[key] = values
-        return dict(self._evaluated[key])
+        """Every quantity of one op at one named example (at the model's kernel unless told), exact."""
+        scope = self.catalog.specs[op].spec.scope
+        where = f"example '{example}' of scope '{scope}'"
+        return dict(self.evaluate(op, self.binding(scope, example), variant, kernel, where).totals)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _describe_binding(frozen: tuple) -> str:
+    return ", ".join(f"{name}={value}" for name, value in frozen)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One operation of an op: its FLOP formula and value."""
+
+    name: str
+    unit: str  # "tensor" or "cuda"
+    formula: sympy.Expr
+    flops: sympy.Expr
+
+
+@dataclass(frozen=True)
+class ChildPart:
+    """What one child adds to its parent: every additive quantity times its count (instances for parameters)."""
+
+    name: str
+    op: str
+    variant: str | None
+    count: sympy.Expr
+    instances: sympy.Expr
+    totals: dict[str, sympy.Expr]
+
+
+@dataclass(frozen=True)
+class TensorPart:
+    name: str
+    role: str
+    dtype: str
+    shape: tuple[sympy.Expr, ...]
+    numel: sympy.Expr
+    bytes: sympy.Expr
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """One op x variant x kernel x binding: every number exact, every total also as a formula."""
+
+    op: str
+    variant: str | None
+    kernel: str
+    binding: tuple[tuple[str, sympy.Expr], ...]
+    totals: dict[str, sympy.Expr]
+    formulas: dict[str, sympy.Expr]
+    operations: list[Part]
+    children: list[ChildPart]
+    tensors: list[TensorPart]
 
 
 @dataclass

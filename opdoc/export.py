@@ -1,69 +1,103 @@
-"""Every quantity of ops at examples as flat rows: `opdoc eval` prints them, `opdoc export` writes them."""
+"""Every quantity of ops at bindings, as records: `opdoc eval`, `opdoc export`, `opdoc list` and the API read them.
+
+Numbers come from the evaluator's one evaluated model (`Evaluator.evaluate`) at the evaluator's one
+binding function (`Evaluator.binding`); nothing here binds or composes on its own.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy
 
-from opdoc.formula import FormulaError, engineering, parse_formula, plain_text, suggest
-from opdoc.pipeline import Paths, load
-from opdoc.placeholders import QUANTITY_UNITS
-from opdoc.spec import SpecError, SpecProblem
+from opdoc.catalog import Catalog
+from opdoc.evaluate import Evaluated, Evaluator
+from opdoc.formula import engineering, plain_text, suggest
+from opdoc.registry import QUANTITIES
+from opdoc.spec import Formula, SpecError, SpecProblem
+
+# How a unit is named in machine-readable output.
+UNIT_NAMES = {"flops": "FLOPs", "params": "parameters", "bytes": "bytes"}
 
 
-def _rows(evaluator, op: str, example: str, variant, binding) -> list[dict[str, str]]:
-    item = evaluator.catalog.specs[op]
-    rows = []
-    exprs = evaluator.quantities(op, variant).derived()
-    for kernel in ("eager", "fused"):  # the peak under each attention kernel, beside the model's own
-        exprs[f"peak_{kernel}"] = evaluator.quantities(op, variant, kernel).peak
-    for quantity, expr in exprs.items():
-        value = expr.xreplace(binding)
-        if value.free_symbols:
-            raise SpecError([SpecProblem(item.path, item.line("examples"), "examples",
-                                         f"{quantity} needs {sorted(map(str, value.free_symbols))} bound")])
-        rows.append({
-            "op": op, "variant": variant or "", "example": example, "quantity": quantity,
-            "value": str(value), "pretty": engineering(value, QUANTITY_UNITS[quantity]),
-            "formula": plain_text(sympy.expand(expr)),
-        })
-    return rows
+@dataclass(frozen=True)
+class Selection:
+    """Which ops, examples and overrides a command asks for."""
+
+    ops: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+    overrides: tuple[tuple[str, Formula], ...] = ()
+    beyond_limits: bool = False
+    origin: str = "--set"
 
 
-def evaluate_op(paths: Paths, op: str, example: str | None, overrides: dict[str, str]) -> list[dict[str, str]]:
-    catalog, evaluator = load(paths)
-    if op not in catalog.specs:
-        raise SpecError([SpecProblem("opdoc eval", 0, "OP", f"no spec for '{op}'{suggest(op, sorted(catalog.specs))}")])
-    spec = catalog.specs[op].spec
-    examples = [example] if example else spec.examples
-    scope = catalog.model.scopes[spec.scope]
-    rows = []
-    for name in examples:
-        if name not in scope.examples:
-            raise SpecError([SpecProblem("opdoc eval", 0, "--example",
-                                         f"scope '{spec.scope}' has no example '{name}'{suggest(name, sorted(scope.examples))}")])
-        binding = dict(evaluator.binding(spec.scope, name))
-        for symbol, text in overrides.items():
-            if symbol not in catalog.symbols:
-                raise SpecError([SpecProblem("opdoc eval", 0, "--set",
-                                             f"unknown symbol '{symbol}'{suggest(symbol, sorted(catalog.symbols))}")])
-            try:
-                value = parse_formula(text, {s.name: v for s, v in binding.items()})
-            except FormulaError as exc:
-                raise SpecError([SpecProblem("opdoc eval", 0, f"--set {symbol}", str(exc))]) from None
-            binding[catalog.symbols[symbol]] = value
-        for variant in evaluator.variants(op):
-            rows.extend(_rows(evaluator, op, name, variant, binding))
-    return rows
+def exact(value: sympy.Expr) -> int | str:
+    """An exact number for JSON: an int when whole, else its exact fraction as text."""
+    return int(value) if value.is_Integer else str(value)
 
 
-def export_rows(paths: Paths) -> list[dict[str, str]]:
-    """Every quantity of every op at each of its named examples, in a stable order."""
-    catalog, evaluator = load(paths)
-    rows = []
+def select(catalog: Catalog, ev: Evaluator, selection: Selection) -> list[tuple[Evaluated, str]]:
+    """The results asked for, each op x example x variant at the model's kernel, with the example's name."""
+    unknown = [op for op in selection.ops if op not in catalog.specs]
+    if unknown:
+        raise SpecError([SpecProblem("opdoc", 0, "OP", f"no spec for '{op}'{suggest(op, sorted(catalog.specs))}")
+                         for op in unknown])
+    results = []
+    for op in selection.ops or sorted(catalog.specs):
+        spec = catalog.specs[op].spec
+        scope = catalog.model.scopes[spec.scope]
+        examples = selection.examples or tuple(spec.examples)
+        missing = [name for name in examples if name not in scope.examples]
+        if missing and selection.ops:  # asked for by name: say so; across all ops: skip other scopes' names
+            raise SpecError([SpecProblem("opdoc", 0, "--example", f"scope '{spec.scope}' of {op} has no example "
+                                                                  f"'{name}'{suggest(name, sorted(scope.examples))}")
+                             for name in missing])
+        for example in (name for name in examples if name in scope.examples):
+            binding = ev.binding(spec.scope, example, dict(selection.overrides),
+                                 allow_beyond=selection.beyond_limits, origin=selection.origin)
+            given = ", ".join(f"{k}={v}" for k, v in selection.overrides)
+            where = f"example '{example}'" + (f" with {given}" if given else "")
+            results += [(ev.evaluate(op, binding, variant, where=where), example) for variant in ev.variants(op)]
+    return results
+
+
+def record(result: Evaluated, example: str) -> dict:
+    """One result as JSON: the full binding used and every quantity with its unit and formula."""
+    return {
+        "op": result.op, "variant": result.variant, "example": example, "kernel": result.kernel,
+        "binding": {name: exact(value) for name, value in result.binding},
+        "quantities": {
+            name: {"value": exact(value), "unit": UNIT_NAMES[QUANTITIES[name].unit],
+                   "formula": plain_text(sympy.expand(result.formulas[name]))}
+            for name, value in result.totals.items()
+        },
+    }
+
+
+def rows(results: list[tuple[Evaluated, str]]) -> list[dict[str, str]]:
+    """Flat rows for CSV: one per quantity, with a column per symbol bound anywhere in the output."""
+    symbols = sorted({name for result, _ in results for name, _ in result.binding})
+    out = []
+    for result, example in results:
+        bound = {name: str(value) for name, value in result.binding}
+        for name, value in result.totals.items():
+            unit = QUANTITIES[name].unit
+            out.append({
+                "op": result.op, "variant": result.variant or "", "example": example, "kernel": result.kernel,
+                "quantity": name, "value": str(value), "unit": UNIT_NAMES[unit],
+                "pretty": engineering(value, unit), "formula": plain_text(sympy.expand(result.formulas[name])),
+                **{f"bind.{symbol}": bound.get(symbol, "") for symbol in symbols},
+            })
+    return out
+
+
+def listing(catalog: Catalog) -> list[dict]:
+    """Every op with its family, scope, variants and examples (`opdoc list`)."""
+    out = []
     for op in sorted(catalog.specs):
         spec = catalog.specs[op].spec
-        for example in spec.examples:
-            binding = evaluator.binding(spec.scope, example)
-            for variant in evaluator.variants(op):
-                rows.extend(_rows(evaluator, op, example, variant, binding))
-    return rows
+        scope = catalog.model.scopes[spec.scope]
+        out.append({"op": op, "family": spec.family, "scope": spec.scope, "variants": list(spec.variants),
+                    "examples": {name: scope.examples[name].title for name in spec.examples}})
+    return out
+

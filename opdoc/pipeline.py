@@ -56,12 +56,24 @@ def load(paths: Paths, timings: Timings | None = None) -> tuple[Catalog, Evaluat
                                      f"expected one model folder with a model.yaml, found {found}; pass --specs DIR")])
     with timings.stage("load"):
         catalog = load_catalog(dirs[0], paths.root)
+        model_package_path(catalog)
     with timings.stage("evaluate"):
         evaluator = Evaluator(catalog)
         problems = evaluator.prove_closed_forms()
         if problems:
             raise SpecError(problems)
     return catalog, evaluator
+
+
+def model_package_path(catalog: Catalog) -> None:
+    """Put a model package that ships beside its specs (`package_path` in model.yaml) on sys.path."""
+    import sys
+
+    if catalog.model.package_path is None or catalog.model_dir is None:
+        return
+    folder = str((catalog.model_dir / catalog.model.package_path).resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
 
 
 GPU_REPORT = Path("measured") / "cuda-report.json"

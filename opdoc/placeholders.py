@@ -10,14 +10,8 @@ import re
 
 from opdoc.formula import suggest
 
-# quantity -> unit used to print it
-QUANTITY_UNITS = {
-    "tensor_flops": "flops", "cuda_flops": "flops", "forward_flops": "flops", "backward_flops": "flops",
-    "training_step_flops": "flops", "parameters": "params", "active_parameters": "params",
-    "parameter_bytes": "bytes", "gradient_bytes": "bytes", "adamw_bytes": "bytes", "training_bytes": "bytes",
-    "activation_bytes": "bytes", "kv_cache_bytes": "bytes", "io_read_bytes": "bytes", "io_write_bytes": "bytes",
-    "io_bytes": "bytes", "peak": "bytes", "peak_eager": "bytes", "peak_fused": "bytes",
-}
+from opdoc.registry import UNITS as QUANTITY_UNITS  # noqa: E402 - quantity -> unit used to print it
+
 _SYNTAX = re.compile(r"(?P<name>[A-Za-z_]\w*)(?:@(?P<example>\w+))?(?:#(?P<variant>\w+))?")
 
 

@@ -18,7 +18,7 @@ import jinja2
 from opdoc import __version__, escape
 from opdoc.catalog import Catalog
 from opdoc.evaluate import Evaluator
-from opdoc.spec import FAMILIES
+from opdoc.registry import FAMILIES
 from opdoc.view import OpView, ViewBuilder
 
 MANIFEST = ".opdoc-manifest.json"

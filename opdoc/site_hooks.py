@@ -12,7 +12,8 @@ Three jobs, all at build time:
 * The index page's tables get a `data-opdoc-sortable` attribute that site/assets/opdoc.js turns into
   click-to-sort headers.
 
-This file is loaded by MkDocs from its path, so it imports nothing from the opdoc package.
+MkDocs loads this file by its path; the family table comes from opdoc's registry (installed in the
+same environment), so the navigation and the pages name families the same way.
 """
 
 from __future__ import annotations
@@ -24,17 +25,12 @@ from pathlib import Path
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
+from opdoc.registry import FAMILIES as _FAMILIES
+
 log = logging.getLogger("mkdocs.hooks.opdoc")
 
 # (family key in the page comment, nav section title), in nav order.
-FAMILIES: tuple[tuple[str, str], ...] = (
-    ("language_model", "Language model"),
-    ("sam", "SAM encoder"),
-    ("clip", "CLIP encoder"),
-    ("projector", "Projector"),
-    ("preprocessing", "Preprocessing"),
-    ("model", "Whole model"),
-)
+FAMILIES: tuple[tuple[str, str], ...] = tuple(_FAMILIES.items())
 OTHER_TITLE = "Other"
 INDEX = "index.md"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from opdoc.pipeline import Paths
-from opdoc.spec import FAMILIES, SpecError, SpecProblem
+from opdoc.registry import FAMILIES
+from opdoc.spec import SpecError, SpecProblem
 
 SKELETON = """\
 # yaml-language-server: $schema=../schema/op.schema.json
@@ -16,7 +17,7 @@ examples: [{example}]
 summary: TODO one sentence on what {name} computes
 upstream:
   file: TODO vendor file, e.g. modeling_deepseekv2.py
-  lines: [1, 1]  # TODO first and last line, from ../shared/facts/
+  lines: [1, 1]  # TODO first and last line of the class in the upstream file, decorators included
   source: TODO where the location comes from
 implementation: opdoc.models.deepseek_ocr.TODO.{name}
 

@@ -12,21 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from opdoc.registry import DTYPES, FAMILIES, FLOAT_DTYPES, KERNELS
 
 Formula = str | int | float
-
-FAMILIES = {
-    "language_model": "Language model",
-    "sam": "SAM encoder",
-    "clip": "CLIP encoder",
-    "projector": "Projector",
-    "preprocessing": "Preprocessing",
-    "model": "Whole model",
-}
-
-# Bytes per element of each dtype a tensor may declare; "model" means the checkpoint's dtype.
-DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "int64": 8, "int32": 4, "bool": 1, "uint8": 1}
+# Allowed values, from the registry's tables (a tensor's dtype "model" means the checkpoint's own).
+FamilyName = Literal[tuple(FAMILIES)]  # type: ignore[valid-type]
+KernelName = Literal[tuple(KERNELS)]  # type: ignore[valid-type]
+ModelDtype = Literal[tuple(FLOAT_DTYPES)]  # type: ignore[valid-type]
+TensorDtype = Literal[("model", *DTYPES)]  # type: ignore[valid-type]
 
 
 @dataclass(frozen=True, order=True)
@@ -72,6 +67,34 @@ class Sweep(_Strict):
     label: str
 
 
+class Limit(_Strict):
+    """A bound the scope's values must keep: `value` <= `at_most` (e.g. the trained context; a user may
+    pass it on purpose) or `value` == `equals` (e.g. heads splitting the width evenly; never waived)."""
+
+    value: Formula
+    at_most: Formula | None = None
+    equals: Formula | None = None
+    why: str
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> "Limit":
+        if (self.at_most is None) == (self.equals is None):
+            raise ValueError("give exactly one of at_most or equals")
+        return self
+
+
+class CheckPoint(_Strict):
+    """Where `opdoc check` compares formulas with a module: an example, some symbols set, a device."""
+
+    example: str
+    set: dict[str, int] = {}
+    device: Literal["full", "cpu"] = "full"  # full size without allocating, or small real tensors
+    config: dict[str, Any] = {}  # overrides of the scope's configuration (a small real module)
+    quick: bool = False  # also in `opdoc check --quick`
+    only: list[str] = []  # only for these ops (empty: every op of the scope)
+    why: str = ""
+
+
 class Scope(_Strict):
     title: str
     source: str
@@ -79,23 +102,51 @@ class Scope(_Strict):
     bind: dict[str, Formula]
     examples: dict[str, Example] = Field(min_length=1)
     sweep: Sweep
+    limits: list[Limit] = []
+    check: list[CheckPoint] = []
+
+
+class SymbolInfo(_Strict):
+    meaning: str
+    min: int = 1  # the smallest value that makes sense (0 for a count that may be empty)
+
+
+class Source(_Strict):
+    """Where the model's facts come from, as a reader can find them."""
+
+    repository: str
+    commit: str
+    files: dict[str, str]  # file in the repository -> what opdoc takes from it
 
 
 class ModelConfig(_Strict):
     model: str
     title: str
-    dtype: Literal["bfloat16", "float16", "float32"]
-    attention_kernel: Literal["eager", "fused"]
-    symbols: dict[str, str]
+    # The model's package under which its reference modules, harness builders and upstream loading
+    # live (e.g. opdoc.models.deepseek_ocr); `package_path` (relative to the spec folder) is put on
+    # sys.path first when the package ships beside the specs.
+    package: str
+    package_path: str | None = None
+    source: Source | None = None
+    dtype: ModelDtype
+    attention_kernel: KernelName
+    symbols: dict[str, str | SymbolInfo]
     scopes: dict[str, Scope]
 
     @field_validator("symbols")
     @classmethod
-    def _identifiers(cls, symbols: dict[str, str]) -> dict[str, str]:
+    def _identifiers(cls, symbols: dict[str, str | SymbolInfo]) -> dict[str, str | SymbolInfo]:
         for name in symbols:
             if not name.isidentifier():
                 raise ValueError(f"symbol '{name}' is not a valid identifier")
         return symbols
+
+    def symbol(self, name: str) -> SymbolInfo:
+        info = self.symbols[name]
+        return SymbolInfo(meaning=info) if isinstance(info, str) else info
+
+    def meaning(self, name: str) -> str:
+        return self.symbol(name).meaning
 
 
 # --------------------------------------------------------------------------- op spec
@@ -104,7 +155,7 @@ class ModelConfig(_Strict):
 class Upstream(_Strict):
     file: str
     lines: tuple[int, int]
-    source: str
+    source: str | None = None  # where the file is published; default: the model's source repository and commit
 
     @field_validator("lines")
     @classmethod
@@ -134,12 +185,12 @@ class Tensor(_Strict):
     name: str
     role: Literal["input", "intermediate", "output", "cache", "parameter"]
     shape: list[Formula]
-    dtype: Literal["model", "bfloat16", "float16", "float32", "int64", "int32", "bool", "uint8"] = "model"
+    dtype: TensorDtype = "model"
     note: str = ""
     # A tensor produced inside a child is counted by that child, not again by the parent.
     from_child: str | None = None
     # Only with this attention kernel (eager materialises scores, fused does not); None: always.
-    kernel: Literal["eager", "fused"] | None = None
+    kernel: KernelName | None = None
     # Parameters touched per token when fewer than all (an embedding reads one row): for active counts.
     active: Formula | None = None
 
@@ -152,7 +203,7 @@ class Operation(_Strict):
     backward: Formula | None = None
     reads: list[str] = []
     writes: list[str] = []
-    kernel: Literal["eager", "fused"] | None = None
+    kernel: KernelName | None = None
 
 
 class Child(_Strict):
@@ -180,7 +231,7 @@ class FormulaNote(_Strict):
 
 class Memory(_Strict):
     # kernel -> peak live activation bytes beyond parameters and inputs; "any" when the kernel does not matter.
-    peak: dict[Literal["any", "eager", "fused"], FormulaNote]
+    peak: dict[Literal[("any", *KERNELS)], FormulaNote]  # type: ignore[valid-type]
 
 
 class ClosedForms(_Strict):
@@ -219,7 +270,7 @@ class Prose(_Strict):
 
 class OpSpec(_Strict):
     op: str
-    family: Literal["language_model", "sam", "clip", "projector", "preprocessing", "model"]
+    family: FamilyName
     scope: str
     examples: list[str] = Field(min_length=1)
     # Named configurations of one class (a decoder layer with a dense MLP or an MoE); first is shown first.

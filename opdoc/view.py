@@ -15,13 +15,13 @@ import sympy
 
 from opdoc import __version__
 from opdoc.catalog import PLACEHOLDER, Catalog, ParsedSpec
-from opdoc.evaluate import KERNELS, Evaluator, dominant_terms
+from opdoc.evaluate import Evaluator, dominant_terms
 from opdoc.formula import engineering, exact_number, plain_text, source_text, with_exact
 from opdoc.placeholders import QUANTITY_UNITS, parse_placeholder
-from opdoc.spec import DTYPE_BYTES, FAMILIES, SpecError, SpecProblem
+from opdoc.registry import DTYPES, FAMILIES, KERNELS, UNITS
+from opdoc.spec import SpecError, SpecProblem
 
-DTYPE_SHORT = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "int64": "int64", "int32": "int32",
-               "bool": "bool", "uint8": "uint8"}
+DTYPE_SHORT = {name: dtype.short for name, dtype in DTYPES.items()}
 
 
 @dataclass
@@ -203,7 +203,7 @@ class ViewBuilder:
             version=__version__, summary=self.fill(item, spec.summary),
             what_it_is=self.fill(item, spec.prose.what_it_is), source=source,
             upstream=f"{spec.upstream.file}:{spec.upstream.lines[0]}-{spec.upstream.lines[1]}",
-            upstream_source=spec.upstream.source, params=params,
+            upstream_source=self._upstream_source(item), params=params,
             components=self._components(item), behavior=[self.fill(item, b) for b in spec.constructor.behavior],
             mermaid=self._mermaid(item), pseudo_code=self.fill(item, spec.prose.pseudo_code, code=True),
             math=self.fill(item, spec.prose.math, code=True) if spec.prose.math else None,
@@ -216,6 +216,13 @@ class ViewBuilder:
             references=[self.fill(item, r) for r in spec.prose.references], index_row=index_row,
             **self._gpu(item),
         )
+
+    def _upstream_source(self, item: ParsedSpec) -> str:
+        """Where a reader finds the upstream file: the spec's own word, else the model's repository."""
+        if item.spec.upstream.source:
+            return item.spec.upstream.source
+        source = self.catalog.model.source
+        return f"{source.repository}, commit {source.commit}" if source else "upstream source not recorded"
 
     def _gpu(self, item: ParsedSpec) -> dict:
         """Rows of the committed GPU report for this op: measured peak beside the formula, and time."""
@@ -312,7 +319,7 @@ class ViewBuilder:
         rows = []
         for symbol in self._symbols_used(item):
             values = [exact_number(self.ev.at(item, symbol, e, symbol.name)) for e in item.spec.examples]
-            rows.append({"symbol": symbol.name, "meaning": self.catalog.model.symbols[symbol.name],
+            rows.append({"symbol": symbol.name, "meaning": self.catalog.model.meaning(symbol.name),
                          "examples": " / ".join(dict.fromkeys(values))})
         return rows
 
@@ -345,12 +352,7 @@ class ViewBuilder:
             operations.append(Row(child.name, "child", formula,
                                   self.fmt(flops, "flops", item, primary, child.name),
                                   self.fill(item, child.why), link=child.op))
-        units = {"tensor_flops": "flops", "cuda_flops": "flops", "forward_flops": "flops", "backward_flops": "flops",
-                 "training_step_flops": "flops", "parameters": "params", "active_parameters": "params",
-                 "parameter_bytes": "bytes", "gradient_bytes": "bytes", "adamw_bytes": "bytes",
-                 "training_bytes": "bytes", "activation_bytes": "bytes", "kv_cache_bytes": "bytes",
-                 "io_read_bytes": "bytes", "io_write_bytes": "bytes", "io_bytes": "bytes",
-                 "peak_eager": "bytes", "peak_fused": "bytes", "peak": "bytes"}
+        units = UNITS
         totals = {name: self.fmt(expr, units[name], item, primary, name) for name, expr in derived.items()}
         formulas = {name: plain_text(sympy.expand(derived[name])) for name in ("forward_flops", "tensor_flops", "cuda_flops")}
         terms = dominant_terms(q.forward_flops, binding)
@@ -384,7 +386,7 @@ class ViewBuilder:
             if tensor.role not in roles or tensor.from_child or tensor.kernel not in (None, ev.kernel):
                 continue
             dtype = self.dtype if tensor.dtype == "model" else tensor.dtype
-            size = DTYPE_BYTES[dtype]
+            size = DTYPES[dtype].bytes
             shape = " × ".join(plain_text(item.exprs[f"tensors.{i}.shape.{a}"]) for a in range(len(tensor.shape)))
             unit = "params" if tensor.role == "parameter" else "bytes"
             value = ev.tensor_numel(item, i) if tensor.role == "parameter" else ev.tensor_bytes(item, i)

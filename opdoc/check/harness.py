@@ -1,8 +1,9 @@
 """Check stage, harness: build each op's reference module at its scope's configuration, with inputs
 that match the spec's input tensors at one binding of the symbols.
 
-One builder per op is registered with ``@harness("Op")``; a second builder for the same op is
-refused, and an op with a spec but no builder is reported by the runner as an error.
+One builder per op is registered with ``@harness("Op")`` by the model's package (its ``harness``
+module, e.g. ``opdoc.models.deepseek_ocr.harness``, imported by ``load_model_harness``); a second
+builder for the same op is refused, and an op with a spec but no builder is reported by the runner.
 ``build(op, binding, kernel, device, dtype)`` returns a ``Case``: the module, a ``call`` that runs
 one forward on the prepared inputs, and how to read the KV cache from what the forward returned.
 
@@ -40,9 +41,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from opdoc.registry import FLOAT_DTYPES
+from opdoc.registry import KERNELS as _KERNELS
+
 DEVICES = ("fake", "meta", "cpu", "cuda")
-KERNELS = ("eager", "fused")
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+KERNELS = tuple(_KERNELS)
+DTYPES = {name: getattr(torch, name) for name in FLOAT_DTYPES}
 
 
 class HarnessError(RuntimeError):
@@ -98,8 +102,8 @@ class HarnessRegistry:
 
     def get(self, op: str) -> Builder:
         if op not in self._builders:
-            raise HarnessError(f"no harness for {op}: register a builder with @harness({op!r}) in "
-                               "opdoc/check/harness.py")
+            raise HarnessError(f"no harness for {op}: register a builder with @harness({op!r}) in the "
+                               "model package's harness module")
         return self._builders[op]
 
 
@@ -117,6 +121,7 @@ class Context:
     dtype: torch.dtype
     variant: str | None = None
     config: dict[str, Any] = field(default_factory=dict)  # overrides of the scope's config (small real checks)
+    scope_config: dict[str, Any] | None = None  # the scope's configuration as loaded from the specs
     mode: Any = None  # the FakeTensorMode when device == "fake"
     seed: int = 0
     modules: dict | None = None  # reuse modules between points (same op, variant, kernel, device, config)
@@ -190,18 +195,6 @@ class Context:
             listed = ", ".join(f"{s}: formula {a}, module {b}" for s, (a, b) in wrong.items())
             raise HarnessError(f"{self.op}: the binding disagrees with the module's configuration ({listed})")
 
-    # -- configurations -------------------------------------------------------------------------
-    def language_config(self):
-        from opdoc.models.deepseek_ocr.config import DeepseekV2Config
-
-        impl = "eager" if self.kernel == "eager" else "sdpa"
-        cfg = DeepseekV2Config.from_scope(**{**self.config, "_attn_implementation": impl})
-        self.check(h=cfg.hidden_size, H=cfg.num_attention_heads, d_h=cfg.hidden_size // cfg.num_attention_heads,
-                   d_ff=cfg.intermediate_size, d_e=cfg.moe_intermediate_size, E=cfg.n_routed_experts,
-                   k=cfg.num_experts_per_tok, E_s=cfg.n_shared_experts, V=cfg.vocab_size,
-                   L=cfg.num_hidden_layers, L_dense=cfg.first_k_dense_replace)
-        return cfg
-
     def sdpa_context(self) -> Callable[[], contextlib.AbstractContextManager]:
         """The attention backend of a module that always calls SDPA: math path for "eager"."""
         if self.kernel == "eager":
@@ -214,7 +207,7 @@ class Context:
 def build(op: str, binding: dict[Any, Any], kernel: str = "fused", device: str = "fake",
           dtype: torch.dtype | str = torch.bfloat16, *, variant: str | None = None,
           config: dict[str, Any] | None = None, mode: Any = None, seed: int = 0,
-          modules: dict | None = None) -> Case:
+          modules: dict | None = None, scope_config: dict[str, Any] | None = None) -> Case:
     """The reference module of ``op`` and a forward on inputs shaped by ``binding``.
 
     ``binding`` maps symbols (sympy symbols or their names) to numbers, e.g. ``Evaluator.binding``.
@@ -232,205 +225,21 @@ def build(op: str, binding: dict[Any, Any], kernel: str = "fused", device: str =
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         mode = FakeTensorMode()
-    ctx = Context(op, values, kernel, device, dtype, variant, dict(config or {}), mode, seed, modules)
+    ctx = Context(op, values, kernel, device, dtype, variant, dict(config or {}), scope_config, mode, seed, modules)
     case = harness.get(op)(ctx)
     case.place = ctx.place
     return case
 
 
-# ------------------------------------------------------------------------------ language model
+def load_model_harness(catalog) -> None:
+    """Import the model package's ``harness`` module, which registers its builders (once per process).
 
+    A package that ships beside the specs (``package_path`` in model.yaml) is put on ``sys.path``
+    first; implementations resolve inside the packages a model declares.
+    """
+    import importlib
 
-def _attention_inputs(ctx: Context, cfg) -> dict[str, Any]:
-    """Rotary tables (computed as the model does), the (1, 1, S, P+S) mask and a P-position (k, v) cache."""
-    from opdoc.models.deepseek_ocr.deepseek_v2 import LlamaRotaryEmbedding, causal_mask
+    from opdoc.pipeline import model_package_path
 
-    B, S, P, H, d_h = ctx["B"], ctx["S"], ctx["P"], ctx["H"], ctx["d_h"]
-    x = ctx.tensor(B, S, ctx["h"])
-    with ctx.place(), torch.no_grad():
-        rotary = LlamaRotaryEmbedding(cfg)
-        positions = torch.arange(P, P + S)[None].expand(B, -1)
-        cos, sin = rotary(x, positions)
-        mask = causal_mask(S, P + S, ctx.dtype, x.device)
-    # P = 0 gives zero-length tensors: prefill and decode both concatenate, as the spec assumes.
-    past = (ctx.tensor(B, H, P, d_h), ctx.tensor(B, H, P, d_h))
-    return {"hidden_states": x, "attention_mask": mask, "past_key_value": past, "use_cache": True,
-            "position_embeddings": (cos, sin)}
-
-
-def _present(output: Any) -> list[Tensor]:
-    return list(output[2]) if output[2] is not None else []
-
-
-def _on_hidden_states(make: Callable[[Any], nn.Module]) -> Builder:
-    """A builder for a language-model op called on one (B, S, h) tensor: `make(config)` builds it."""
-    def builder(ctx: Context) -> Case:
-        cfg = ctx.language_config()
-        module = ctx.module(lambda: make(cfg))
-        x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
-        return Case(module, lambda: module(x))
-    return builder
-
-
-def _reference(name: str) -> Any:
-    from opdoc.models.deepseek_ocr import deepseek_v2
-
-    return getattr(deepseek_v2, name)
-
-
-harness("DeepseekV2RMSNorm")(_on_hidden_states(
-    lambda cfg: _reference("DeepseekV2RMSNorm")(cfg.hidden_size, eps=cfg.rms_norm_eps)))
-harness("DeepseekV2MLP")(_on_hidden_states(lambda cfg: _reference("DeepseekV2MLP")(cfg)))
-harness("MoEGate")(_on_hidden_states(lambda cfg: _reference("MoEGate")(cfg)))
-
-
-@harness("DeepseekV2MoE")
-def _moe(ctx: Context) -> Case:
-    from opdoc.models.deepseek_ocr.deepseek_v2 import DeepseekV2MoE
-
-    cfg = ctx.language_config()
-    module = ctx.module(lambda: DeepseekV2MoE(cfg))
-    x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
-    return Case(module, lambda: module(x), **_routing(ctx, module))
-
-
-def _routing(ctx: Context, root: nn.Module) -> dict[str, Callable]:
-    """`notes` and `observed` for a Case: how the router(s) spread tokens, and the E_run it implies."""
-    notes = _routing_notes(ctx, root)
-    seen = getattr(notes, "seen", None)
-
-    def observed() -> dict[str, Any]:
-        if not seen:
-            return {}
-        import sympy
-
-        counts = seen[-getattr(notes, "layers", 1):]
-        # The spec's expert I/O is linear in E_run per layer, so the mean over layers is exact in total.
-        return {"E_run": sympy.Rational(sum(sum(1 for c in layer if c) for layer in counts), len(counts))}
-    return {"notes": notes, "observed": observed}
-
-
-def _routing_notes(ctx: Context, root: nn.Module) -> Callable[[], list[str]]:
-    """How the router(s) under ``root`` spread the token slots: evenly without data (fake, meta),
-    unevenly with real tensors (it must not matter: the formulas are linear in each expert's tokens)."""
-    from opdoc.models.deepseek_ocr.deepseek_v2 import DeepseekV2MoE
-
-    moes = [m for m in root.modules() if isinstance(m, DeepseekV2MoE)]
-    if not moes:
-        return lambda: []
-    if not ctx.real:
-        slots = ctx["B"] * ctx["S"] * ctx["k"]
-        return lambda: [f"even split of {slots} slots over {ctx['E']} experts (no routing data)"]
-    from torch.utils._python_dispatch import _disable_current_modes
-
-    seen: list[list[int]] = []
-
-    def record(_module: nn.Module, _args: Any, out: Any) -> None:
-        with _disable_current_modes():  # not part of the measured forward, and keeps no tensor alive
-            seen.append(torch.bincount(out[0].reshape(-1), minlength=ctx["E"]).tolist())
-
-    for moe in moes:
-        moe.gate.register_forward_hook(record)
-
-    def notes() -> list[str]:
-        if not seen:
-            return []
-        counts = seen[-len(moes):]  # the last forward's layers
-        low, high = min(min(c) for c in counts), max(max(c) for c in counts)
-        idle = sum(c.count(0) for c in counts)
-        return [f"real routing: {low}..{high} slots per expert, {idle} of {ctx['E'] * len(counts)} "
-                f"experts idle ({len(counts)} MoE layer{'s' if len(counts) > 1 else ''})"]
-    notes.seen, notes.layers = seen, len(moes)
-    return notes
-
-
-@harness("LlamaAttention", attention=True)
-def _attention(ctx: Context) -> Case:
-    from opdoc.models.deepseek_ocr.deepseek_v2 import LlamaAttention
-
-    cfg = ctx.language_config()
-    module = ctx.module(lambda: LlamaAttention(cfg, layer_idx=0))
-    inputs = _attention_inputs(ctx, cfg)
-    return Case(module, lambda: module(**inputs), _present)
-
-
-@harness("DeepseekV2DecoderLayer", attention=True)
-def _decoder_layer(ctx: Context) -> Case:
-    from opdoc.models.deepseek_ocr.deepseek_v2 import DeepseekV2DecoderLayer
-
-    cfg = ctx.language_config()
-    if ctx.variant not in ("dense", "moe"):
-        raise HarnessError(f"DeepseekV2DecoderLayer: variant must be dense or moe, got {ctx.variant!r}")
-    # Layers below first_k_dense_replace are dense; the first MoE layer is the next one.
-    layer_idx = 0 if ctx.variant == "dense" else cfg.first_k_dense_replace
-    module = ctx.module(lambda: DeepseekV2DecoderLayer(cfg, layer_idx))
-    inputs = _attention_inputs(ctx, cfg)
-    return Case(module, lambda: module(**inputs), _present, **_routing(ctx, module))
-
-
-def _seeded_cache(ctx: Context, cfg) -> Callable[[], Any]:
-    """A fresh KVCache per forward, holding the same P positions in every layer (made once, before
-    any forward). P = 0 gives zero-length entries, so every layer's update concatenates (the spec's
-    cache_append), at prefill as at decode. Fresh per call because ``update`` replaces the entries:
-    repeated forwards (warm-up, timing) must not see the cache grow."""
-    from opdoc.models.deepseek_ocr.deepseek_v2 import KVCache
-
-    shape = (ctx["B"], ctx["H"], ctx["P"], ctx["d_h"])
-    keys = [ctx.tensor(*shape) for _ in range(cfg.num_hidden_layers)]
-    values = [ctx.tensor(*shape) for _ in range(cfg.num_hidden_layers)]
-
-    def fresh() -> KVCache:
-        cache = KVCache()
-        cache.key_cache, cache.value_cache = list(keys), list(values)  # no tensor op: nothing measured
-        return cache
-    return fresh
-
-
-def _cache_tensors(cache: Any) -> list[Tensor]:
-    return [*cache.key_cache, *cache.value_cache]
-
-
-def _on_token_ids(name: str, cache_at: int) -> Builder:
-    """A builder for a whole language model called on token ids with a seeded cache; the forward
-    returns the cache at position `cache_at` of its output tuple."""
-    def builder(ctx: Context) -> Case:
-        cfg = ctx.language_config()
-        module = ctx.module(lambda: _reference(name)(cfg))
-        ids = ctx.ids(ctx["B"], ctx["S"], high=cfg.vocab_size)
-        cache = _seeded_cache(ctx, cfg)
-        return Case(module, lambda: module(ids, past_key_values=cache(), use_cache=True),
-                    lambda out: _cache_tensors(out[cache_at]), **_routing(ctx, module))
-    return builder
-
-
-harness("DeepseekV2Model", attention=True)(_on_token_ids("DeepseekV2Model", cache_at=1))
-harness("DeepseekV2ForCausalLM", attention=True)(_on_token_ids("DeepseekV2ForCausalLM", cache_at=2))
-
-
-# ------------------------------------------------------------------------------ vision
-
-
-@harness("PatchEmbed")
-def _patch_embed(ctx: Context) -> Case:
-    from opdoc.models.deepseek_ocr.config import SamConfig
-    from opdoc.models.deepseek_ocr.deepencoder import PatchEmbed
-
-    cfg = SamConfig.from_scope(**ctx.config)
-    ctx.check(p=cfg.patch_size, C_in=cfg.in_chans, h=cfg.embed_dim)
-    p = cfg.patch_size
-    module = ctx.module(lambda: PatchEmbed((p, p), (p, p), in_chans=cfg.in_chans, embed_dim=cfg.embed_dim))
-    x = ctx.tensor(ctx["B"], ctx["C_in"], ctx["H_img"], ctx["W_img"])
-    return Case(module, lambda: module(x))
-
-
-@harness("NoTPAttention", attention=True)
-def _clip_attention(ctx: Context) -> Case:
-    from opdoc.models.deepseek_ocr.config import ClipConfig
-    from opdoc.models.deepseek_ocr.deepencoder import NoTPAttention
-
-    cfg = ClipConfig.from_scope(**ctx.config)
-    ctx.check(h=cfg.hidden_size, H=cfg.num_attention_heads, d_h=cfg.hidden_size // cfg.num_attention_heads)
-    module = ctx.module(lambda: NoTPAttention(cfg))
-    x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
-    return Case(module, lambda: module(x), context=ctx.sdpa_context())
-
+    model_package_path(catalog)
+    importlib.import_module(f"{catalog.model.package}.harness")

@@ -93,7 +93,7 @@ class Comparison:
 
     def rows(self, ev) -> list[Row]:
         scope = ev.catalog.specs[self.op].spec.scope if self.op in ev.catalog.specs else SCOPE_OF[self.op]
-        label = point_label(point_binding(ev, scope, self.point), scope)
+        label = point_label(ev, scope, self.point)
         base = dict(op=self.op, label=self.label, variant=None, kernel=self.kernel, point=label,
                     device=self.where)
         try:

@@ -33,6 +33,8 @@ from typing import Any
 
 import sympy
 
+from opdoc.registry import QUANTITIES as QUANTITIES_REGISTRY
+
 # ------------------------------------------------------------------------------ tolerances
 
 
@@ -42,20 +44,10 @@ class Tolerance:
     why: str
 
 
-# The one place the check's tolerances are stated. Quantity names are those of the report rows.
-TOLERANCES: dict[str, Tolerance] = {
-    "parameters": Tolerance(0.0, "exact: elements of the module's named_parameters"),
-    "parameter_bytes": Tolerance(0.0, "exact: elements times element size of the named_parameters"),
-    "tensor_flops": Tolerance(0.0, "exact: matrix products, 2 FLOPs per multiply-add (rules.py)"),
-    "cuda_flops": Tolerance(0.0, "exact: every other computing aten op, by its rule in rules.py"),
-    "io_read_bytes": Tolerance(0.0, "exact: every tensor input of every op, read once (unfused bound)"),
-    "io_write_bytes": Tolerance(0.0, "exact: every tensor output of every op, written once"),
-    "kv_cache_bytes": Tolerance(0.0, "exact: bytes of the key and value tensors the returned cache holds"),
-    "activation_bytes": Tolerance(0.0, "exact: bytes of every storage the forward creates; the spec's "
-                                       "activation_bytes plus its KV cache, which the forward also creates"),
-    "peak_bytes": Tolerance(0.0, "exact: most activation bytes live at once, as the tracker frees "
-                                 "storages; the kernel that ran is noted beside it"),
-}
+# The check's tolerances, from the quantity registry (the one place they are stated); row names are
+# the checker's measurements.
+TOLERANCES: dict[str, Tolerance] = {q.measured: Tolerance(q.tolerance, q.why)
+                                    for q in QUANTITIES_REGISTRY.values() if q.measured}
 
 # Rows about independent implementations compare only where the conventions are the same; the other
 # quantities are printed for information with the reason they differ (see independent.py).
@@ -81,37 +73,6 @@ class Point:
         return Point(example, tuple(symbols.items()), device, tuple((config or {}).items()), quick, why)
 
 
-S_FULL = 8192
-# A formula is a polynomial: each op is checked at several values of every symbol it grows with.
-LANGUAGE_POINTS = (
-    Point.at("prefill", quick=True, why="the documented prefill example"),
-    Point.at("decode", quick=True, why="the documented decode example"),
-    Point.at("prefill", B=2, S=S_FULL // 4 + 3, why="batch 2, an odd length"),
-    Point.at("prefill", B=2, S=13, P=100, why="chunked prefill over a cache"),
-    Point.at("decode", B=2, P=2050, why="batched decode"),
-)
-# Small real tensors: the router really routes, so experts receive uneven token counts.
-SMALL_LANGUAGE = {"hidden_size": 64, "intermediate_size": 96, "moe_intermediate_size": 32,
-                  "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 4,
-                  "vocab_size": 1000, "n_routed_experts": 8, "num_experts_per_tok": 3}
-REAL_POINTS: dict[str, tuple[Point, ...]] = {
-    "DeepseekV2MoE": (Point.at("prefill", device="cpu", B=2, S=13, why="real routing, full width"),),
-    "DeepseekV2DecoderLayer": (Point.at("prefill", device="cpu", B=1, S=9, P=4, why="real routing, full width"),),
-    "DeepseekV2ForCausalLM": (Point.at("prefill", device="cpu", config=SMALL_LANGUAGE, B=2, S=11, P=5,
-                                       why="real routing, a small configuration"),),
-}
-VISION_POINTS = (
-    Point.at("base_view", quick=True, why="the documented 1024 px view"),
-    Point.at("gundam_tile", quick=True, why="the documented 640 px tile"),
-    Point.at("base_view", B=2, why="two views"),
-    Point.at("gundam_tile", B=2, why="two tiles"),
-    Point.at("base_view", H_img=512, W_img=512, why="Tiny mode, 512 px"),
-    Point.at("base_view", H_img=1280, W_img=1280, why="Large mode, 1280 px"),
-)
-SCOPE_POINTS = {"language": LANGUAGE_POINTS, "sam": VISION_POINTS, "clip": VISION_POINTS}
-PROJECTOR_POINTS = (Point.at("base_view", quick=True), Point.at("base_view", B=2, S=100))
-
-
 def full_size_device(kernel: str) -> str:
     """Where a full-size forward runs without allocating: under FakeTensorMode for the fused kernel
     (SDPA reaches the fused CPU flash kernel there), on the meta device for the eager kernel (the
@@ -119,38 +80,24 @@ def full_size_device(kernel: str) -> str:
     return "meta" if kernel == "eager" else "fake"
 
 
-def points_for(op: str, scope: str, quick: bool) -> list[Point]:
-    points = list(SCOPE_POINTS.get(scope, PROJECTOR_POINTS))
-    points += REAL_POINTS.get(op, ())
+def points_for(ev, op: str, quick: bool) -> list[Point]:
+    """The check points model.yaml lists for the op's scope (those naming other ops left out)."""
+    scope = ev.catalog.model.scopes[ev.catalog.specs[op].spec.scope]
+    points = [Point(p.example, tuple(p.set.items()), p.device, tuple(p.config.items()), p.quick, p.why)
+              for p in scope.check if not p.only or op in p.only]
     return [p for p in points if p.quick] if quick else points
 
 
 def point_binding(ev, scope_name: str, point: Point) -> dict[sympy.Symbol, sympy.Expr]:
-    """Every symbol's value at a point: the scope's bind from its (overridden) config, then the
-    example's bind, with the point's symbols replacing theirs and feeding the formulas after them."""
-    from opdoc.formula import parse_formula
-
-    scope = ev.catalog.model.scopes[scope_name]
-    symbols = ev.catalog.symbols
-    overrides = dict(point.set)
-    config = {**scope.config, **dict(point.config)}
-    names: dict[str, sympy.Expr] = {k: parse_formula(v, {}) for k, v in config.items()
-                                    if isinstance(v, int | float) and not isinstance(v, bool)}
-    values: dict[sympy.Symbol, sympy.Expr] = {}
-    for bind in (scope.bind, scope.examples[point.example].bind):
-        for name, text in bind.items():
-            value = sympy.Integer(overrides[name]) if name in overrides else parse_formula(text, names)
-            values[symbols[name]] = value
-            names[name] = value
-    for name, value in overrides.items():
-        values[symbols[name]] = sympy.Integer(value)
-    return values
+    """Every symbol's value at a point, by the evaluator's one binding function."""
+    return ev.binding(scope_name, point.example, dict(point.set), dict(point.config), origin="check point")
 
 
-def point_label(values: dict[sympy.Symbol, Any], scope: str) -> str:
-    keys = ("B", "S", "P") if scope == "language" else ("B", "H_img", "W_img", "S")
-    by_name = {s.name: v for s, v in values.items()}
-    return " ".join(f"{k}={by_name[k]}" for k in keys if k in by_name)
+def point_label(ev, scope_name: str, point: Point) -> str:
+    """The example's literal values (B, S, P; or B, H_img, W_img), as the point sets them."""
+    bind = ev.catalog.model.scopes[scope_name].examples[point.example].bind
+    values = {**{k: v for k, v in bind.items() if isinstance(v, int)}, **dict(point.set)}
+    return " ".join(f"{k}={v}" for k, v in values.items())
 
 
 # ------------------------------------------------------------------------------ rows
@@ -250,18 +197,12 @@ def measure_case(case) -> Measured:
 
 def expected_values(ev, op: str, variant: str | None, kernel: str,
                     binding: dict[sympy.Symbol, sympy.Expr]) -> dict[str, Any]:
-    q = ev.quantities(op, variant, kernel)
-
-    def at(expr: sympy.Expr) -> sympy.Expr:
-        return sympy.nsimplify(expr.subs(binding))
-
-    return {
-        "parameters": at(q.parameters), "parameter_bytes": at(q.parameter_bytes),
-        "tensor_flops": at(q.tensor_flops), "cuda_flops": at(q.cuda_flops),
-        "io_read_bytes": at(q.io_read_bytes), "io_write_bytes": at(q.io_write_bytes),
-        "kv_cache_bytes": at(q.kv_cache_bytes),
-        "activation_bytes": at(q.activation_bytes + q.kv_cache_bytes), "peak_bytes": at(q.peak),
-    }
+    """The evaluated quantities under the checker's measurement names (see TOLERANCES)."""
+    totals = ev.evaluate(op, binding, variant, kernel, where="this check point").totals
+    expected = {q.measured: totals[name] for name, q in QUANTITIES_REGISTRY.items() if q.measured}
+    # The forward also creates the KV cache it returns: the storages measured include it.
+    expected["activation_bytes"] = totals["activation_bytes"] + totals["kv_cache_bytes"]
+    return expected
 
 
 def kernel_note(kernels: dict[str, int]) -> str:
@@ -314,10 +255,9 @@ class Progress:
 def plan(ev, ops: Sequence[str], quick: bool) -> list[Task]:
     tasks = []
     for op in ops:
-        scope = ev.catalog.specs[op].spec.scope
         for variant in ev.variants(op):
             for kernel in kernels_of(ev, op):
-                for point in points_for(op, scope, quick):
+                for point in points_for(ev, op, quick):
                     if point.device != "full" and kernel != ev.kernel:
                         continue  # real routing: once, with the model's kernel
                     tasks.append(Task(op, variant, kernel, point))
@@ -329,20 +269,21 @@ def check_task(ev, task: Task, modes: dict) -> tuple[list[Row], float]:
     from opdoc.check.harness import build
 
     spec = ev.catalog.specs[task.op].spec
-    binding = point_binding(ev, spec.scope, task.point)
-    label = point_label(binding, spec.scope)
+    label = point_label(ev, spec.scope, task.point)
     display = task.op + (f"[{task.variant}]" if task.variant else "")
     base = dict(op=task.op, label=display, variant=task.variant, kernel=task.kernel, point=label,
                 device=task.device)
     start = time.perf_counter()
     try:
+        binding = point_binding(ev, spec.scope, task.point)
         expected = expected_values(ev, task.op, task.variant, task.kernel, binding)
         mode = modules = None
         if task.point.device == "full":  # modules are reused between points, in one FakeTensorMode
             mode, modules = modes.setdefault((task.op, task.variant, task.kernel),
                                              (_fake_mode() if task.device == "fake" else None, {}))
         case = build(task.op, binding, task.kernel, task.device, _dtype(ev),
-                     variant=task.variant, config=dict(task.point.config), mode=mode, modules=modules)
+                     variant=task.variant, config=dict(task.point.config), mode=mode, modules=modules,
+                     scope_config=ev.catalog.model.scopes[spec.scope].config)
         measured = measure_case(case)
         observed = case.observed()
         if observed:  # e.g. how many experts the real router used: bind it, then compare
@@ -426,11 +367,12 @@ def environment() -> dict[str, Any]:
 def run(root: Path, ops: Sequence[str] = (), *, quick: bool = False, independent: bool = True,
         specs: Path | None = None, progress: bool = True) -> Report:
     """Check the named ops (all with a spec when empty) on CPU at full size; returns the report."""
-    from opdoc.check.harness import harness
+    from opdoc.check.harness import harness, load_model_harness
     from opdoc.pipeline import Paths, load
 
     start = time.perf_counter()
     catalog, ev = load(Paths(root=root, specs=specs))
+    load_model_harness(catalog)
     problems = []
     names = list(ops) or list(catalog.specs)
     unknown = [op for op in names if op not in catalog.specs]
@@ -438,7 +380,7 @@ def run(root: Path, ops: Sequence[str] = (), *, quick: bool = False, independent
     names = [op for op in names if op in catalog.specs]
     missing = [op for op in names if op not in harness]
     problems += [f"{op}: has a spec but no harness; register a builder with @harness({op!r}) in "
-                 "opdoc/check/harness.py" for op in missing]
+                 f"{catalog.model.package}.harness" for op in missing]
     names = [op for op in names if op in harness]
     tasks = plan(ev, names, quick)
     extra = []
@@ -451,7 +393,7 @@ def run(root: Path, ops: Sequence[str] = (), *, quick: bool = False, independent
     modes: dict = {}
     for task in tasks:
         spec = catalog.specs[task.op].spec
-        bar.step(task.title(point_label(point_binding(ev, spec.scope, task.point), spec.scope)))
+        bar.step(task.title(point_label(ev, spec.scope, task.point)))
         task_rows, _ = check_task(ev, task, modes)
         rows += task_rows
     for comparison in extra:
@@ -545,10 +487,11 @@ def run_cuda(root: Path, ops: Sequence[str] = (), *, repeats: int = 20, warmup: 
 
     from opdoc.check import measure
     from opdoc.check import memory
-    from opdoc.check.harness import build, harness
+    from opdoc.check.harness import build, harness, load_model_harness
     from opdoc.pipeline import Paths, load
 
     catalog, ev = load(Paths(root=root, specs=specs))
+    load_model_harness(catalog)
     names = [op for op in (list(ops) or list(catalog.specs)) if op in catalog.specs and op in harness]
     results = []
     stream = sys.stderr if progress else _Null()
@@ -558,7 +501,7 @@ def run_cuda(root: Path, ops: Sequence[str] = (), *, repeats: int = 20, warmup: 
             for kernel in kernels_of(ev, op):
                 for example in spec.examples:
                     binding = point_binding(ev, spec.scope, Point.at(example))
-                    label = point_label(binding, spec.scope)
+                    label = point_label(ev, spec.scope, Point.at(example))
                     print(f"[cuda] {op}{f'[{variant}]' if variant else ''} {kernel} {label} ...",
                           file=stream, flush=True)
                     entry: dict[str, Any] = {"op": op, "variant": variant, "kernel": kernel,

@@ -11,10 +11,9 @@ import sympy
 import torch
 
 from opdoc.check import RULES
-from opdoc.check.harness import HarnessError, HarnessRegistry, build, harness
+from opdoc.check.harness import HarnessError, HarnessRegistry, build, harness, load_model_harness
 from opdoc.check.runner import (
-    LANGUAGE_POINTS, TOLERANCES, VISION_POINTS, Point, Report, compare, format_table, plan, point_binding,
-    run, run_check,
+    TOLERANCES, Point, Report, compare, format_table, plan, point_binding, points_for, run, run_check,
 )
 from opdoc.pipeline import Paths, load
 
@@ -23,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def loaded():
-    return load(Paths(root=ROOT))
+    catalog, ev = load(Paths(root=ROOT))
+    load_model_harness(catalog)
+    return catalog, ev
 
 
 def by_name(binding: dict) -> dict[str, int]:
@@ -41,11 +42,11 @@ def test_every_spec_has_a_harness(loaded):
 def test_default_points_cover_the_polynomials(loaded):
     """At least three S (the full example among them), B in {1, 2}, P zero and not; vision at both views and B=2."""
     _, ev = loaded
-    language = [by_name(point_binding(ev, "language", p)) for p in LANGUAGE_POINTS]
+    language = [by_name(point_binding(ev, "language", p)) for p in points_for(ev, "LlamaAttention", quick=False)]
     assert len({v["S"] for v in language}) >= 3 and 8192 in {v["S"] for v in language}
     assert {v["B"] for v in language} == {1, 2}
     assert 0 in {v["P"] for v in language} and any(v["P"] > 0 and v["S"] > 1 for v in language)
-    vision = [by_name(point_binding(ev, "sam", p)) for p in VISION_POINTS]
+    vision = [by_name(point_binding(ev, "sam", p)) for p in points_for(ev, "PatchEmbed", quick=False)]
     assert {(v["H_img"], v["B"]) for v in vision} >= {(1024, 1), (640, 1), (1024, 2), (640, 2)}
 
 

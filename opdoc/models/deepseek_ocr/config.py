@@ -34,8 +34,10 @@ class _FromScope:
     SCOPE: str = ""
 
     @classmethod
-    def from_scope(cls, scope: str | None = None, **overrides: Any):
-        values = load_scope_config(scope or cls.SCOPE)
+    def from_scope(cls, scope: str | None = None, *, values: dict[str, Any] | None = None, **overrides: Any):
+        """`values`: the scope's configuration as the catalog loaded it (what the checker passes, so
+        `--specs` reaches the modules); without it, this repository's own model.yaml (for examples)."""
+        values = dict(values) if values is not None else load_scope_config(scope or cls.SCOPE)
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         unknown = set(values) - names
         if unknown:

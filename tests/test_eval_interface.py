@@ -95,8 +95,8 @@ def test_export_filters_by_op_example_and_override(capsys):
     assert run(["export", "--root", str(ROOT), "--op", "DeepseekV2RMSNorm", "--example", "decode",
                 "--set", "B=4"]) == 0
     [record] = json.loads(capsys.readouterr().out)
-    # RMSNorm in fp32: square, mean, multiply by the weight and the rsqrt per element (4 × B × S × h)
-    # plus add-eps and rsqrt per row (... + 3 × B × S); decode S=1, B=4: 4 × 4 × 1280 + 3 × 4 = 20,492
+    # RMSNorm per token: square h, mean h + 1, add eps 1, rsqrt 1, normalise h, gain h = 4h + 3;
+    # decode S=1, B=4: 4 × (4 × 1280 + 3) = 20,492
     assert record["quantities"]["cuda_flops"]["value"] == 20_492
 
 

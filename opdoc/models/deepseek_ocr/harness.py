@@ -224,3 +224,23 @@ def _clip_attention(ctx: Context) -> Case:
     x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
     return Case(module, lambda: module(x), context=ctx.sdpa_context())
 
+
+
+def sam_config(ctx: Context):
+    """SAM-B's configuration at this point; its values must give the formulas' symbols."""
+    from opdoc.models.deepseek_ocr.config import SamConfig
+
+    cfg = SamConfig.from_scope(values=ctx.scope_config, **ctx.config)
+    ctx.check(h=cfg.embed_dim, H=cfg.num_heads, d_h=cfg.embed_dim // cfg.num_heads, p=cfg.patch_size,
+              C_in=cfg.in_chans, C=cfg.out_chans)
+    return cfg
+
+
+@harness("LayerNorm2d")
+def _layer_norm_2d(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import LayerNorm2d
+
+    cfg = sam_config(ctx)
+    module = ctx.module(lambda: LayerNorm2d(cfg.out_chans))  # the neck keeps the default eps
+    x = ctx.tensor(ctx["B"], ctx["C"], ctx["H_p"], ctx["W_p"])
+    return Case(module, lambda: module(x))

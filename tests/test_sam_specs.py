@@ -1,0 +1,69 @@
+"""SAM-B specs (issue 11): evaluated quantities against hand arithmetic, parameters against the checkpoint.
+
+Dimensions from model.yaml's sam scope: width h = 768, 12 heads of 64, MLP 3072, neck C = 256 channels,
+window 14, patch 16. The Base view is 1024 px (a 64 x 64 patch grid), a Gundam tile 640 px (40 x 40).
+bf16 is 2 bytes, fp32 4. `opdoc check` compares the same formulas with the reference modules; these
+tests pin the numbers to arithmetic a reader can redo by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from opdoc_testing import keys_under, load_weight_index
+
+from opdoc.pipeline import Paths, load
+
+REPO = Path(__file__).resolve().parents[1]
+BF16, FP32 = 2, 4
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    _, ev = load(Paths(root=REPO))
+    return ev
+
+
+@pytest.fixture(scope="module")
+def index():
+    return load_weight_index()
+
+
+def parameter_names(evaluator, op: str) -> set[str]:
+    return {t.name for t in evaluator.catalog.specs[op].spec.tensors if t.role == "parameter"}
+
+
+# ---------------------------------------------------------------- LayerNorm2d
+
+
+def test_layer_norm_2d_base_view_spelled_out(evaluator):
+    values = evaluator.evaluate_at("LayerNorm2d", "base_view")
+    full, pixels = 256 * 64 * 64, 64 * 64  # one (1, 256, 64, 64) map; one (1, 1, 64, 64) statistic
+    assert full == 1_048_576 and pixels == 4_096
+    # mean (N + n), x - u (N), square (N), mean (N + n), x - u (N), + eps (n), sqrt (n), divide, gain, shift (3N)
+    assert values["cuda_flops"] == 8 * full + 4 * pixels == 8_404_992
+    assert values["tensor_flops"] == 0
+    # six full-size maps and four statistics are created
+    assert values["activation_bytes"] == (6 * full + 4 * pixels) * BF16 == 12_615_680
+    # at the bias add: u and s, the normalised map, the gained map and the output
+    assert values["peak"] == (3 * full + 2 * pixels) * BF16 == 6_307_840
+    # reads: x three times, (x - u), its square, the second (x - u), the normalised and gained maps (8N);
+    # u twice, s, s + eps, std (5n); weight and bias once each (2 * 256)
+    assert values["io_read_bytes"] == (8 * full + 5 * pixels + 2 * 256) * BF16 == 16_819_200
+    assert values["io_write_bytes"] == (6 * full + 4 * pixels) * BF16
+    assert values["parameters"] == 2 * 256
+
+
+def test_layer_norm_2d_gundam_tiles(evaluator):
+    values = evaluator.evaluate_at("LayerNorm2d", "gundam_tiles_2")
+    full, pixels = 2 * 256 * 40 * 40, 2 * 40 * 40  # two (256, 40, 40) maps
+    assert values["cuda_flops"] == 8 * full + 4 * pixels == 6_566_400
+    assert values["peak"] == (3 * full + 2 * pixels) * BF16 == 4_928_000
+
+
+def test_layer_norm_2d_parameters_match_checkpoint(evaluator, index):
+    names = parameter_names(evaluator, "LayerNorm2d")
+    for position in (1, 3):  # neck.1 and neck.3 of SAM's neck
+        assert names == keys_under(index, f"model.sam_model.neck.{position}.")

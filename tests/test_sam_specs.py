@@ -67,3 +67,24 @@ def test_layer_norm_2d_parameters_match_checkpoint(evaluator, index):
     names = parameter_names(evaluator, "LayerNorm2d")
     for position in (1, 3):  # neck.1 and neck.3 of SAM's neck
         assert names == keys_under(index, f"model.sam_model.neck.{position}.")
+
+
+# ---------------------------------------------------------------- MLPBlock
+
+
+def test_mlp_block_base_view_spelled_out(evaluator):
+    values = evaluator.evaluate_at("MLPBlock", "base_view")
+    tokens = 64 * 64
+    # lin1 and lin2: 2 * 2 * tokens * 768 * 3072
+    assert values["tensor_flops"] == 4 * tokens * 768 * 3072 == 38_654_705_664
+    # lin1 bias (tokens * 3072) + GELU (5 * tokens * 3072) + lin2 bias (tokens * 768)
+    assert values["cuda_flops"] == 6 * tokens * 3072 + tokens * 768 == 78_643_200
+    # the GELU's input and output, each (1, 64, 64, 3072) bf16
+    assert values["peak"] == 2 * tokens * 3072 * BF16 == 50_331_648
+    assert values["parameters"] == 2 * 768 * 3072 + 3072 + 768 == 4_722_432
+
+
+def test_mlp_block_parameters_match_checkpoint(evaluator, index):
+    names = parameter_names(evaluator, "MLPBlock")
+    for block in range(12):
+        assert names == keys_under(index, f"model.sam_model.blocks.{block}.mlp.")

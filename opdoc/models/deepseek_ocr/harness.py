@@ -244,3 +244,19 @@ def _layer_norm_2d(ctx: Context) -> Case:
     module = ctx.module(lambda: LayerNorm2d(cfg.out_chans))  # the neck keeps the default eps
     x = ctx.tensor(ctx["B"], ctx["C"], ctx["H_p"], ctx["W_p"])
     return Case(module, lambda: module(x))
+
+
+def _sam_grid(ctx: Context) -> Tensor:
+    """SAM's channels-last (B, H_p, W_p, h) token grid."""
+    return ctx.tensor(ctx["B"], ctx["H_p"], ctx["W_p"], ctx["h"])
+
+
+@harness("MLPBlock")
+def _sam_mlp(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import MLPBlock
+
+    cfg = sam_config(ctx)
+    ctx.check(d_ff=int(cfg.embed_dim * cfg.mlp_ratio))
+    module = ctx.module(lambda: MLPBlock(cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio)))
+    x = _sam_grid(ctx)
+    return Case(module, lambda: module(x))

@@ -159,6 +159,35 @@ class Evaluator:
         replace.update({sympy.Symbol(name): value for name, value in child_peaks.items()})
         return expr.xreplace(replace)
 
+    # ------------------------------------------------------------------ load-time checks
+
+    def check_bindings(self) -> list[SpecProblem]:
+        """Every example and check point of every scope binds cleanly: all problems, each with its line."""
+        problems: list[SpecProblem] = []
+        model, path = self.catalog.model, self.catalog.model_path
+        for scope_name, scope in model.scopes.items():
+            for example in scope.examples:
+                try:
+                    self.binding(scope_name, example)
+                except SpecError as exc:
+                    problems += exc.problems
+            for index, point in enumerate(scope.check):
+                at = ("scopes", scope_name, "check", index)
+                if point.example not in scope.examples:
+                    problems.append(SpecProblem(path, self.catalog.model_line(*at, "example"), ".".join(map(str, at)) + ".example",
+                                                f"no example '{point.example}'{suggest(point.example, sorted(scope.examples))}"))
+                    continue
+                unknown = [op for op in point.only if op not in self.catalog.specs]
+                for op in unknown:
+                    problems.append(SpecProblem(path, self.catalog.model_line(*at, "only"), ".".join(map(str, at)) + ".only",
+                                                f"no spec for '{op}'{suggest(op, sorted(self.catalog.specs))}"))
+                try:
+                    self.binding(scope_name, point.example, point.set, point.config, origin=path,
+                                 origin_line=self.catalog.model_line(*at))
+                except SpecError as exc:
+                    problems += exc.problems
+        return problems
+
     # ------------------------------------------------------------------ proofs
 
     def prove_closed_forms(self) -> list[SpecProblem]:
@@ -189,7 +218,7 @@ class Evaluator:
 
     def binding(self, scope_name: str, example: str, overrides: Mapping[str, Formula] | None = None,
                 config: Mapping[str, Any] | None = None, *, allow_beyond: bool = False,
-                origin: str = "--set") -> dict[sympy.Symbol, sympy.Expr]:
+                origin: str = "--set", origin_line: int = 0) -> dict[sympy.Symbol, sympy.Expr]:
         """Values of every symbol of a scope at one named example: the one binding function.
 
         Order: the scope's configuration (numbers; `config` replaces some), the scope's bind, then the
@@ -201,7 +230,7 @@ class Evaluator:
         """
         overrides = dict(overrides or {})
         key = (scope_name, example, tuple(sorted((k, str(v)) for k, v in overrides.items())),
-               tuple(sorted((k, repr(v)) for k, v in (config or {}).items())), allow_beyond)
+               tuple(sorted((k, repr(v)) for k, v in (config or {}).items())), allow_beyond, origin, origin_line)
         if key in self._bindings:
             return self._bindings[key]
         model, path = self.catalog.model, self.catalog.model_path
@@ -215,7 +244,7 @@ class Evaluator:
         unknown = [name for name in overrides if name not in self.symbols and name not in scope.config]
         for name in unknown:
             known = sorted([*self.symbols, *(k for k, v in scope.config.items() if _is_number(v))])
-            raise SpecError([SpecProblem(origin, 0, name, f"'{name}' is neither a symbol nor a configuration key of "
+            raise SpecError([SpecProblem(origin, origin_line, name, f"'{name}' is neither a symbol nor a configuration key of "
                                                           f"scope '{scope_name}'{suggest(name, known)}")])
         names: dict[str, sympy.Expr] = {}
 
@@ -224,7 +253,7 @@ class Evaluator:
                 return parse_formula(text, names)
             except FormulaError as exc:
                 if user is not None:
-                    raise SpecError([SpecProblem(origin, 0, user, f"{user}={text}: {exc}")]) from None
+                    raise SpecError([SpecProblem(origin, origin_line, user, f"{user}={text}: {exc}")]) from None
                 problem(at, str(exc))
                 return None
 
@@ -249,7 +278,8 @@ class Evaluator:
                 values[self.symbols[symbol]] = names[symbol] = value_of(text, (), symbol)
         if problems:
             raise SpecError(problems)
-        problems_found = self._validate(scope_name, example, values, names, overrides, origin, allow_beyond)
+        problems_found = self._validate(scope_name, example, values, names, overrides, origin, origin_line,
+                                        allow_beyond)
         if problems_found:
             raise SpecError(problems_found)
         self._bindings[key] = values
@@ -257,7 +287,7 @@ class Evaluator:
 
     def _validate(self, scope_name: str, example: str, values: dict[sympy.Symbol, sympy.Expr],
                   names: dict[str, sympy.Expr], overrides: Mapping[str, Formula], origin: str,
-                  allow_beyond: bool) -> list[SpecProblem]:
+                  origin_line: int, allow_beyond: bool) -> list[SpecProblem]:
         """Counts are whole numbers at least their minimum; the scope's limits hold."""
         model, path = self.catalog.model, self.catalog.model_path
         found = []
@@ -265,10 +295,10 @@ class Evaluator:
 
         def report(symbol: str | None, message: str, at: tuple) -> None:
             if symbol is not None and symbol in overrides:
-                found.append(SpecProblem(origin, 0, symbol, f"{symbol}={overrides[symbol]}: {message}"))
+                found.append(SpecProblem(origin, origin_line, symbol, f"{symbol}={overrides[symbol]}: {message}"))
             elif overrides:
                 given = ", ".join(f"{k}={v}" for k, v in overrides.items())
-                found.append(SpecProblem(origin, 0, ", ".join(overrides), f"with {given}: {message}"))
+                found.append(SpecProblem(origin, origin_line, ", ".join(overrides), f"with {given}: {message}"))
             else:
                 found.append(SpecProblem(path, self.catalog.model_line(*at), ".".join(map(str, at)), message))
 
@@ -282,6 +312,8 @@ class Evaluator:
             if value.free_symbols:
                 report(symbol.name, f"{symbol.name} depends on {', '.join(sorted(map(str, value.free_symbols)))}, "
                                     "which is not bound before it", at)
+            elif value.is_finite is not True or value.is_real is not True:
+                report(symbol.name, f"{wanted}; got no finite number (a division by zero?)", at)
             elif not value.is_integer:
                 report(symbol.name, f"{wanted}; got {value}", at)
             elif value < info.min:

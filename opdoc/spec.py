@@ -277,7 +277,8 @@ class OpSpec(_Strict):
     variants: dict[str, str] = {}
     summary: str
     upstream: Upstream
-    implementation: str
+    # The class in the model's package; default: the class named `op` found in the package's modules.
+    implementation: str | None = None
     constructor: Constructor
     tensors: list[Tensor]
     operations: list[Operation] = []
@@ -297,8 +298,8 @@ class OpSpec(_Strict):
 
     @field_validator("implementation")
     @classmethod
-    def _import_path(cls, path: str) -> str:
-        if not re.fullmatch(r"[a-z_][\w.]*\.[A-Za-z_]\w*", path):
+    def _import_path(cls, path: str | None) -> str | None:
+        if path is not None and not re.fullmatch(r"[a-z_][\w.]*\.[A-Za-z_]\w*", path):
             raise ValueError(f"expected a dotted import path such as opdoc.models.deepseek_ocr.deepseek_v2.DeepseekV2MLP, got '{path}'")
         return path
 

@@ -5,16 +5,14 @@ Templates hold layout only; every number, formula string and link is decided her
 
 from __future__ import annotations
 
-import ast
 import json
-import importlib.util
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import sympy
 
 from opdoc import __version__
 from opdoc.catalog import PLACEHOLDER, Catalog, ParsedSpec
+from opdoc.source import ClassSource, class_source
 from opdoc.evaluate import Evaluator, dominant_terms
 from opdoc.formula import engineering, exact_number, plain_text, source_text, with_exact
 from opdoc.placeholders import QUANTITY_UNITS, parse_placeholder
@@ -22,61 +20,6 @@ from opdoc.registry import DTYPES, FAMILIES, KERNELS, UNITS
 from opdoc.spec import SpecError, SpecProblem
 
 DTYPE_SHORT = {name: dtype.short for name, dtype in DTYPES.items()}
-
-
-@dataclass
-class ClassSource:
-    file: str
-    first: int
-    last: int
-    source: str
-    signature: str
-    params: list[tuple[str, str | None]]  # (name, default as written)
-
-
-def class_source(item: ParsedSpec, root: Path) -> ClassSource:
-    """The reference implementation's class, read with `ast` from its file: rendering needs no torch."""
-    module, _, name = item.spec.implementation.rpartition(".")
-    problem = SpecProblem(item.path, item.line("implementation"), "implementation", "")
-    try:
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        found = None
-    if found is None or not found.origin:
-        raise SpecError([SpecProblem(**{**problem.__dict__, "message": f"module '{module}' not found; write it or fix the path"})])
-    path = Path(found.origin)
-    text = path.read_text(encoding="utf-8")
-    for node in ast.parse(text).body:
-        if isinstance(node, ast.ClassDef) and node.name == name:
-            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            lines = text.splitlines()[first - 1:node.end_lineno]
-            init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
-            signature, params = _signature(init)
-            shown = _relative(path, root)
-            return ClassSource(shown, first, node.end_lineno, "\n".join(lines), signature, params)
-    raise SpecError([SpecProblem(**{**problem.__dict__, "message": f"class '{name}' not found in {path.name}"})])
-
-
-def _relative(path: Path, root: Path) -> str:
-    """The file as the reader finds it: relative to the repository being built, else to opdoc's own."""
-    for base in (root, Path(__file__).resolve().parent.parent):
-        try:
-            return str(path.resolve().relative_to(base.resolve()))
-        except ValueError:
-            continue
-    return path.name
-
-
-def _signature(init: ast.FunctionDef | None) -> tuple[str, list[tuple[str, str | None]]]:
-    if init is None:
-        return "def __init__(self)", []
-    args = init.args
-    positional = [*args.posonlyargs, *args.args]
-    defaults = [None] * (len(positional) - len(args.defaults)) + [ast.unparse(d) for d in args.defaults]
-    params = [(a.arg, d) for a, d in zip(positional, defaults) if a.arg != "self"]
-    params += [(a.arg, ast.unparse(d) if d is not None else None) for a, d in zip(args.kwonlyargs, args.kw_defaults)]
-    header = f"def __init__({ast.unparse(args)})"
-    return header, params
 
 
 @dataclass
@@ -188,7 +131,7 @@ class ViewBuilder:
         spec = item.spec
         scope = self.catalog.model.scopes[spec.scope]
         primary = spec.examples[0]
-        source = class_source(item, self.catalog.root)
+        source = class_source(item, self.catalog)
         params = self._params(item, source)
         variants = [self._variant(item, variant) for variant in self.ev.variants(op)]
         headline = self.ev.evaluate_at(op, primary, self.ev.variants(op)[0])

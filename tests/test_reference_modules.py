@@ -41,7 +41,6 @@ from opdoc.models.deepseek_ocr.deepseek_v2 import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-# The released checkpoint's parameter names: beside the repository (../shared) or inside a checkout's shared/.
 S_FULL = 8192  # max_position_embeddings: the prefill example of model.yaml
 
 

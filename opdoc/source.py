@@ -67,7 +67,9 @@ def class_source(item: ParsedSpec, catalog: Catalog) -> ClassSource:
     for path in files:
         text = path.read_text(encoding="utf-8")
         for node in ast.parse(text).body:
-            if isinstance(node, ast.ClassDef) and node.name == name:
+            # A helper function (get_rel_pos, window_partition) is documented like a class: its own
+            # signature stands where a constructor's would (the template's abbreviated form).
+            if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == name:
                 return _source(path, text, node, catalog.root)
     if item.spec.implementation:
         raise fail(f"class '{name}' not found in {files[0].name}")
@@ -75,11 +77,14 @@ def class_source(item: ParsedSpec, catalog: Catalog) -> ClassSource:
                "`implementation`")
 
 
-def _source(path: Path, text: str, node: ast.ClassDef, root: Path) -> ClassSource:
+def _source(path: Path, text: str, node: ast.ClassDef | ast.FunctionDef, root: Path) -> ClassSource:
     first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
     lines = text.splitlines()[first - 1:node.end_lineno]
-    init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
-    signature, params = _signature(init)
+    if isinstance(node, ast.FunctionDef):
+        signature, params = _signature(node)
+    else:
+        init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+        signature, params = _signature(init)
     return ClassSource(_relative(path, root), first, node.end_lineno, "\n".join(lines), signature, params)
 
 
@@ -101,5 +106,7 @@ def _signature(init: ast.FunctionDef | None) -> tuple[str, list[tuple[str, str |
     defaults = [None] * (len(positional) - len(args.defaults)) + [ast.unparse(d) for d in args.defaults]
     params = [(a.arg, d) for a, d in zip(positional, defaults) if a.arg != "self"]
     params += [(a.arg, ast.unparse(d) if d is not None else None) for a, d in zip(args.kwonlyargs, args.kw_defaults)]
-    header = f"def __init__({ast.unparse(args)})"
+    header = f"def {init.name}({ast.unparse(args)})"
+    if init.name != "__init__" and init.returns is not None:
+        header += f" -> {ast.unparse(init.returns)}"
     return header, params

@@ -88,3 +88,25 @@ def test_mlp_block_parameters_match_checkpoint(evaluator, index):
     names = parameter_names(evaluator, "MLPBlock")
     for block in range(12):
         assert names == keys_under(index, f"model.sam_model.blocks.{block}.mlp.")
+
+
+# ---------------------------------------------------------------- get_rel_pos
+
+
+def test_get_rel_pos_base_view_needs_no_resize(evaluator):
+    values = evaluator.evaluate_at("get_rel_pos", "base_view")
+    side = 64  # the table was built for 64 patches: 2 * 64 - 1 = 127 rows, as the call needs
+    # two coordinate scalings (side each), the pairwise difference and the shift (side**2 each)
+    assert values["cuda_flops"] == 2 * side + 2 * side * side == 8_320
+    # gathered output (64, 64, 64) bf16 + index maps (64, 64) in fp32 and int64 + two (64,) fp32 coordinates
+    assert values["peak"] == side * side * 64 * BF16 + side * side * (FP32 + 8) + 2 * side * FP32 == 573_952
+
+
+def test_get_rel_pos_gundam_tile_resizes(evaluator):
+    values = evaluator.evaluate_at("get_rel_pos", "gundam_tile")
+    side, rows = 40, 2 * 40 - 1  # 127 table rows interpolated to 79
+    # + linear interpolation: 2 taps x 2 FLOPs x 64 channels x 79 rows
+    assert values["cuda_flops"] == 2 * side + 2 * side * side + 4 * 64 * rows == 23_504
+    # the fp32 copy of the table (127 x 64 x 4) and the resized bf16 table (79 x 64 x 2) stay alive
+    assert values["peak"] == (127 * 64 * FP32 + rows * 64 * BF16 + side * side * 64 * BF16
+                              + side * side * (FP32 + 8) + 2 * side * FP32) == 266_944

@@ -71,17 +71,21 @@ def get_abs_pos_sam(abs_pos: Tensor, tgt_size: int) -> Tensor:
     """Resize SAM's (1, 64, 64, C) absolute position table bicubically to a (1, tgt, tgt, C) grid when sizes differ."""
     if abs_pos.shape[1] == tgt_size:
         return abs_pos
-    grid = abs_pos.permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=(tgt_size, tgt_size), mode="bicubic", antialias=True, align_corners=False)
-    return grid.to(abs_pos.dtype).permute(0, 2, 3, 1)
+    # The fp32 copy stays referenced until the function returns, as upstream's does.
+    table32 = abs_pos.permute(0, 3, 1, 2).to(torch.float32)
+    resized = F.interpolate(table32, size=(tgt_size, tgt_size), mode="bicubic", antialias=True,
+                            align_corners=False).to(abs_pos.dtype)
+    return resized.permute(0, 2, 3, 1)
 
 
 def get_rel_pos(q_size: int, k_size: int, rel_pos: Tensor) -> Tensor:
-    """Relative-position embeddings (q_size, k_size, C) for every query/key pair; the table is resized if too short."""
+    """The table row of every (query, key) pair's offset along one axis; the table is resized when it does not fit."""
     max_rel_dist = int(2 * max(q_size, k_size) - 1)
     if rel_pos.shape[0] != max_rel_dist:  # global blocks on a grid other than 64x64 (e.g. a 640 px tile)
-        table = rel_pos.to(torch.float32).reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1)  # (1, C, L)
-        table = F.interpolate(table, size=max_rel_dist, mode="linear").to(rel_pos.dtype)
+        dtype = rel_pos.dtype
+        rel_pos = rel_pos.to(torch.float32)  # this fp32 copy stays referenced until the function returns
+        table = F.interpolate(rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1),  # (1, C, L)
+                              size=max_rel_dist, mode="linear").to(dtype)
         table = table.reshape(-1, max_rel_dist).permute(1, 0)  # (max_rel_dist, C), a view
     else:
         table = rel_pos
@@ -203,12 +207,12 @@ class Block(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x
         x = self.norm1(x)
-        if self.window_size > 0:
+        if self.window_size > 0:  # pad to whole windows and fold them into the batch axis
             H, W = x.shape[1], x.shape[2]
             x, pad_hw = window_partition(x, self.window_size)
-            x = window_unpartition(self.attn(x), self.window_size, pad_hw, (H, W))
-        else:
-            x = self.attn(x)
+        x = self.attn(x)
+        if self.window_size > 0:  # back to the (B, H, W, C) grid, padding dropped
+            x = window_unpartition(x, self.window_size, pad_hw, (H, W))
         x = shortcut + x
         return x + self.mlp(self.norm2(x))
 
@@ -299,10 +303,11 @@ def get_abs_pos(abs_pos: Tensor, tgt_size: int) -> Tensor:
     src, tgt = int(math.sqrt(table.shape[0] - 1)), int(math.sqrt(tgt_size))
     if src == tgt:
         return abs_pos
-    grid = grid_pos.view(1, src, src, dim).permute(0, 3, 1, 2).contiguous().to(torch.float32)
-    grid = F.interpolate(grid, size=(tgt, tgt), mode="bicubic", antialias=True, align_corners=False)
-    grid = grid.to(abs_pos.dtype).permute(0, 2, 3, 1).view(tgt * tgt, dim)
-    return torch.cat([cls_pos, grid], dim=0).view(1, tgt * tgt + 1, dim)
+    grid = grid_pos.view(1, src, src, dim).permute(0, 3, 1, 2).contiguous()
+    grid = grid.to(torch.float32)  # referenced until the function returns, as upstream's copy is
+    resized = F.interpolate(grid, size=(tgt, tgt), mode="bicubic", antialias=True, align_corners=False).to(abs_pos.dtype)
+    resized = resized.permute(0, 2, 3, 1).view(tgt * tgt, dim)
+    return torch.cat([cls_pos, resized], dim=0).view(1, tgt * tgt + 1, dim)
 
 
 class CLIPVisionEmbeddings(nn.Module):

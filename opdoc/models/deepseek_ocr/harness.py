@@ -232,7 +232,7 @@ def sam_config(ctx: Context):
 
     cfg = SamConfig.from_scope(values=ctx.scope_config, **ctx.config)
     ctx.check(h=cfg.embed_dim, H=cfg.num_heads, d_h=cfg.embed_dim // cfg.num_heads, p=cfg.patch_size,
-              C_in=cfg.in_chans, C=cfg.out_chans)
+              C_in=cfg.in_chans, C=cfg.out_chans, w=cfg.window_size, G_p=cfg.img_size // cfg.patch_size)
     return cfg
 
 
@@ -260,3 +260,15 @@ def _sam_mlp(ctx: Context) -> Case:
     module = ctx.module(lambda: MLPBlock(cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio)))
     x = _sam_grid(ctx)
     return Case(module, lambda: module(x))
+
+
+@harness("get_rel_pos")
+def _get_rel_pos(ctx: Context) -> Case:
+    """One axis of a global block: a table built for G_p patches, called with the view's grid side."""
+    from opdoc.models.deepseek_ocr.deepencoder import get_rel_pos
+
+    sam_config(ctx)
+    holder = ctx.module(nn.Module)  # a function: no parameters of its own (the table is an Attention's)
+    table = ctx.tensor(2 * ctx["G_p"] - 1, ctx["d_h"])
+    side = ctx["H_p"]
+    return Case(holder, lambda: get_rel_pos(side, side, table))

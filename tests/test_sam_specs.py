@@ -110,3 +110,35 @@ def test_get_rel_pos_gundam_tile_resizes(evaluator):
     # the fp32 copy of the table (127 x 64 x 4) and the resized bf16 table (79 x 64 x 2) stay alive
     assert values["peak"] == (127 * 64 * FP32 + rows * 64 * BF16 + side * side * 64 * BF16
                               + side * side * (FP32 + 8) + 2 * side * FP32) == 266_944
+
+
+# ---------------------------------------------------------------- add_decomposed_rel_pos
+
+
+def window_call(evaluator, op: str, windows: int, kernel: str | None = None) -> dict:
+    """An op called the way a windowed block calls attention: `windows` windows of 14 x 14 patches,
+    tables built for 14 (the check points of model.yaml set the same values)."""
+    binding = evaluator.binding("sam", "base_view", {"B": windows, "H_img": 224, "W_img": 224, "G_p": 14})
+    return evaluator.evaluate(op, binding, kernel=kernel).totals
+
+
+def test_add_decomposed_rel_pos_base_view_spelled_out(evaluator):
+    values = evaluator.evaluate_at("add_decomposed_rel_pos", "base_view")
+    heads, tokens, side, head_dim = 12, 64 * 64, 64, 64
+    # row and column products: 2 * (B*H) * S * side * d_h each
+    assert values["tensor_flops"] == 2 * 2 * heads * tokens * side * head_dim == 805_306_368
+    table_rows = side * side * head_dim * BF16          # R_h, R_w: (64, 64, 64) each
+    q_copy = heads * tokens * head_dim * BF16            # a copy of q
+    term = heads * tokens * side * BF16                  # one rel_h- or rel_w-sized tensor
+    # one image: the column product holds its own copy of q beside the row term and its output;
+    # it ties with the reshape moment (three terms) because d_h = side = 64
+    assert values["peak"] == 2 * table_rows + q_copy + 2 * term == 2 * table_rows + 3 * term == 19_922_944
+
+
+def test_add_decomposed_rel_pos_windowed_call(evaluator):
+    values = window_call(evaluator, "add_decomposed_rel_pos", 25)
+    rows, tokens, side, head_dim = 25 * 12, 14 * 14, 14, 64
+    assert values["tensor_flops"] == 2 * 2 * rows * tokens * side * head_dim == 210_739_200
+    # contiguous q: the row product and its copy of q is the peak (d_h = 64 > 2 * 14)
+    assert values["peak"] == (2 * side * side * head_dim + rows * tokens * head_dim + rows * tokens * side) * BF16 \
+        == 9_222_976

@@ -100,13 +100,13 @@ def add_decomposed_rel_pos(
     q: Tensor, rel_pos_h: Tensor, rel_pos_w: Tensor, q_size: tuple[int, int], k_size: tuple[int, int]
 ) -> tuple[Tensor, Tensor]:
     """Row and column terms of the decomposed relative-position bias, q·R_h and q·R_w, shaped to broadcast:
-    (B, q_h*q_w, k_h, 1) and (B, q_h*q_w, 1, k_w). Their sum is the (q_h*q_w, k_h*k_w) bias."""
+    (B*H, S, H_p, 1) and (B*H, S, 1, W_p) for an H_p x W_p grid. Their sum is the (S, S) bias of each head."""
     (q_h, q_w), (k_h, k_w) = q_size, k_size
     Rh, Rw = get_rel_pos(q_h, k_h, rel_pos_h), get_rel_pos(q_w, k_w, rel_pos_w)
     batch, _, dim = q.shape
     r_q = q.reshape(batch, q_h, q_w, dim)
-    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh)  # (B, q_h, q_w, k_h)
-    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw)  # (B, q_h, q_w, k_w)
+    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh)  # (B*H, H_p, W_p, H_p)
+    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw)  # (B*H, H_p, W_p, W_p)
     rel_h = rel_h.unsqueeze(-1).reshape(batch, q_h * q_w, k_h, 1)
     rel_w = rel_w.unsqueeze(-2).reshape(batch, q_h * q_w, 1, k_w)
     return rel_h, rel_w

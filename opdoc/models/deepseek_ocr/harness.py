@@ -232,7 +232,7 @@ def sam_config(ctx: Context):
 
     cfg = SamConfig.from_scope(values=ctx.scope_config, **ctx.config)
     ctx.check(h=cfg.embed_dim, H=cfg.num_heads, d_h=cfg.embed_dim // cfg.num_heads, p=cfg.patch_size,
-              C_in=cfg.in_chans, C=cfg.out_chans, w=cfg.window_size, G_p=cfg.img_size // cfg.patch_size)
+              C_in=cfg.in_chans, C=cfg.out_chans, w=cfg.window_size)
     return cfg
 
 
@@ -272,3 +272,24 @@ def _get_rel_pos(ctx: Context) -> Case:
     table = ctx.tensor(2 * ctx["G_p"] - 1, ctx["d_h"])
     side = ctx["H_p"]
     return Case(holder, lambda: get_rel_pos(side, side, table))
+
+
+def _folded_queries(ctx: Context) -> Tensor:
+    """q as Attention hands it on: a head-folded slice of the qkv projection, made before the
+    measured forward (strided for one image, a contiguous copy's slice for several)."""
+    B, S, H, d_h = ctx["B"], ctx["S"], ctx["H"], ctx["d_h"]
+    qkv = ctx.tensor(B, S, 3 * H * d_h)
+    with ctx.place():
+        return qkv.reshape(B, S, 3, H, d_h).permute(2, 0, 3, 1, 4).reshape(3, B * H, S, d_h).unbind(0)[0]
+
+
+@harness("add_decomposed_rel_pos")
+def _add_decomposed_rel_pos(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import add_decomposed_rel_pos
+
+    sam_config(ctx)
+    holder = ctx.module(nn.Module)  # a function: the tables are an Attention's parameters
+    q = _folded_queries(ctx)
+    rows, cols = ctx.tensor(2 * ctx["G_p"] - 1, ctx["d_h"]), ctx.tensor(2 * ctx["G_p"] - 1, ctx["d_h"])
+    grid = (ctx["H_p"], ctx["W_p"])
+    return Case(holder, lambda: add_decomposed_rel_pos(q, rows, cols, grid, grid))

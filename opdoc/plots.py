@@ -130,6 +130,8 @@ def _draw_panel(ax, series, x_label, y_label, y_unit, marker, title):
     ax.set_yscale("log")
     all_x = sorted({x for _, xs, _ in series for x in xs})
     all_y = [y for _, _, ys in series for y in ys if y > 0 and math.isfinite(y)]
+    if not all_y:  # nothing to draw on a log axis (an op with no FLOPs at all): a fixed decade
+        ax.set_ylim(1, 10)
     _log_axis_formatting(ax.xaxis, "", ticks=all_x if 0 < len(all_x) <= 8 else None,
                          low=all_x[0] if all_x else None, high=all_x[-1] if all_x else None)
     _log_axis_formatting(ax.yaxis, y_unit, low=min(all_y, default=None), high=max(all_y, default=None))

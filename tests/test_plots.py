@@ -83,6 +83,13 @@ def test_series_that_is_zero_everywhere_is_named_in_the_legend():
     assert "CUDA-core FLOPs: 0" in texts(svg)
 
 
+def test_op_without_any_flops_still_plots():
+    # a pure data movement (SAM's window_partition): both FLOP series are zero, memory is not
+    svg = plots.op_scaling_svg("CopyOnly", XS, [0] * len(XS), [0] * len(XS), ACT, 1024, "example")
+    shown = texts(svg)
+    assert "tensor-core FLOPs: 0" in shown and "CUDA-core FLOPs: 0" in shown and "peak activation memory" in shown
+
+
 def test_generic_scaling_plot_labels_marker_and_axes():
     svg = plots.scaling_plot_svg("Attention FLOPs", [("tensor", XS, TENSOR)], "S", "FLOPs",
                                  (1024, TENSOR[2], "example at 1,024"))

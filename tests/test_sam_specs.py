@@ -142,3 +142,29 @@ def test_add_decomposed_rel_pos_windowed_call(evaluator):
     # contiguous q: the row product and its copy of q is the peak (d_h = 64 > 2 * 14)
     assert values["peak"] == (2 * side * side * head_dim + rows * tokens * head_dim + rows * tokens * side) * BF16 \
         == 9_222_976
+
+
+# ---------------------------------------------------------------- window_partition / window_unpartition
+
+
+@pytest.mark.parametrize("example, side, padded", [
+    ("base_view", 64, 70),    # 64 patches: 5 windows of 14 = 70, six padded rows and columns
+    ("gundam_tile", 40, 42),  # 40: 3 windows = 42
+    ("tiny_view", 32, 42),    # 32: 3 windows = 42, ten padded
+    ("large_view", 80, 84),   # 80: 6 windows = 84
+])
+def test_window_round_trip_copies_the_padded_grid(evaluator, example, side, padded):
+    grid, padded_grid = side * side * 768 * BF16, padded * padded * 768 * BF16
+    split = evaluator.evaluate_at("window_partition", example)
+    assert split["cuda_flops"] == split["tensor_flops"] == 0
+    # pad (reads the grid, writes the padded grid), then the window-order copy of the padded grid
+    assert split["io_read_bytes"] == grid + padded_grid
+    assert split["io_write_bytes"] == split["peak"] == 2 * padded_grid
+    merge = evaluator.evaluate_at("window_unpartition", example)
+    # row-order copy of the padded grid, then the crop copies the unpadded tokens
+    assert merge["io_write_bytes"] == merge["peak"] == padded_grid + grid
+
+
+def test_window_partition_base_view_spelled_out(evaluator):
+    values = evaluator.evaluate_at("window_partition", "base_view")
+    assert values["peak"] == 2 * 70 * 70 * 768 * BF16 == 15_052_800

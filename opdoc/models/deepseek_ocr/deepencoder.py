@@ -158,7 +158,7 @@ class Attention(nn.Module):
 
 
 def window_partition(x: Tensor, window_size: int) -> tuple[Tensor, tuple[int, int]]:
-    """Pad (B, H, W, C) to multiples of the window and cut it into (B * windows, ws, ws, C)."""
+    """Pad a channels-last token grid to whole windows and stack the windows along the batch axis."""
     B, H, W, C = x.shape
     pad_h, pad_w = (window_size - H % window_size) % window_size, (window_size - W % window_size) % window_size
     if pad_h > 0 or pad_w > 0:

@@ -293,3 +293,32 @@ def _add_decomposed_rel_pos(ctx: Context) -> Case:
     rows, cols = ctx.tensor(2 * ctx["G_p"] - 1, ctx["d_h"]), ctx.tensor(2 * ctx["G_p"] - 1, ctx["d_h"])
     grid = (ctx["H_p"], ctx["W_p"])
     return Case(holder, lambda: add_decomposed_rel_pos(q, rows, cols, grid, grid))
+
+
+def _windows_per_image(ctx: Context) -> tuple[int, int]:
+    """Windows along each side of the padded grid: ceil(H_p / w), ceil(W_p / w)."""
+    w = ctx["w"]
+    return -(-ctx["H_p"] // w), -(-ctx["W_p"] // w)
+
+
+@harness("window_partition")
+def _window_partition(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import window_partition
+
+    cfg = sam_config(ctx)
+    holder = ctx.module(nn.Module)
+    x = _sam_grid(ctx)
+    return Case(holder, lambda: window_partition(x, cfg.window_size))
+
+
+@harness("window_unpartition")
+def _window_unpartition(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import window_unpartition
+
+    cfg = sam_config(ctx)
+    holder = ctx.module(nn.Module)
+    rows, cols = _windows_per_image(ctx)
+    w = cfg.window_size
+    windows = ctx.tensor(ctx["B"] * rows * cols, w, w, ctx["h"])
+    padded, grid = (rows * w, cols * w), (ctx["H_p"], ctx["W_p"])
+    return Case(holder, lambda: window_unpartition(windows, w, padded, grid))

@@ -115,10 +115,12 @@ def test_get_rel_pos_gundam_tile_resizes(evaluator):
 # ---------------------------------------------------------------- add_decomposed_rel_pos
 
 
-def window_call(evaluator, op: str, windows: int, kernel: str | None = None) -> dict:
-    """An op called the way a windowed block calls attention: `windows` windows of 14 x 14 patches,
-    tables built for 14 (the check points of model.yaml set the same values)."""
-    binding = evaluator.binding("sam", "base_view", {"B": windows, "H_img": 224, "W_img": 224, "G_p": 14})
+def window_call(evaluator, op: str, example: str = "base_windows", kernel: str | None = None) -> dict:
+    """An op called the way a windowed block calls attention: the 25 windows of a Base view (or the 18
+    of two Gundam tiles), 14 x 14 patches each, tables built for 14."""
+    binding = evaluator.binding("sam", example)
+    assert {s.name: int(v) for s, v in binding.items() if s.name in ("H_p", "W_p", "G_p")} == \
+        {"H_p": 14, "W_p": 14, "G_p": 14}
     return evaluator.evaluate(op, binding, kernel=kernel).totals
 
 
@@ -136,7 +138,7 @@ def test_add_decomposed_rel_pos_base_view_spelled_out(evaluator):
 
 
 def test_add_decomposed_rel_pos_windowed_call(evaluator):
-    values = window_call(evaluator, "add_decomposed_rel_pos", 25)
+    values = window_call(evaluator, "add_decomposed_rel_pos")
     rows, tokens, side, head_dim = 25 * 12, 14 * 14, 14, 64
     assert values["tensor_flops"] == 2 * 2 * rows * tokens * side * head_dim == 210_739_200
     # contiguous q: the row product and its copy of q is the peak (d_h = 64 > 2 * 14)
@@ -168,3 +170,50 @@ def test_window_round_trip_copies_the_padded_grid(evaluator, example, side, padd
 def test_window_partition_base_view_spelled_out(evaluator):
     values = evaluator.evaluate_at("window_partition", "base_view")
     assert values["peak"] == 2 * 70 * 70 * 768 * BF16 == 15_052_800
+
+
+# ---------------------------------------------------------------- Attention
+
+
+def test_attention_global_base_view_spelled_out(evaluator):
+    values = evaluator.evaluate_at("Attention", "base_view")
+    S, h, H, d = 64 * 64, 768, 12, 64
+    # qkv 6*S*h^2 + proj 2*S*h^2, Q.K^T and P.V 4*H*S^2*d, bias terms 2*H*S*(64 + 64)*d
+    assert values["tensor_flops"] == 8 * S * h * h + 4 * H * S * S * d + 2 * H * S * 128 * d == 71_672_266_752
+    bias = H * S * S * BF16  # the dense (1, 12, 4096, 4096) bf16 mask
+    assert bias == 402_653_184
+    # fused: qkv (S, 3h), rel_h and rel_w (H, S, 64 each), the bias, the head outputs and the projection
+    assert values["peak"] == S * 3 * h * BF16 + 2 * H * S * 64 * BF16 + bias + H * S * d * BF16 + S * h * BF16 \
+        == 446_693_376
+    # biases of qkv and proj, the dense bias sum, and per score: scale, bias add, softmax (7)
+    rel = evaluator.evaluate_at("add_decomposed_rel_pos", "base_view")["cuda_flops"]
+    assert values["cuda_flops"] == 3 * S * h + S * h + H * S * S + 7 * H * S * S + rel
+    # the parameters of a global block's attention (tables built for the 64-patch grid)
+    assert values["parameters"] == 3 * h * h + 3 * h + h * h + h + 2 * 127 * d == 2_378_624
+
+
+def test_attention_windowed_call_spelled_out(evaluator):
+    values = window_call(evaluator, "Attention")
+    B, S, h, H, d = 25, 14 * 14, 768, 12, 64
+    assert values["tensor_flops"] == 8 * B * S * h * h + 4 * B * H * S * S * d + 2 * B * H * S * 28 * d \
+        == 26_282_188_800
+    # several windows: qkv is copied to fold the heads; the merged heads are a copy too (same size as attn)
+    qkv, rel, bias = B * S * 3 * h * BF16, 2 * B * H * S * 14 * BF16, B * H * S * S * BF16
+    assert values["peak"] == 2 * qkv + rel + bias + B * H * S * d * BF16 + B * S * h * BF16 == 86_553_600
+    assert values["parameters"] == 3 * h * h + 3 * h + h * h + h + 2 * 27 * d == 2_365_824
+
+
+def test_attention_math_path_holds_two_fp32_score_tensors(evaluator):
+    fused = evaluator.evaluate_at("Attention", "base_view", kernel="fused")
+    eager = evaluator.evaluate_at("Attention", "base_view", kernel="eager")
+    S, H = 64 * 64, 12
+    # at the bias add: fp32 q, k, v and scaled q (4 * H*S*64*4; the scaled kT was freed after Q.K^T) and the
+    # scores and biased scores (2 * H*S*S*4), in place of the fused path's head outputs and projection
+    extra = 4 * H * S * 64 * FP32 + 2 * H * S * S * FP32 - (H * S * 64 + S * 768) * BF16
+    assert eager["peak"] - fused["peak"] == extra
+
+
+def test_attention_parameters_match_checkpoint(evaluator, index):
+    names = parameter_names(evaluator, "Attention")
+    for block in range(12):
+        assert names == keys_under(index, f"model.sam_model.blocks.{block}.attn.")

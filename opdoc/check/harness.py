@@ -161,14 +161,16 @@ class Context:
             self._gen = torch.Generator(device=self.device).manual_seed(self.seed + 1)
         return self._gen
 
-    def module(self, factory: Callable[[], nn.Module]) -> nn.Module:
+    def module(self, factory: Callable[[], nn.Module], *, built_for: tuple = ()) -> nn.Module:
         """Construct with the model dtype as default dtype, where the tensors live, in eval mode.
 
         With ``modules`` given, a module built earlier for the same op, variant, kernel, device,
         dtype and configuration is reused (its FakeTensorMode must be this context's ``mode``).
+        ``built_for``: values the construction depends on beyond the configuration (e.g. the grid
+        SAM's position tables are sized for), so that points differing in them get their own module.
         """
         key = (self.op, self.variant, self.kernel, self.device, self.dtype, id(self.mode),
-               tuple(sorted(self.config.items())))
+               tuple(sorted(self.config.items())), built_for)
         if self.modules is not None and key in self.modules:
             return self.modules[key]
         module = self._construct(factory)

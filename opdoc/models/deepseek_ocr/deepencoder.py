@@ -113,7 +113,7 @@ def add_decomposed_rel_pos(
 
 
 class Attention(nn.Module):
-    """SAM multi-head attention on a (B, H, W, C) grid: fused qkv, decomposed relative-position bias, fused SDPA."""
+    """SAM multi-head attention on a channels-last token grid: fused qkv, decomposed relative-position bias, SDPA."""
 
     def __init__(
         self,
@@ -139,14 +139,14 @@ class Attention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         B, H, W, _ = x.shape
         S = H * W
-        qkv = self.qkv(x).reshape(B, S, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # (3, B, heads, S, d_h)
+        qkv = self.qkv(x).reshape(B, S, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # q, k, v, then B, H, S, d_h
         # Heads folded into the batch axis: a view for one image or window, a copy of qkv for several.
         q, k, v = qkv.reshape(3, B * self.num_heads, S, -1).unbind(0)
         rel_h = rel_w = None
         if self.use_rel_pos:  # from the unscaled q, as in SAM
             rel_h, rel_w = add_decomposed_rel_pos(q, self.rel_pos_h, self.rel_pos_w, (H, W), (H, W))
         q, k, v = (t.view(B, self.num_heads, S, -1) for t in (q, k, v))
-        if self.use_rel_pos:  # the bias is materialised densely, (B, heads, S, S), and passed as a float mask
+        if self.use_rel_pos:  # the bias is materialised densely, (B, H, S, S), and passed as a float mask
             rel_h = rel_h.view(B, self.num_heads, S, rel_h.shape[2], 1)
             rel_w = rel_w.view(B, self.num_heads, S, 1, rel_w.shape[3])
             bias = (rel_h + rel_w).view(B, self.num_heads, S, S)

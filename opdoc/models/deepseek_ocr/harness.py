@@ -322,3 +322,17 @@ def _window_unpartition(ctx: Context) -> Case:
     windows = ctx.tensor(ctx["B"] * rows * cols, w, w, ctx["h"])
     padded, grid = (rows * w, cols * w), (ctx["H_p"], ctx["W_p"])
     return Case(holder, lambda: window_unpartition(windows, w, padded, grid))
+
+
+@harness("Attention", attention=True)
+def _sam_attention(ctx: Context) -> Case:
+    """One call of SAM's attention on a (B, H_p, W_p, h) grid, tables built for G_p: a view in a global
+    block, or a batch of windows (G_p = H_p = w) in a windowed one."""
+    from opdoc.models.deepseek_ocr.deepencoder import Attention
+
+    cfg = sam_config(ctx)
+    side = ctx["G_p"]
+    module = ctx.module(lambda: Attention(cfg.embed_dim, cfg.num_heads, cfg.qkv_bias, cfg.use_rel_pos,
+                                          input_size=(side, side)), built_for=(side,))
+    x = _sam_grid(ctx)
+    return Case(module, lambda: module(x), context=ctx.sdpa_context())

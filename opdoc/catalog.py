@@ -16,6 +16,7 @@ import sympy
 from opdoc.formula import FormulaError, parse_formula, suggest
 from opdoc.placeholders import check_placeholder
 from opdoc.spec import (
+    DTYPE_BYTES,
     Located, ModelConfig, OpSpec, SpecError, SpecProblem, read_yaml, validate,
 )
 
@@ -59,7 +60,8 @@ class Catalog:
 
 def symbol_table(model: ModelConfig) -> dict[str, sympy.Symbol]:
     # positive=True lets sympy simplify sqrt(x**2) and compare totals; sorted for a stable order.
-    return {name: sympy.Symbol(name, positive=True) for name in sorted(model.symbols)}
+    # Every model has DTYPE_BYTES: the bytes per element of its dtype, bound like any other symbol.
+    return {name: sympy.Symbol(name, positive=True) for name in sorted({*model.symbols, DTYPE_BYTES})}
 
 
 def load_catalog(model_dir: Path, root: Path) -> Catalog:

@@ -106,6 +106,11 @@ class Scope(_Strict):
     check: list[CheckPoint] = []
 
 
+# The symbol every model has: bytes per element of its dtype (weights and activations). It is bound from
+# `dtype` (2 for bfloat16) and can be overridden like any symbol (`--set dtype=float32`).
+DTYPE_BYTES = "dtype_bytes"
+
+
 class SymbolInfo(_Strict):
     meaning: str
     min: int = 1  # the smallest value that makes sense (0 for a count that may be empty)
@@ -142,6 +147,8 @@ class ModelConfig(_Strict):
         return symbols
 
     def symbol(self, name: str) -> SymbolInfo:
+        if name == DTYPE_BYTES and name not in self.symbols:
+            return SymbolInfo(meaning=f"bytes per element of the model's dtype ({self.dtype} unless overridden)")
         info = self.symbols[name]
         return SymbolInfo(meaning=info) if isinstance(info, str) else info
 

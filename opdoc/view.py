@@ -330,7 +330,7 @@ class ViewBuilder:
                 continue
             dtype = self.dtype if tensor.dtype == "model" else tensor.dtype
             size = DTYPES[dtype].bytes
-            shape = " × ".join(plain_text(item.exprs[f"tensors.{i}.shape.{a}"]) for a in range(len(tensor.shape)))
+            shape = " × ".join(_factor(item.exprs[f"tensors.{i}.shape.{a}"]) for a in range(len(tensor.shape)))
             unit = "params" if tensor.role == "parameter" else "bytes"
             value = ev.tensor_numel(item, i) if tensor.role == "parameter" else ev.tensor_bytes(item, i)
             formula = shape if tensor.role == "parameter" else f"{shape} × {size} B ({DTYPE_SHORT[dtype]})"
@@ -348,7 +348,8 @@ class ViewBuilder:
             if field == "parameters":
                 count = item.exprs.get(f"children.{i}.instances", count)
             value = count * sub.xreplace(ev.child_binding(item, i))
-            rows.append(Row(child.name, "child", f"{source_text(child.count)} × {child.op}",
+            times = child.instances if field == "parameters" and child.instances is not None else child.count
+            rows.append(Row(child.name, "child", f"{_factor(source_text(times))} × {child.op}",
                             self.fmt(value, unit, item, primary, child.name), "", link=child.op))
         return rows
 
@@ -387,3 +388,10 @@ class ViewBuilder:
             if rows:
                 groups.append({"title": title, "rows": rows})
         return groups
+
+
+def _factor(axis: sympy.Expr | str) -> str:
+    """An axis or count printed as one factor of a product: a sum keeps its brackets (B × H × (P + S))."""
+    text = axis if isinstance(axis, str) else plain_text(axis)
+    is_sum = axis.is_Add if isinstance(axis, sympy.Expr) else any(op in text.strip("()") for op in (" + ", " - "))
+    return f"({text})" if is_sum and not (text.startswith("(") and text.endswith(")")) else text

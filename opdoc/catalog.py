@@ -130,6 +130,9 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
         except FormulaError as exc:
             problem(loc, str(exc))
 
+    if spec.family not in model.families:
+        problem(("family",), f"unknown family '{spec.family}'{suggest(spec.family, list(model.families))}; "
+                             f"model.yaml declares {', '.join(model.families)}")
     # Scope and examples name things declared in model.yaml.
     scope = model.scopes.get(spec.scope)
     if scope is None:

@@ -18,7 +18,6 @@ from opdoc.registry import DTYPES, FAMILIES, FLOAT_DTYPES, KERNELS
 
 Formula = str | int | float
 # Allowed values, from the registry's tables (a tensor's dtype "model" means the checkpoint's own).
-FamilyName = Literal[tuple(FAMILIES)]  # type: ignore[valid-type]
 KernelName = Literal[tuple(KERNELS)]  # type: ignore[valid-type]
 ModelDtype = Literal[tuple(FLOAT_DTYPES)]  # type: ignore[valid-type]
 TensorDtype = Literal[("model", *DTYPES)]  # type: ignore[valid-type]
@@ -135,6 +134,8 @@ class ModelConfig(_Strict):
     source: Source | None = None
     dtype: ModelDtype
     attention_kernel: KernelName
+    # Family key -> title, in the order the index and navigation list them.
+    families: dict[str, str] = Field(default_factory=lambda: dict(FAMILIES))
     symbols: dict[str, str | SymbolInfo]
     scopes: dict[str, Scope]
 
@@ -277,7 +278,7 @@ class Prose(_Strict):
 
 class OpSpec(_Strict):
     op: str
-    family: FamilyName
+    family: str  # one of the model's families (model.yaml `families`)
     scope: str
     examples: list[str] = Field(min_length=1)
     # Named configurations of one class (a decoder layer with a dense MLP or an MoE); first is shown first.
@@ -307,7 +308,7 @@ class OpSpec(_Strict):
     @classmethod
     def _import_path(cls, path: str | None) -> str | None:
         if path is not None and not re.fullmatch(r"[a-z_][\w.]*\.[A-Za-z_]\w*", path):
-            raise ValueError(f"expected a dotted import path such as opdoc.models.deepseek_ocr.deepseek_v2.DeepseekV2MLP, got '{path}'")
+            raise ValueError(f"expected a dotted import path in the model package, such as package.module.ClassName, got '{path}'")
         return path
 
 

@@ -16,7 +16,7 @@ from opdoc.source import ClassSource, class_source
 from opdoc.evaluate import Evaluator, dominant_terms
 from opdoc.formula import engineering, exact_number, plain_text, source_text, with_exact
 from opdoc.placeholders import QUANTITY_UNITS, parse_placeholder
-from opdoc.registry import DTYPES, FAMILIES, KERNELS, UNITS
+from opdoc.registry import DTYPES, KERNELS, UNITS
 from opdoc.spec import SpecError, SpecProblem
 
 DTYPE_SHORT = {name: dtype.short for name, dtype in DTYPES.items()}
@@ -56,6 +56,7 @@ class OpView:
     name: str
     family: str
     family_title: str
+    family_order: int
     spec_path: str
     version: str
     summary: str
@@ -136,13 +137,14 @@ class ViewBuilder:
         variants = [self._variant(item, variant) for variant in self.ev.variants(op)]
         headline = self.ev.evaluate_at(op, primary, self.ev.variants(op)[0])
         index_row = {  # short figures keep the overview table narrow; pages carry the exact integers
-            "op": op, "family": FAMILIES[spec.family], "example": scope.examples[primary].title,
+            "op": op, "family": self.catalog.model.families[spec.family], "example": scope.examples[primary].title,
             "parameters": engineering(headline["parameters"], "params"),
             "flops": engineering(headline["forward_flops"], "flops"),
             "peak": engineering(headline["peak"], "bytes"),
         }
         return OpView(
-            name=op, family=spec.family, family_title=FAMILIES[spec.family], spec_path=item.path,
+            name=op, family=spec.family, family_title=self.catalog.model.families[spec.family],
+            family_order=list(self.catalog.model.families).index(spec.family), spec_path=item.path,
             version=__version__, summary=self.fill(item, spec.summary),
             what_it_is=self.fill(item, spec.prose.what_it_is), source=source,
             upstream=f"{spec.upstream.file}:{spec.upstream.lines[0]}-{spec.upstream.lines[1]}",

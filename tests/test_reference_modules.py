@@ -415,7 +415,7 @@ def test_causal_lm_cached_generation_equals_full():
 
 def import_sam_image_encoder():
     """segment_anything's image_encoder.py alone (its package __init__ needs torchvision): the checker's loader."""
-    from opdoc.check.independent import Missing, segment_anything_image_encoder
+    from opdoc.models.deepseek_ocr.independent import Missing, segment_anything_image_encoder
 
     try:
         return segment_anything_image_encoder()

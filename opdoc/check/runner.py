@@ -13,7 +13,7 @@ tolerances of ``TOLERANCES`` (the only place they are stated; the report prints 
 
 An op that runs an aten op without a rule fails, naming the op. Independent implementations
 (transformers, segment-anything) are measured the same way and compared with our formulas as extra
-rows (``opdoc.check.independent``). ``--device cuda`` runs real bf16 tensors on a GPU instead and
+rows (the model package's ``independent`` module, e.g. ``opdoc.models.deepseek_ocr.independent``). ``--device cuda`` runs real bf16 tensors on a GPU instead and
 writes ``site/measured/cuda-report.json``; the CPU run writes ``build/check-report.json``.
 """
 
@@ -385,9 +385,7 @@ def run(root: Path, ops: Sequence[str] = (), *, quick: bool = False, independent
     tasks = plan(ev, names, quick)
     extra = []
     if independent:
-        from opdoc.check.independent import comparisons
-
-        extra = [c for c in comparisons(quick) if not ops or c.op in ops]
+        extra = [c for c in independent_comparisons(catalog, quick) if not ops or c.op in ops]
     bar = Progress(len(tasks) + len(extra), sys.stderr if progress else _Null())
     rows: list[Row] = []
     modes: dict = {}
@@ -400,6 +398,17 @@ def run(root: Path, ops: Sequence[str] = (), *, quick: bool = False, independent
         bar.step(comparison.title)
         rows += comparison.rows(ev)
     return Report(rows, problems, time.perf_counter() - start, "cpu", environment())
+
+
+def independent_comparisons(catalog, quick: bool) -> list:
+    """The model package's comparisons with implementations nobody here wrote (none if it has none)."""
+    import importlib
+    import importlib.util
+
+    name = f"{catalog.model.package}.independent"
+    if importlib.util.find_spec(name) is None:
+        return []
+    return importlib.import_module(name).comparisons(quick)
 
 
 class _Null:

@@ -214,12 +214,13 @@ class Context:
 def build(op: str, binding: dict[Any, Any], kernel: str = "fused", device: str = "fake",
           dtype: torch.dtype | str = torch.bfloat16, *, variant: str | None = None,
           config: dict[str, Any] | None = None, mode: Any = None, seed: int = 0,
-          modules: dict | None = None) -> Case:
+          modules: dict | None = None, builder: Builder | None = None) -> Case:
     """The reference module of ``op`` and a forward on inputs shaped by ``binding``.
 
     ``binding`` maps symbols (sympy symbols or their names) to numbers, e.g. ``Evaluator.binding``.
     ``mode``: a FakeTensorMode to build in (a fresh one when None and device is "fake").
     ``modules``: a dict in which to keep and reuse modules between calls (with the same ``mode``).
+    ``builder``: builds the Case instead of the op's registered harness (the upstream check's vendor classes).
     """
     if kernel not in KERNELS:
         raise HarnessError(f"kernel must be one of {KERNELS}, got {kernel!r}")
@@ -233,7 +234,7 @@ def build(op: str, binding: dict[Any, Any], kernel: str = "fused", device: str =
 
         mode = FakeTensorMode()
     ctx = Context(op, values, kernel, device, dtype, variant, dict(config or {}), mode, seed, modules)
-    case = harness.get(op)(ctx)
+    case = (builder or harness.get(op))(ctx)
     case.place = ctx.place
     return case
 
@@ -294,9 +295,10 @@ def _moe(ctx: Context) -> Case:
     return Case(module, lambda: module(x), **_routing(ctx, module))
 
 
-def _routing(ctx: Context, root: nn.Module) -> dict[str, Callable]:
-    """`notes` and `observed` for a Case: how the router(s) spread tokens, and the E_run it implies."""
-    notes = _routing_notes(ctx, root)
+def _routing(ctx: Context, root: nn.Module, moe_type: type | None = None) -> dict[str, Callable]:
+    """`notes` and `observed` for a Case: how the router(s) spread tokens, and the E_run it implies.
+    ``moe_type``: the MoE class to look for (default: the reference's; the upstream check passes the vendor's)."""
+    notes = _routing_notes(ctx, root, moe_type)
     seen = getattr(notes, "seen", None)
 
     def observed() -> dict[str, Any]:
@@ -310,12 +312,12 @@ def _routing(ctx: Context, root: nn.Module) -> dict[str, Callable]:
     return {"notes": notes, "observed": observed}
 
 
-def _routing_notes(ctx: Context, root: nn.Module) -> Callable[[], list[str]]:
+def _routing_notes(ctx: Context, root: nn.Module, moe_type: type | None = None) -> Callable[[], list[str]]:
     """How the router(s) under ``root`` spread the token slots: evenly without data (fake, meta),
     unevenly with real tensors (it must not matter: the formulas are linear in each expert's tokens)."""
     from opdoc.models.deepseek_ocr.deepseek_v2 import DeepseekV2MoE
 
-    moes = [m for m in root.modules() if isinstance(m, DeepseekV2MoE)]
+    moes = [m for m in root.modules() if isinstance(m, moe_type or DeepseekV2MoE)]
     if not moes:
         return lambda: []
     if not ctx.real:

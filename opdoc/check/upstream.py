@@ -148,6 +148,7 @@ class UpstreamReport:
     undocumented: dict[str, list[str]]  # vendor file -> classes that have no spec yet
     sources: dict[str, str]
     diagnoses: dict[str, str] = field(default_factory=dict)  # task title -> differing aten ops
+    known: tuple = ()  # the model's known deviations that showed
 
     @property
     def ok(self) -> bool:
@@ -156,7 +157,8 @@ class UpstreamReport:
     def to_json(self) -> dict[str, Any]:
         data = self.report.to_json()
         data.update(ok=self.ok, sources=self.sources, stale_pages=self.stale, undocumented=self.undocumented,
-                    locations=[asdict(loc) for loc in self.locations], diagnoses=self.diagnoses)
+                    locations=[asdict(loc) for loc in self.locations], diagnoses=self.diagnoses,
+                    known_deviations=[asdict(d) for d in self.known])
         return data
 
 
@@ -197,23 +199,46 @@ def run_upstream(root: Path, checkout: Path, ops: list[str] | tuple[str, ...] = 
     names = [op for op in names if op in vendor_module.upstream]
     tasks = [_VendorTask(t) for t in plan(ev, names, quick)]
     bar = Progress(len(tasks), sys.stderr if progress else _Null())
-    rows, modes, diagnoses = [], {}, {}
+    rows, modes, diagnoses, diagnosed = [], {}, {}, set()
     for task in tasks:
         spec = catalog.specs[task.op].spec
         title = task.title(point_label(point_binding(ev, spec.scope, task.point), spec.scope))
         bar.step("upstream " + title)
         make = partial(vendor_module.upstream.get(task.op), vendor)
         task_rows, _ = check_task(ev, task, modes, build=partial(harness_module.build, builder=make))
-        if any(r.failed and r.quantity not in ("(run)", "unknown ops") for r in task_rows):
+        # The differing aten ops, at the first failing point of each op, variant and kernel (each
+        # diagnosis measures the op twice more).
+        key = (task.op, task.variant, task.kernel)
+        if key not in diagnosed and any(r.failed and r.quantity not in ("(run)", "unknown ops") for r in task_rows):
+            diagnosed.add(key)
             diagnoses[title] = diagnose(ev, task, make, task_rows)
         rows += task_rows
+    problems += apply_known(rows, getattr(vendor_module, "KNOWN_DEVIATIONS", ()))
     documented = set(catalog.specs)
     undocumented = {file: [c for c in classes if c not in documented]
                     for file, classes in vendor_module.vendor_classes(vendor).items()}
     sources = {"checkout": str(vendor.path), "transformers": transformers.__version__,
                "torchvision": vendor.torchvision}
     report = Report(rows, problems, time.perf_counter() - start, "cpu", environment())
-    return UpstreamReport(report, locations, staleness(locations), undocumented, sources, diagnoses)
+    shown = {r.op for r in rows if r.status == "known"}
+    known = tuple(d for d in getattr(vendor_module, "KNOWN_DEVIATIONS", ()) if d.op in shown)
+    return UpstreamReport(report, locations, staleness(locations), undocumented, sources, diagnoses, known)
+
+
+def apply_known(rows: list, deviations) -> list[str]:
+    """Mark the failing rows a known deviation covers as ``known`` (with its finding); return an error
+    for each deviation that no longer shows (fixed: remove it from the list)."""
+    problems = []
+    for dev in deviations:
+        hit = False
+        for row in rows:
+            if row.op == dev.op and row.kernel in dev.kernels and row.status == "FAIL":
+                row.status, hit = "known", True
+                row.note = (row.note + "; " if row.note else "") + "known deviation"
+        if not hit and any(r.op == dev.op and r.kernel in dev.kernels for r in rows):
+            problems.append(f"{dev.op} ({', '.join(dev.kernels)}): known deviation no longer shows; remove it "
+                            "from KNOWN_DEVIATIONS")
+    return problems
 
 
 # ------------------------------------------------------------------------------ diagnosis
@@ -303,6 +328,12 @@ def format_upstream(result: UpstreamReport) -> str:
         out.append("")
         out.append("pages whose upstream class changed since their spec was written:")
         out += [f"  {line}" for line in result.stale]
+    known = getattr(result, "known", ())
+    if known:
+        out.append("")
+        out.append("known deviations (rows marked known; the vendor is right, the spec is not yet):")
+        for dev in known:
+            out.append(f"  {dev.op} ({', '.join(dev.kernels)}): {dev.finding}. Resolution: {dev.resolution}.")
     if result.diagnoses:
         out.append("")
         out.append("aten ops that differ between the vendor's class and the reference module:")

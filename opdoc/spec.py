@@ -164,6 +164,9 @@ class Upstream(_Strict):
     file: str
     lines: tuple[int, int]
     source: str | None = None  # where the file is published; default: the model's source repository and commit
+    # First 16 hex digits of the sha256 of the class's source lines (decorators included):
+    # `opdoc check --upstream` lists the pages whose upstream class changed since.
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
 
     @field_validator("lines")
     @classmethod

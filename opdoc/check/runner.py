@@ -264,9 +264,12 @@ def plan(ev, ops: Sequence[str], quick: bool) -> list[Task]:
     return tasks
 
 
-def check_task(ev, task: Task, modes: dict) -> tuple[list[Row], float]:
-    """Rows of one task; a harness or measuring failure becomes ERROR rows, never an exception."""
-    from opdoc.check.harness import build
+def check_task(ev, task: Task, modes: dict, build: Callable | None = None) -> tuple[list[Row], float]:
+    """Rows of one task; a harness or measuring failure becomes ERROR rows, never an exception.
+    ``build``: what makes the Case (default: the harness's reference modules; the upstream check
+    passes one that builds the vendor's classes)."""
+    if build is None:
+        from opdoc.check.harness import build
 
     spec = ev.catalog.specs[task.op].spec
     label = point_label(ev, spec.scope, task.point)
@@ -571,6 +574,10 @@ def parser() -> argparse.ArgumentParser:
                    help="write the counting-rule page site/measured/conventions.md from the rule registry and exit")
     p.add_argument("--report", help="where to write the JSON report (default: build/check-report.json, "
                                     "or site/measured/cuda-report.json with --device cuda)")
+    p.add_argument("--upstream", metavar="DIR",
+                   help="measure the vendor's own classes from a model checkout instead of the reference "
+                        "modules, verify each spec's upstream location and list pages whose class changed "
+                        "(needs the vendor's transformers: `make check-upstream`)")
     return p
 
 
@@ -586,6 +593,10 @@ def run_check(argv: list[str]) -> int:
         target.write_text(conventions_markdown(), encoding="utf-8")
         print(f"wrote {target}")
         return 0
+    if args.upstream:
+        from opdoc.check.upstream import run_upstream_check
+
+        return run_upstream_check(args)
     if args.device == "cuda":
         import torch
 

@@ -404,7 +404,7 @@ class Evaluator:
             if operation.kernel not in (None, kernel):
                 continue
             expr = item.exprs[f"operations.{index}.flops"]
-            operations.append(Part(operation.name, operation.unit, expr,
+            operations.append(Part(index, operation.name, operation.unit, expr,
                                    number(expr, f"operation '{operation.name}'", ("operations", index, "flops"))))
         children = []
         for index, child in self.active_children(item, variant):
@@ -417,7 +417,7 @@ class Evaluator:
                 times = instances if name in ("parameters", "parameter_bytes") else count
                 expr = times * getattr(sub, name).xreplace(child_bind)
                 contribution[name] = number(expr, f"child '{child.name}' {name}", ("children", index))
-            children.append(ChildPart(child.name, child.op, child.variant, number(count, f"child '{child.name}' count"),
+            children.append(ChildPart(index, child.name, child.op, child.variant, number(count, f"child '{child.name}' count"),
                                       number(instances, f"child '{child.name}' instances"), contribution))
         tensors = []
         for index, tensor in enumerate(item.spec.tensors):
@@ -426,8 +426,8 @@ class Evaluator:
             shape = tuple(number(item.exprs[f"tensors.{index}.shape.{axis}"], f"tensor '{tensor.name}' shape",
                                  ("tensors", index, "shape", axis)) for axis in range(len(tensor.shape)))
             numel = sympy.Mul(*shape)
-            tensors.append(TensorPart(tensor.name, tensor.role, self.dtype_name(tensor.dtype), shape, numel,
-                                      numel * self.dtype_bytes(tensor.dtype)))
+            size = number(numel * self.dtype_bytes(tensor.dtype), f"tensor '{tensor.name}' bytes", ("tensors", index))
+            tensors.append(TensorPart(index, tensor.name, tensor.role, self.dtype_name(tensor.dtype), shape, numel, size))
         if problems:
             raise SpecError(problems)
         result = Evaluated(op, variant, kernel, frozen, totals, formulas, operations, children, tensors)
@@ -462,6 +462,7 @@ def _describe_binding(frozen: tuple) -> str:
 class Part:
     """One operation of an op: its FLOP formula and value."""
 
+    index: int  # in the spec's operations
     name: str
     unit: str  # "tensor" or "cuda"
     formula: sympy.Expr
@@ -472,6 +473,7 @@ class Part:
 class ChildPart:
     """What one child adds to its parent: every additive quantity times its count (instances for parameters)."""
 
+    index: int  # in the spec's children
     name: str
     op: str
     variant: str | None
@@ -482,6 +484,7 @@ class ChildPart:
 
 @dataclass(frozen=True)
 class TensorPart:
+    index: int  # in the spec's tensors
     name: str
     role: str
     dtype: str

@@ -95,6 +95,8 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
         if spec.op in parsed:
             problems.append(SpecProblem(display, 1, "op", f"'{spec.op}' is specified twice"))
             continue
+        if not spec.examples and model is not None and spec.scope in model.scopes:
+            spec = spec.model_copy(update={"examples": list(model.scopes[spec.scope].examples)})
         parsed[spec.op] = ParsedSpec(spec, display, located)
     if model is None:
         raise SpecError(problems)

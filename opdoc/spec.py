@@ -283,7 +283,7 @@ class OpSpec(_Strict):
     op: str
     family: str  # one of the model's families (model.yaml `families`)
     scope: str
-    examples: list[str] = Field(min_length=1)
+    examples: list[str] = []  # which of the scope's examples the page shows, first first; default: all
     # Named configurations of one class (a decoder layer with a dense MLP or an MoE); first is shown first.
     variants: dict[str, str] = {}
     summary: str

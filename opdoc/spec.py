@@ -279,6 +279,19 @@ class Prose(_Strict):
     references: list[str]
 
 
+class Harness(_Strict):
+    """How the checker builds and calls the module when no builder is registered for it.
+
+    `arguments`: the constructor's keyword arguments. A value that names a configuration key of the
+    scope takes that key's value as it is (e.g. an epsilon); any other string is a formula in the
+    symbols and configuration keys (e.g. `h`, `hidden_size // 2`); booleans, numbers and null pass
+    as they are. The forward is called with the spec's input tensors, in their order, shaped and
+    typed as the spec declares them.
+    """
+
+    arguments: dict[str, Formula | bool | None] = {}
+
+
 class OpSpec(_Strict):
     op: str
     family: str  # one of the model's families (model.yaml `families`)
@@ -299,6 +312,7 @@ class OpSpec(_Strict):
     flow: Flow
     related: Related = Related()
     prose: Prose
+    harness: Harness | None = None
 
     @field_validator("op")
     @classmethod

@@ -519,8 +519,9 @@ def run_cuda(root: Path, ops: Sequence[str] = (), *, repeats: int = 20, warmup: 
                     entry: dict[str, Any] = {"op": op, "variant": variant, "kernel": kernel,
                                              "example": example, "point": label}
                     try:
-                        entry.update(_time_case(build(op, binding, kernel, device, _dtype(ev), variant=variant),
-                                                repeats, warmup, measure, memory.cuda_peak))
+                        case = build(op, binding, kernel, device, _dtype(ev), variant=variant,
+                                     scope_config=catalog.model.scopes[spec.scope].config)
+                        entry.update(_time_case(case, repeats, warmup, measure, memory.cuda_peak))
                         formula = _number(expected_values(ev, op, variant, kernel, binding)["peak_bytes"])
                         entry.update(formula_peak_bytes=formula,
                                      peak_ratio=entry["peak_bytes"] / formula if formula else None)

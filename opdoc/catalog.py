@@ -16,6 +16,7 @@ import sympy
 from opdoc.formula import FormulaError, parse_formula, suggest
 from opdoc.placeholders import check_placeholder
 from opdoc.spec import (
+    DTYPE_BYTES,
     Located, ModelConfig, OpSpec, SpecError, SpecProblem, read_yaml, validate,
 )
 
@@ -59,7 +60,8 @@ class Catalog:
 
 def symbol_table(model: ModelConfig) -> dict[str, sympy.Symbol]:
     # positive=True lets sympy simplify sqrt(x**2) and compare totals; sorted for a stable order.
-    return {name: sympy.Symbol(name, positive=True) for name in sorted(model.symbols)}
+    # Every model has DTYPE_BYTES: the bytes per element of its dtype, bound like any other symbol.
+    return {name: sympy.Symbol(name, positive=True) for name in sorted({*model.symbols, DTYPE_BYTES})}
 
 
 def load_catalog(model_dir: Path, root: Path) -> Catalog:
@@ -93,6 +95,8 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
         if spec.op in parsed:
             problems.append(SpecProblem(display, 1, "op", f"'{spec.op}' is specified twice"))
             continue
+        if not spec.examples and model is not None and spec.scope in model.scopes:
+            spec = spec.model_copy(update={"examples": list(model.scopes[spec.scope].examples)})
         parsed[spec.op] = ParsedSpec(spec, display, located)
     if model is None:
         raise SpecError(problems)
@@ -128,6 +132,9 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
         except FormulaError as exc:
             problem(loc, str(exc))
 
+    if spec.family not in model.families:
+        problem(("family",), f"unknown family '{spec.family}'{suggest(spec.family, list(model.families))}; "
+                             f"model.yaml declares {', '.join(model.families)}")
     # Scope and examples name things declared in model.yaml.
     scope = model.scopes.get(spec.scope)
     if scope is None:
@@ -187,6 +194,14 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
                 problem(("children", index, "bind", symbol), f"unknown symbol '{symbol}'{suggest(symbol, sorted(symbols))}")
             parse(("children", index, "bind", symbol), value)
 
+    if spec.harness is not None and scope is not None:
+        config_names = {key: sympy.Symbol(key) for key, value in scope.config.items()
+                        if isinstance(value, int | float) and not isinstance(value, bool)}
+        for name, value in spec.harness.arguments.items():
+            if isinstance(value, str) and value not in scope.config:
+                parse(("harness", "arguments", name), value, {**symbols, **config_names})
+        if not any(tensor.role == "input" for tensor in spec.tensors):
+            problem(("harness",), "a declared harness calls the module with the input tensors; declare at least one")
     # Peak formulas may name this op's tensors (their bytes) and peak(child).
     names = dict(symbols)
     names.update({name: sympy.Symbol(f"bytes[{name}]") for name in tensor_names if name.isidentifier()})

@@ -20,8 +20,8 @@ import sympy
 
 from opdoc.catalog import Catalog, ParsedSpec
 from opdoc.formula import FormulaError, parse_formula, suggest
-from opdoc.registry import ADDITIVE, DTYPES, KERNELS
-from opdoc.spec import Child, Formula, SpecError, SpecProblem
+from opdoc.registry import ADDITIVE, DTYPES, FLOAT_DTYPES, KERNELS
+from opdoc.spec import DTYPE_BYTES, Child, Formula, SpecError, SpecProblem
 
 ADAMW_STATE_BYTES = 8  # two fp32 moments per parameter
 # Symbols whose growth the "dominant as it grows" term follows: context and image size.
@@ -96,8 +96,11 @@ class Evaluator:
         """A tensor's dtype, with "model" read as the model's own (weights and activations)."""
         return self.catalog.model.dtype if dtype == "model" else dtype
 
-    def dtype_bytes(self, dtype: str) -> int:
-        return DTYPES[self.dtype_name(dtype)].bytes
+    def dtype_bytes(self, dtype: str) -> sympy.Expr:
+        """Bytes per element: the model's dtype is the symbol dtype_bytes (a binding), others are fixed."""
+        if dtype == "model":
+            return self.symbols[DTYPE_BYTES]
+        return sympy.Integer(DTYPES[dtype].bytes)
 
     def active_children(self, item: ParsedSpec, variant: str | None) -> list[tuple[int, Child]]:
         return [(i, c) for i, c in enumerate(item.spec.children) if c.only in (None, variant)]
@@ -241,12 +244,21 @@ class Evaluator:
         def problem(at: tuple, message: str) -> None:
             problems.append(SpecProblem(path, self.catalog.model_line(*at), ".".join(map(str, at)), message))
 
+        if "dtype" in overrides:  # a dtype by name sets its element size
+            dtype = str(overrides.pop("dtype"))
+            if dtype not in FLOAT_DTYPES:
+                raise SpecError([SpecProblem(origin, origin_line, "dtype", f"dtype={dtype}: expected one of "
+                                                                           f"{', '.join(FLOAT_DTYPES)}")])
+            overrides[DTYPE_BYTES] = DTYPES[dtype].bytes
         unknown = [name for name in overrides if name not in self.symbols and name not in scope.config]
         for name in unknown:
             known = sorted([*self.symbols, *(k for k, v in scope.config.items() if _is_number(v))])
             raise SpecError([SpecProblem(origin, origin_line, name, f"'{name}' is neither a symbol nor a configuration key of "
                                                           f"scope '{scope_name}'{suggest(name, known)}")])
         names: dict[str, sympy.Expr] = {}
+        values: dict[sympy.Symbol, sympy.Expr] = {}
+        element = overrides.get(DTYPE_BYTES, DTYPES[model.dtype].bytes)
+        values[self.symbols[DTYPE_BYTES]] = names[DTYPE_BYTES] = value_of_override(element, origin, origin_line)
 
         def value_of(text: Formula, at: tuple, user: str | None) -> sympy.Expr | None:
             try:
@@ -265,7 +277,6 @@ class Evaluator:
             value = value_of(number, (*scope_at, "config", config_key), config_key if config_key in overrides else None)
             if value is not None:
                 names[config_key] = value
-        values: dict[sympy.Symbol, sympy.Expr] = {}
         example_bind = scope.examples[example].bind
         for at, bind in (((*scope_at, "bind"), scope.bind), ((*scope_at, "examples", example, "bind"), example_bind)):
             for symbol, text in bind.items():
@@ -274,7 +285,7 @@ class Evaluator:
                 if value is not None:
                     values[self.symbols[symbol]] = names[symbol] = value
         for symbol, text in overrides.items():  # symbols no bind mentions: set directly
-            if symbol in self.symbols and self.symbols[symbol] not in values:
+            if symbol in self.symbols and self.symbols[symbol] not in values and symbol != DTYPE_BYTES:
                 values[self.symbols[symbol]] = names[symbol] = value_of(text, (), symbol)
         if problems:
             raise SpecError(problems)
@@ -393,7 +404,7 @@ class Evaluator:
             if operation.kernel not in (None, kernel):
                 continue
             expr = item.exprs[f"operations.{index}.flops"]
-            operations.append(Part(operation.name, operation.unit, expr,
+            operations.append(Part(index, operation.name, operation.unit, expr,
                                    number(expr, f"operation '{operation.name}'", ("operations", index, "flops"))))
         children = []
         for index, child in self.active_children(item, variant):
@@ -406,7 +417,7 @@ class Evaluator:
                 times = instances if name in ("parameters", "parameter_bytes") else count
                 expr = times * getattr(sub, name).xreplace(child_bind)
                 contribution[name] = number(expr, f"child '{child.name}' {name}", ("children", index))
-            children.append(ChildPart(child.name, child.op, child.variant, number(count, f"child '{child.name}' count"),
+            children.append(ChildPart(index, child.name, child.op, child.variant, number(count, f"child '{child.name}' count"),
                                       number(instances, f"child '{child.name}' instances"), contribution))
         tensors = []
         for index, tensor in enumerate(item.spec.tensors):
@@ -415,8 +426,8 @@ class Evaluator:
             shape = tuple(number(item.exprs[f"tensors.{index}.shape.{axis}"], f"tensor '{tensor.name}' shape",
                                  ("tensors", index, "shape", axis)) for axis in range(len(tensor.shape)))
             numel = sympy.Mul(*shape)
-            tensors.append(TensorPart(tensor.name, tensor.role, self.dtype_name(tensor.dtype), shape, numel,
-                                      numel * self.dtype_bytes(tensor.dtype)))
+            size = number(numel * self.dtype_bytes(tensor.dtype), f"tensor '{tensor.name}' bytes", ("tensors", index))
+            tensors.append(TensorPart(index, tensor.name, tensor.role, self.dtype_name(tensor.dtype), shape, numel, size))
         if problems:
             raise SpecError(problems)
         result = Evaluated(op, variant, kernel, frozen, totals, formulas, operations, children, tensors)
@@ -431,6 +442,14 @@ class Evaluator:
         return dict(self.evaluate(op, self.binding(scope, example), variant, kernel, where).totals)
 
 
+def value_of_override(text: Formula, origin: str, origin_line: int) -> sympy.Expr:
+    """A number given directly (no symbols): the dtype's element size."""
+    try:
+        return parse_formula(text, {})
+    except FormulaError as exc:
+        raise SpecError([SpecProblem(origin, origin_line, DTYPE_BYTES, f"{DTYPE_BYTES}={text}: {exc}")]) from None
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -443,6 +462,7 @@ def _describe_binding(frozen: tuple) -> str:
 class Part:
     """One operation of an op: its FLOP formula and value."""
 
+    index: int  # in the spec's operations
     name: str
     unit: str  # "tensor" or "cuda"
     formula: sympy.Expr
@@ -453,6 +473,7 @@ class Part:
 class ChildPart:
     """What one child adds to its parent: every additive quantity times its count (instances for parameters)."""
 
+    index: int  # in the spec's children
     name: str
     op: str
     variant: str | None
@@ -463,6 +484,7 @@ class ChildPart:
 
 @dataclass(frozen=True)
 class TensorPart:
+    index: int  # in the spec's tensors
     name: str
     role: str
     dtype: str

@@ -18,7 +18,6 @@ import jinja2
 from opdoc import __version__, escape
 from opdoc.catalog import Catalog
 from opdoc.evaluate import Evaluator
-from opdoc.registry import FAMILIES
 from opdoc.spec import SpecError, SpecProblem
 from opdoc.view import OpView, ViewBuilder
 
@@ -73,13 +72,14 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
             raise SpecError(problems)
         page = env.get_template("op.md.j2")
         files = {f"op-{view.name}.md": page.render(op=view) for view in views}
-    order = list(FAMILIES)
+    families = catalog.model.families
+    order = list(families)
     rows = sorted((view.index_row | {"family_key": view.family} for view in views),
                   key=lambda row: (order.index(row["family_key"]), row["op"]))
     with stage("plots"):
         files.update(plot_files(catalog, evaluator, views))
     files["index.md"] = env.get_template("index.md.j2").render(
-        rows=rows, model=catalog.model, version=__version__, families=FAMILIES, gpu=gpu,
+        rows=rows, model=catalog.model, version=__version__, families=families, gpu=gpu,
         spec_dir=str(Path(catalog.model_path).parent))
     return Rendered(files)
 

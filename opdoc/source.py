@@ -110,3 +110,18 @@ def _signature(init: ast.FunctionDef | None) -> tuple[str, list[tuple[str, str |
     if init.name != "__init__" and init.returns is not None:
         header += f" -> {ast.unparse(init.returns)}"
     return header, params
+
+
+def implementation_path(item: ParsedSpec, catalog: Catalog) -> str:
+    """The dotted `package.module.Class` of an op's implementation (found the way `class_source` finds it)."""
+    if item.spec.implementation:
+        return item.spec.implementation
+    source = class_source(item, catalog)
+    folder = package_folder(catalog)
+    path = Path(source.file)
+    absolute = path if path.is_absolute() else (catalog.root / path)
+    if not absolute.exists():
+        absolute = Path(__file__).resolve().parent.parent / path
+    relative = absolute.resolve().relative_to(folder.resolve()).with_suffix("")
+    parts = [part for part in relative.parts if part != "__init__"]
+    return ".".join([catalog.model.package, *parts, item.spec.op])

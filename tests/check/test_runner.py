@@ -101,9 +101,9 @@ def test_harness_builds_the_attention_inputs_the_spec_names(loaded):
 
 
 def test_spec_without_harness_is_reported(monkeypatch):
-    monkeypatch.delitem(harness._builders, "DeepseekV2RMSNorm")
-    report = run(ROOT, ["DeepseekV2RMSNorm"], quick=True, independent=False, progress=False)
-    assert not report.ok and any("DeepseekV2RMSNorm: has a spec but no harness" in p for p in report.problems)
+    monkeypatch.delitem(harness._builders, "DeepseekV2MLP")
+    report = run(ROOT, ["DeepseekV2MLP"], quick=True, independent=False, progress=False)
+    assert not report.ok and any("DeepseekV2MLP: has a spec but no harness" in p for p in report.problems)
 
 
 # ---------------------------------------------------------------- comparisons and report
@@ -180,7 +180,7 @@ def test_report_json_lists_rows_and_tolerances():
 
 def test_transformers_llama_attention_matches_the_spec(loaded):
     pytest.importorskip("transformers")
-    from opdoc.check.independent import comparisons
+    from opdoc.models.deepseek_ocr.independent import comparisons
 
     _, ev = loaded
     chosen = [c for c in comparisons(quick=True) if c.op == "LlamaAttention"]
@@ -190,7 +190,7 @@ def test_transformers_llama_attention_matches_the_spec(loaded):
 
 
 def test_segment_anything_patch_embed_matches_the_spec(loaded):
-    from opdoc.check.independent import Missing, comparisons, segment_anything_image_encoder
+    from opdoc.models.deepseek_ocr.independent import Missing, comparisons, segment_anything_image_encoder
 
     try:
         segment_anything_image_encoder()

@@ -112,6 +112,17 @@ class Model:
         return [(o.name, o.unit, item.exprs[f"operations.{i}.flops"]) for i, o in enumerate(item.spec.operations)
                 if o.kernel in (None, self.kernel)]
 
+    def operations_with_backward(self, op: str) -> list[tuple[str, str, sympy.Expr, sympy.Expr]]:
+        """(name, unit, FLOPs, backward FLOPs) per own operation; the default backward is the evaluator's
+        rule (2× forward: a gradient for each operand), stated in evaluate.py."""
+        item = self.catalog.specs[op]
+        rows = []
+        for i, o in enumerate(item.spec.operations):
+            if o.kernel in (None, self.kernel):
+                flops = item.exprs[f"operations.{i}.flops"]
+                rows.append((o.name, o.unit, flops, item.exprs.get(f"operations.{i}.backward", 2 * flops)))
+        return rows
+
     def tensors(self, op: str) -> list[TensorCost]:
         item: ParsedSpec = self.catalog.specs[op]
         rows = []

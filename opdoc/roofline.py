@@ -412,15 +412,38 @@ def first_integer(holds: Callable[[int], bool], guess: float, lowest: int = 1, l
 
     `holds` must be false below the answer and true from it on (monotone); the guess only saves steps.
     """
+    seen: dict[int, bool] = {}
+
+    def test(n: int) -> bool:
+        if n not in seen:
+            seen[n] = holds(n)
+        return seen[n]
+
     n = max(lowest, math.ceil(guess))
     for _ in range(limit):
-        if holds(n):
-            if n == lowest or not holds(n - 1):
+        if test(n):
+            if n == lowest or not test(n - 1):
                 return n
             n -= 1
         else:
             n += 1
     raise ArithmeticError(f"no threshold found within {limit} steps of {guess}")
+
+
+def along(model: Model, op: str, example: str, name: str, *exprs: sympy.Expr) -> Callable[[int], list[sympy.Expr]]:
+    """Exact values of `exprs` at `example` with the symbol `name` set to n, as a function of n.
+
+    Every symbol whose value does not move with `name` is bound once up front, so each step of a
+    search substitutes a few symbols into a small expression instead of binding a large one again.
+    """
+    one, two = model.binding(op, example, {name: 1}), model.binding(op, example, {name: 2})
+    fixed = {symbol: value for symbol, value in one.items() if two.get(symbol) == value}
+    reduced = [expr.xreplace(fixed) for expr in exprs]
+
+    def values(n: int) -> list[sympy.Expr]:
+        binding = model.binding(op, example, {name: n})
+        return [expr.xreplace(binding) for expr in reduced]
+    return values
 
 
 def _symbol(model: Model, name: str) -> sympy.Symbol:
@@ -439,14 +462,14 @@ def moe_decode_stops_bandwidth_bound(r: Roofline) -> list[Answer]:
     sample = {**m.binding(op, "decode"), PEAK: gpu0.tensor_flops, BANDWIDTH: gpu0.bandwidth}
     closed = positive_root(tensor / PEAK - memory / BANDWIDTH, B, sample)
     rows, values = [], {}
+    work_at = along(m, op, "decode", "B", w.executed_tensor, w.executed_cuda, w.fused_bytes)
     for gpu in r.hardware.gpus:
         fixed = {k: v for k, v in m.binding(op, "decode").items() if k is not B}
         guess = float(closed.xreplace({**fixed, PEAK: gpu.tensor_flops, BANDWIDTH: gpu.bandwidth}))
 
         def shares(n: int, gpu=gpu) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr]:
-            binding = m.binding(op, "decode", {"B": n})
-            return (w.executed_tensor.xreplace(binding) / gpu.tensor_flops,
-                    w.executed_cuda.xreplace(binding) / gpu.cuda_flops, w.fused_bytes.xreplace(binding) / gpu.bandwidth)
+            tensor_flops, cuda_flops, fused = work_at(n)
+            return tensor_flops / gpu.tensor_flops, cuda_flops / gpu.cuda_flops, fused / gpu.bandwidth
 
         def compute_binds(n: int) -> bool:
             tensor_s, cuda_s, memory_s = shares(n)
@@ -489,15 +512,16 @@ def attention_overtakes_feed_forward(r: Roofline) -> list[Answer]:
             closed = positive_root(sympy.expand(relaxed), S, {**fixed, BLOCK: sympy.Integer(r.block or 1)})
             guess = float(closed.xreplace({**fixed, BLOCK: r.block or 1}))
 
-            def overtakes(n: int, difference=difference) -> bool:
-                binding = {**m.binding(op, "prefill", {"S": n}), BLOCK: sympy.Integer(r.block or 1)}
-                return difference.xreplace(binding) > 0
+            at = along(m, op, "prefill", "S", difference.xreplace({BLOCK: sympy.Integer(r.block or 1)}))
+
+            def overtakes(n: int, at=at) -> bool:
+                return at(n)[0] > 0
 
             n = first_integer(overtakes, guess)
             values[(variant, "executed" if executed else "counted")] = n
             results.append(n)
             label = f"{variant}, {'executed (causal tiles)' if executed else 'counted (proven)'}"
-            forms.append((label, f"S* = {plain_text(closed)}"))
+            forms.append((label, f"S* = {plain_text(sympy.expand(closed))}"))
         rows.append([f"{variant}: {ffn.op}", f"{results[0]:,}", f"{results[1]:,}"])
     return [Answer(
         question="At what sequence length do attention's FLOPs overtake the feed-forward block's?",
@@ -519,15 +543,13 @@ def largest_batch_that_fits(r: Roofline) -> list[Answer]:
     W = sympy.Symbol("W", positive=True)  # the weights' bytes, printed as one name
     closed = sympy.solve(W + kv - CAPACITY, B, simplify=False)[0]
     rows, values = [], {}
+    need = along(m, op, "decode", "B", weights, kv, peak)
     for gpu in r.hardware.gpus:
         decode = m.binding(op, "decode")
         guess = float(closed.xreplace({**decode, W: weights.xreplace(decode), CAPACITY: gpu.capacity}))
 
-        def over(n: int, expr: sympy.Expr, gpu=gpu) -> bool:
-            return (weights + expr).xreplace(m.binding(op, "decode", {"B": n})) > gpu.capacity
-
-        kv_only = first_integer(lambda n: over(n, kv), guess + 1) - 1
-        with_peak = first_integer(lambda n: over(n, peak), guess + 1) - 1
+        kv_only = first_integer(lambda n, gpu=gpu: sum(need(n)[:2]) > gpu.capacity, guess + 1) - 1
+        with_peak = first_integer(lambda n, gpu=gpu: need(n)[0] + need(n)[2] > gpu.capacity, guess + 1) - 1
         values[(gpu.name, "kv")] = kv_only
         values[(gpu.name, "peak")] = with_peak
         rows.append([gpu.title, engineering(gpu.capacity, "bytes"), f"{kv_only:,}", f"{with_peak:,}"])
@@ -614,8 +636,10 @@ class Pages:
                         "floor": duration(t.floor) if t.floor is not None else "not counted",
                         "floor_ratio": f"{float(t.floor / t.bound):,.1f}×" if t.floor is not None and t.bound else "",
                     })
+                host_bound = p.launches is not None and all(
+                    (t := r.times(p, gpu)).floor > t.bound for gpu in r.hardware.gpus)
                 examples.append({
-                    "title": m.example_title(op, example),
+                    "title": m.example_title(op, example), "host_bound": host_bound,
                     "tensor": flops_pair(p.counted_tensor, p.executed_tensor),
                     "cuda": flops_pair(p.counted_cuda, p.executed_cuda),
                     "fused_bytes": engineering(p.fused_bytes, "bytes"),

@@ -64,7 +64,17 @@ def layer(op: str, *, example: str | None = None, variant: str | None = None, ro
     unknown = sorted(set(dims) - set(catalog.symbols))
     if unknown:
         raise ValueError(f"unknown dimension(s) {', '.join(unknown)}; known: {', '.join(sorted(catalog.symbols))}")
-    return AnalyticLayer(op, variant, example, dict(dims), load_roofline(catalog, evaluator))
+    return AnalyticLayer(op, variant, example, dict(dims), _roofline(catalog, evaluator))
+
+
+_ROOFLINES: dict[int, Roofline] = {}
+
+
+def _roofline(catalog, evaluator) -> Roofline:
+    key = id(evaluator)
+    if key not in _ROOFLINES:
+        _ROOFLINES[key] = load_roofline(catalog, evaluator)
+    return _ROOFLINES[key]
 
 
 @dataclass
@@ -190,3 +200,57 @@ class AnalyticLayer:
             raise ValueError(f"no GPU '{gpu}' in the hardware table; known: {', '.join(names)}")
         point = self.roofline.point(self.op, self.variant, self.example, self.dims or None)
         return self.roofline.times(point, self.roofline.hardware.gpu(gpu))
+
+
+# ------------------------------------------------------------------ the model-level report
+
+UNITS = (  # (method, unit): the conventions table of the report, in the order of the seed layout
+    ("forward_tensor_core_flops()", "FLOPs (count); `executed=True` for the kernel's executed work"),
+    ("forward_cuda_core_flops()", "FLOPs (count)"),
+    ("forward_cal_io()", "terabits (10^12 bits), unfused upper bound"),
+    ("forward_memory_weight()", "GB (10^9 bytes), checkpoint dtype"),
+    ("forward_memory_activation()", "GB, every tensor the forward produces, no reuse"),
+    ("forward_memory_peak_activation()", "GB, live peak with the model's attention kernel"),
+    ("forward_memory_kvcache()", "GB, after the pass"),
+    ("backward_tensor_core_flops(), backward_cuda_core_flops()", "FLOPs (count), 2× each product's forward"),
+    ("backward_memory_weight(), backward_memory_activation()", "GB: gradients; activations kept for backward"),
+    ("training_flops(), training_memory()", "FLOPs (count); GB with AdamW's two fp32 states"),
+    ("forward_time_bound(gpu), bound_by(gpu)", "seconds; 'tensor cores', 'CUDA cores' or 'memory'"),
+)
+
+
+def report_rows(roofline: Roofline) -> dict[str, list[dict[str, str]]]:
+    """Per op and variant, the API's figures at the op's first example, printed in the API's units."""
+    rows: dict[str, list[dict[str, str]]] = {}
+    for op in roofline.model.ops:
+        example = roofline.model.examples(op)[0]
+        rows[op] = []
+        for variant in roofline.model.variants(op):
+            a = AnalyticLayer(op, variant, example, {}, roofline)
+            rows[op].append({
+                "variant": variant or "", "example": roofline.model.example_title(op, example),
+                "call": f'layer("{op}"' + (f', variant="{variant}"' if variant else "") + ")",
+                "tensor": f"{a.forward_tensor_core_flops():,}", "cuda": f"{a.forward_cuda_core_flops():,}",
+                "io": f"{a.forward_cal_io():.6g}", "weight": f"{a.forward_memory_weight():.6g}",
+                "activation": f"{a.forward_memory_activation():.6g}", "kv": f"{a.forward_memory_kvcache():.6g}",
+            })
+    return rows
+
+
+def report_context(catalog, views: list, roofline: Roofline) -> dict:
+    """Everything templates/analytic.md.j2 shows: the op views of the pages plus the API's figures."""
+    from opdoc import __version__
+    from opdoc.spec import FAMILIES
+
+    by_family = {}
+    for view in views:
+        by_family.setdefault(view.family, []).append(view)
+    scopes = [{"title": scope.title, "examples": list(scope.examples.values())}
+              for name, scope in catalog.model.scopes.items()
+              if any(catalog.specs[v.name].spec.scope == name for v in views)]
+    return {
+        "version": __version__, "model": catalog.model, "spec_dir": str(Path(catalog.model_path).parent),
+        "scopes": scopes, "views": [v for key in FAMILIES for v in by_family.get(key, [])],
+        "rows": report_rows(roofline), "units": UNITS,
+        "inventory": [{"title": FAMILIES[key], "ops": by_family[key]} for key in FAMILIES if key in by_family],
+    }

@@ -17,6 +17,7 @@ import jinja2
 
 from opdoc import __version__, escape
 from opdoc.catalog import Catalog
+from opdoc.analytic import report_context
 from opdoc.evaluate import Evaluator
 from opdoc.roofline import build_pages
 from opdoc.spec import FAMILIES
@@ -75,6 +76,8 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
     files["index.md"] = env.get_template("index.md.j2").render(
         rows=rows, model=catalog.model, version=__version__, families=FAMILIES, gpu=gpu,
         spec_dir=str(Path(catalog.model_path).parent))
+    if roofline:  # the model-level analytic report (seed layout), beside the index
+        files["analytic.md"] = env.get_template("analytic.md.j2").render(**report_context(catalog, views, roofline.r))
     return Rendered(files)
 
 

@@ -433,11 +433,13 @@ def first_integer(holds: Callable[[int], bool], guess: float, lowest: int = 1, l
 def along(model: Model, op: str, example: str, name: str, *exprs: sympy.Expr) -> Callable[[int], list[sympy.Expr]]:
     """Exact values of `exprs` at `example` with the symbol `name` set to n, as a function of n.
 
-    Every symbol whose value does not move with `name` is bound once up front, so each step of a
-    search substitutes a few symbols into a small expression instead of binding a large one again.
+    Every symbol whose value does not move with `name` (the same at three far-apart values) is bound
+    once up front, so each step of a search substitutes a few symbols into a small expression instead
+    of binding a large one again.
     """
-    one, two = model.binding(op, example, {name: 1}), model.binding(op, example, {name: 2})
-    fixed = {symbol: value for symbol, value in one.items() if two.get(symbol) == value}
+    samples = [model.binding(op, example, {name: n}) for n in (1, 2, 1_000_003)]
+    fixed = {symbol: value for symbol, value in samples[0].items()
+             if all(other.get(symbol) == value for other in samples[1:])}
     reduced = [expr.xreplace(fixed) for expr in exprs]
 
     def values(n: int) -> list[sympy.Expr]:
@@ -446,14 +448,10 @@ def along(model: Model, op: str, example: str, name: str, *exprs: sympy.Expr) ->
     return values
 
 
-def _symbol(model: Model, name: str) -> sympy.Symbol:
-    return model.symbols[name]
-
-
 @answers_for("DeepseekV2MoE")
 def moe_decode_stops_bandwidth_bound(r: Roofline) -> list[Answer]:
     op, m = "DeepseekV2MoE", r.model
-    B, S, E_run, E = (_symbol(m, n) for n in ("B", "S", "E_run", "E"))
+    B, S, E_run, E = (m.symbols[n] for n in ("B", "S", "E_run", "E"))
     w = r.work(op, None)
     # Relaxed: one new token per sequence (S = 1) and every expert running (E_run = E, true once B·k >= E).
     tensor = relax(w.executed_tensor, {S: 1, E_run: E})
@@ -493,7 +491,7 @@ def moe_decode_stops_bandwidth_bound(r: Roofline) -> list[Answer]:
 @answers_for("DeepseekV2DecoderLayer")
 def attention_overtakes_feed_forward(r: Roofline) -> list[Answer]:
     op, m = "DeepseekV2DecoderLayer", r.model
-    S, E_run, E = (_symbol(m, n) for n in ("S", "E_run", "E"))
+    S, E_run, E = (m.symbols[n] for n in ("S", "E_run", "E"))
     rows, values, forms = [], {}, []
     for variant in m.variants(op):
         children = {c.name: c for c in m.children(op, variant)}
@@ -537,7 +535,7 @@ def attention_overtakes_feed_forward(r: Roofline) -> list[Answer]:
 @answers_for("DeepseekV2ForCausalLM")
 def largest_batch_that_fits(r: Roofline) -> list[Answer]:
     op, m = "DeepseekV2ForCausalLM", r.model
-    B = _symbol(m, "B")
+    B = m.symbols["B"]
     q = m.counted(op, None)
     weights, kv, peak = q["parameter_bytes"], q["kv_cache_bytes"], q["peak"]
     W = sympy.Symbol("W", positive=True)  # the weights' bytes, printed as one name
@@ -608,72 +606,60 @@ class Pages:
 
     def __init__(self, roofline: Roofline):
         self.r = roofline
-        self.pages: dict[str, RooflinePage] = {}
         self.plot_jobs: list[tuple[str, str, tuple, dict]] = []
-        for op in roofline.model.ops:
-            self.pages[op] = self._page(op)
+        self.gpus = [self._gpu_row(g) for g in roofline.hardware.gpus]
+        self.host = self._host()
+        self.pages = {op: self._page(op) for op in roofline.model.ops}
 
     def get(self, op: str) -> RooflinePage | None:
         return self.pages.get(op)
 
-    def _page(self, op: str) -> RooflinePage:
-        r, m = self.r, self.r.model
-        runtime = r.runtime
-        variants = []
-        points = []
-        for variant in m.variants(op):
-            work = r.work(op, variant)
-            examples = []
-            for example in m.examples(op):
-                p = r.point(op, variant, example)
-                rows = []
-                for gpu in r.hardware.gpus:
-                    t = r.times(p, gpu)
-                    rows.append({
-                        "gpu": gpu.title, "tensor": duration(t.tensor), "cuda": duration(t.cuda),
-                        "memory": duration(t.memory), "memory_unfused": duration(t.memory_unfused),
-                        "binds": t.binds, "bound": duration(t.bound),
-                        "floor": duration(t.floor) if t.floor is not None else "not counted",
-                        "floor_ratio": f"{float(t.floor / t.bound):,.1f}×" if t.floor is not None and t.bound else "",
-                    })
-                host_bound = p.launches is not None and all(
-                    (t := r.times(p, gpu)).floor > t.bound for gpu in r.hardware.gpus)
-                examples.append({
-                    "title": m.example_title(op, example), "host_bound": host_bound,
-                    "tensor": flops_pair(p.counted_tensor, p.executed_tensor),
-                    "cuda": flops_pair(p.counted_cuda, p.executed_cuda),
-                    "fused_bytes": engineering(p.fused_bytes, "bytes"),
-                    "unfused_bytes": engineering(p.unfused_bytes, "bytes"),
-                    "intensity_fused": intensity_text(p.intensity(True)),
-                    "intensity_unfused": intensity_text(p.intensity(False)),
-                    "launches": exact_number(p.launches) if p.launches is not None else None,
-                    "syncs": exact_number(p.syncs) if p.syncs is not None else None,
-                    "loops": exact_number(p.loops) if p.loops is not None else None,
-                    "rows": rows,
-                })
-                if variant == m.variants(op)[0]:
-                    points.append((op, example, p))
-            variants.append({
-                "name": variant, "examples": examples,
-                "launches_formula": plain_text(sympy.expand(work.launches)) if work.launches is not None else None,
-                "syncs_formula": plain_text(sympy.expand(work.syncs)) if work.syncs is not None else None,
-                "loops_formula": plain_text(sympy.expand(work.loops)) if work.loops is not None else None,
+    # -------------------------------------------------------------- shared by every page
+
+    def _gpu_row(self, gpu: GpuPeaks) -> dict:
+        sources = self.r.hardware.table.sources
+        figures = (gpu.table.tensor_tflops, gpu.table.cuda_tflops, gpu.table.bandwidth_tbs, gpu.table.memory_gb)
+        return {"name": gpu.title, "tensor": f"{figures[0].value:g}", "cuda": f"{figures[1].value:g}",
+                "bandwidth": f"{figures[2].value:g}", "memory": f"{figures[3].value:g}",
+                "sources": sorted({f"[{sources[f.source].title}]({sources[f.source].url})" for f in figures})}
+
+    def _host(self) -> dict:
+        host = self.r.hardware.table.host
+        return {"launch": f"{host.launch_us.value:g} µs", "sync": f"{host.sync_us.value:g} µs",
+                "launch_basis": escape_prose(host.launch_us.basis), "sync_basis": escape_prose(host.sync_us.basis)}
+
+    # -------------------------------------------------------------- one page
+
+    def _example(self, title: str, p: Point) -> dict:
+        rows, host_bound = [], p.launches is not None
+        for gpu in self.r.hardware.gpus:
+            t = self.r.times(p, gpu)
+            host_bound = host_bound and t.floor > t.bound
+            rows.append({
+                "gpu": gpu.title, "tensor": duration(t.tensor), "cuda": duration(t.cuda),
+                "memory": duration(t.memory), "memory_unfused": duration(t.memory_unfused),
+                "binds": t.binds, "bound": duration(t.bound),
+                "floor": duration(t.floor) if t.floor is not None else "not counted",
+                "floor_ratio": f"{float(t.floor / t.bound):,.1f}×" if t.floor is not None and t.bound else "",
             })
-        notes = [escape_prose(runtime.table.kernel_models[name]) for name in r.work(op, m.variants(op)[0]).kernel_models] if runtime else []
+        counts = {name: exact_number(getattr(p, name)) if getattr(p, name) is not None else None
+                  for name in ("launches", "syncs", "loops")}
+        return {"title": title, "host_bound": host_bound, "rows": rows, **counts,
+                "tensor": flops_pair(p.counted_tensor, p.executed_tensor),
+                "cuda": flops_pair(p.counted_cuda, p.executed_cuda),
+                "fused_bytes": engineering(p.fused_bytes, "bytes"), "unfused_bytes": engineering(p.unfused_bytes, "bytes"),
+                "intensity_fused": intensity_text(p.intensity(True)), "intensity_unfused": intensity_text(p.intensity(False))}
+
+    def _chart(self, op: str, variant: str | None) -> str:
+        """Queue the page's chart: the op and one instance of each child, as it runs inside the op."""
+        r, m = self.r, self.r.model
+        points = [(op, example, r.point(op, variant, example)) for example in m.examples(op)]
         seen = set()
-        for child in m.children(op, m.variants(op)[0]):  # one instance of each child, as it runs in place
+        for child in m.children(op, variant):
             label = f"{child.name} ({child.op}{', ' + child.variant if child.variant else ''})"
-            if label in seen:
-                continue
-            seen.add(label)
-            for example in m.examples(op):
-                points.append((label, example, r.point(op, m.variants(op)[0], example, child=child)))
-        gpu_rows = [{
-            "name": g.title, "tensor": f"{g.table.tensor_tflops.value:g}", "cuda": f"{g.table.cuda_tflops.value:g}",
-            "bandwidth": f"{g.table.bandwidth_tbs.value:g}", "memory": f"{g.table.memory_gb.value:g}",
-            "sources": sorted({f"[{r.hardware.table.sources[f.source].title}]({r.hardware.table.sources[f.source].url})"
-                               for f in (g.table.tensor_tflops, g.table.cuda_tflops, g.table.bandwidth_tbs, g.table.memory_gb)}),
-        } for g in r.hardware.gpus]
+            if label not in seen:
+                seen.add(label)
+                points += [(label, example, r.point(op, variant, example, child=child)) for example in m.examples(op)]
         reference = r.hardware.gpus[0]
         chart = f"plots/roofline-{op}.svg"
         self.plot_jobs.append((chart, "roofline_svg", (
@@ -681,14 +667,24 @@ class Pages:
             [(name, example, float(p.intensity(True)), float(p.executed / r.times(p, reference).bound))
              for name, example, p in points if p.executed > 0],
             reference.title), {}))
-        answers = ANSWERS[op](r) if op in ANSWERS else []
-        host_costs = r.hardware.table.host
-        host = {"launch": f"{host_costs.launch_us.value:g} µs", "sync": f"{host_costs.sync_us.value:g} µs",
-                "launch_basis": escape_prose(host_costs.launch_us.basis), "sync_basis": escape_prose(host_costs.sync_us.basis)}
+        return chart
+
+    def _page(self, op: str) -> RooflinePage:
+        r, m, runtime = self.r, self.r.model, self.r.runtime
+        variants = []
+        for variant in m.variants(op):
+            work = r.work(op, variant)
+            formulas = {f"{name}_formula": plain_text(sympy.expand(getattr(work, name)))
+                        if getattr(work, name) is not None else None for name in ("launches", "syncs", "loops")}
+            variants.append({"name": variant, **formulas, "examples": [
+                self._example(m.example_title(op, example), r.point(op, variant, example)) for example in m.examples(op)]})
+        first = m.variants(op)[0]
+        notes = [escape_prose(runtime.table.kernel_models[name]) for name in r.work(op, first).kernel_models] if runtime else []
         counted = runtime.ops.get(op) if runtime else None
         return RooflinePage(
-            variants=variants, gpus=gpu_rows, precision=escape_prose(runtime.table.precision) if runtime else "",
-            kernel_notes=notes, block=r.block, answers=answers, host=host, chart=chart,
+            variants=variants, gpus=self.gpus, precision=escape_prose(runtime.table.precision) if runtime else "",
+            kernel_notes=notes, block=r.block, answers=ANSWERS[op](r) if op in ANSWERS else [], host=self.host,
+            chart=self._chart(op, first),
             counted_from=(f"[{escape_prose(runtime.table.source.title)}]({runtime.table.source.url}): "
                           f"{escape_prose(counted.explain)}" if counted else None),
             not_counted=escape_prose(runtime.table.not_counted) if runtime else None)

@@ -179,3 +179,25 @@ def test_largest_batch_that_fits_plugged_back_in():
         assert weights + n * kv <= gpu.capacity < weights + (n + 1) * kv, gpu.name
         assert values[(gpu.name, "peak")] <= n
     assert values[("H100", "kv")] == 147 and values[("H200", "kv")] == 268  # (80e9 − 5.87e9) / 503.3e6 = 147.3
+
+
+GPUS = [("H100 SXM5 80 GB", 989.5e12, 3.35e12), ("H200 SXM 141 GB", 989.5e12, 4.8e12)]
+POINTS = [("DeepseekV2MoE", "prefill", 912.4, 9.0e14), ("DeepseekV2MoE", "decode", 1.0, 3.35e12)]
+
+
+def test_roofline_chart_is_byte_identical_and_names_what_it_shows():
+    from xml.etree import ElementTree
+
+    from opdoc import plots
+
+    svg = plots.roofline_svg("DeepseekV2MoE", GPUS, POINTS, "H100 SXM5 80 GB")
+    assert svg == plots.roofline_svg("DeepseekV2MoE", GPUS, POINTS, "H100 SXM5 80 GB")
+    texts = {"".join(t.itertext()) for t in ElementTree.fromstring(svg.encode()).iter("{http://www.w3.org/2000/svg}text")}
+    assert {"H100 SXM5 80 GB", "H200 SXM 141 GB", "DeepseekV2MoE (prefill)", "DeepseekV2MoE (decode)"} <= texts
+
+
+def test_roofline_chart_refuses_points_a_log_axis_cannot_show():
+    from opdoc import plots
+
+    with pytest.raises(ValueError, match="must be positive"):
+        plots.roofline_svg("X", GPUS, [("X", "decode", 0.0, 1e12)], "H100 SXM5 80 GB")

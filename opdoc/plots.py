@@ -9,6 +9,7 @@ depend on the installed fonts), and no date or creator in the metadata.
   CUDA-core work) and activation memory, two log-log panels, with the documented example marked.
 * `scaling_plot_svg`: the general single-panel log-log plot behind it.
 * `breakdown_svg`: for the index, where the FLOPs and the parameters go across the documented ops.
+* `roofline_svg`: per page, the GPUs' ceilings and the op (and its children) as points.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from matplotlib.backends.backend_svg import FigureCanvasSVG  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-__all__ = ["op_scaling_svg", "scaling_plot_svg", "breakdown_svg", "engineering_label"]
+__all__ = ["op_scaling_svg", "scaling_plot_svg", "breakdown_svg", "roofline_svg", "engineering_label"]
 
 # Fixed look: colour-blind-safe colours (Okabe-Ito), the font matplotlib ships with.
 COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00")
 MARKER_COLOR = "#D55E00"
+# Point fills for the roofline chart, apart from the GPU lines' colours.
+POINT_COLORS = ("#000000", "#F0E442", "#999999", "#882255", "#44AA99", "#DDCC77")
 RC = {
     "svg.hashsalt": "opdoc",
     "svg.fonttype": "none",
@@ -281,4 +284,59 @@ def breakdown_svg(rows: list[tuple[str, float, float]]) -> str:
         ax.grid(axis="y", visible=False)
     panels[0].set_yticks(list(range(len(rows))), names)
     panels[0].invert_yaxis()  # first row on top; the axis is shared, so both panels follow
+    return _svg(fig)
+
+
+@_styled
+def roofline_svg(
+    op_name: str,
+    gpus: list[tuple[str, float, float]],
+    points: list[tuple[str, str, float, float]],
+    reference: str,
+) -> str:
+    """A roofline chart: attainable FLOP/s against arithmetic intensity (FLOP per byte), log-log.
+
+    `gpus` = (name, tensor-core peak FLOP/s, bandwidth B/s): one ceiling each, min(peak, I × bandwidth).
+    `points` = (op, example, intensity, FLOP/s at the time bound on the `reference` GPU): ops as points,
+    one colour per op and one marker per example, named in a legend (labels beside points collide).
+    """
+    if not gpus:
+        raise ValueError("roofline_svg needs at least one GPU")
+    for op, example, x, y in points:
+        if not (x > 0 and y > 0 and math.isfinite(x) and math.isfinite(y)):
+            raise ValueError(f"point {op} @ {example}: intensity and FLOP/s must be positive and finite")
+    ridges = [peak / bandwidth for _, peak, bandwidth in gpus]
+    xs = [p[2] for p in points] + ridges
+    low = 10 ** math.floor(math.log10(min(xs) / 3))
+    high = 10 ** math.ceil(math.log10(max(xs) * 3))
+    # Fixed margins: one panel needs no constrained layout, which would cost more than the drawing.
+    fig = Figure(figsize=(7.2, 4.2))
+    fig.subplots_adjust(left=0.15, right=0.95, bottom=0.12, top=0.93)
+    ax = fig.add_subplot()
+    lines = []
+    for index, ((name, peak, bandwidth), ridge) in enumerate(zip(gpus, ridges)):
+        # Two segments are the whole ceiling: the bandwidth slope up to the ridge, then the flat peak.
+        lines += ax.plot([low, ridge, high], [low * bandwidth, peak, peak], color=COLORS[index % len(COLORS)],
+                         linewidth=1.3, alpha=0.8, label=name)
+    ops = list(dict.fromkeys(p[0] for p in points))
+    examples = list(dict.fromkeys(p[1] for p in points))
+    markers = ("o", "s", "^", "D")
+    dots = []
+    for op, example, x, y in points:
+        color = POINT_COLORS[ops.index(op) % len(POINT_COLORS)]
+        dots += ax.plot([x], [y], marker=markers[examples.index(example) % len(markers)], markersize=6,
+                        markerfacecolor=color, markeredgecolor="black", markeredgewidth=0.6, linestyle="none",
+                        zorder=4, label=f"{op} ({example})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(low, high)
+    _log_axis_formatting(ax.xaxis, "")
+    _log_axis_formatting(ax.yaxis, "FLOP/s")
+    ax.minorticks_off()  # minor log ticks cost a third of the drawing and add nothing to a roofline
+    ax.set_xlabel("arithmetic intensity (FLOP per byte of the fused lower bound)")
+    ax.set_ylabel(f"FLOP/s (points: at the time bound on {reference})", fontsize=8)
+    ax.set_title(f"{op_name}: roofline", loc="left")
+    first = ax.legend(handles=lines, loc="lower right", frameon=True, framealpha=0.9, edgecolor="none", fontsize=7)
+    ax.add_artist(first)
+    ax.legend(handles=dots, loc="upper left", frameon=True, framealpha=0.9, edgecolor="none", fontsize=7)
     return _svg(fig)

@@ -17,7 +17,9 @@ import jinja2
 
 from opdoc import __version__, escape
 from opdoc.catalog import Catalog
+from opdoc.analytic import report_context
 from opdoc.evaluate import Evaluator
+from opdoc.roofline import build_pages
 from opdoc.spec import SpecError, SpecProblem
 from opdoc.view import OpView, ViewBuilder
 
@@ -61,6 +63,7 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
     env.globals["conventions_page"] = "measured/conventions.md" if conventions else None
     builder = ViewBuilder(catalog, evaluator, escape_prose, escape_label, escape_step, gpu)
     with stage("render"):
+        roofline = build_pages(catalog, evaluator)  # None without a hardware table beside the specs
         views: list[OpView] = []
         problems: list[SpecProblem] = []
         for op in sorted(catalog.specs):  # every op's problems are reported, not the first op's only
@@ -71,20 +74,23 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
         if problems:
             raise SpecError(problems)
         page = env.get_template("op.md.j2")
-        files = {f"op-{view.name}.md": page.render(op=view) for view in views}
+        files = {f"op-{view.name}.md": page.render(op=view, roofline=roofline and roofline.get(view.name))
+                 for view in views}
     families = catalog.model.families
     order = list(families)
     rows = sorted((view.index_row | {"family_key": view.family} for view in views),
                   key=lambda row: (order.index(row["family_key"]), row["op"]))
     with stage("plots"):
-        files.update(plot_files(catalog, evaluator, views))
+        files.update(plot_files(catalog, evaluator, views, roofline.plot_jobs if roofline else []))
     files["index.md"] = env.get_template("index.md.j2").render(
         rows=rows, model=catalog.model, version=__version__, families=families, gpu=gpu,
         spec_dir=str(Path(catalog.model_path).parent))
+    if roofline:  # the model-level analytic report (seed layout), beside the index
+        files["analytic.md"] = env.get_template("analytic.md.j2").render(**report_context(catalog, views, roofline.r))
     return Rendered(files)
 
 
-def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView]) -> dict[str, str]:
+def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView], extra_jobs: list = ()) -> dict[str, str]:
     """SVG plots computed from the formulas: each op against its scope's sweep, and the index overview.
 
     The numbers are computed here; drawing (matplotlib, the slow part) runs in worker processes, one
@@ -111,6 +117,7 @@ def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView]) -> d
                                        evaluator.variants(view.name)[0])
         overview.append((view.name, float(values["forward_flops"]), float(values["parameters"])))
     jobs.append(("plots/overview.svg", "breakdown_svg", (overview,), {}))
+    jobs.extend(extra_jobs)
     return dict(zip((job[0] for job in jobs), _draw_all(jobs)))
 
 

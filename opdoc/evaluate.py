@@ -123,8 +123,10 @@ class Evaluator:
             else:
                 q.cuda_flops += flops
             q.backward_flops += item.exprs.get(f"operations.{i}.backward", 2 * flops)
-            q.io_read_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.reads), zero)
-            q.io_write_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.writes), zero)
+            # A tensor that exists only with the other kernel is neither read nor written with this one.
+            moved = [n for n in (*operation.reads, *operation.writes) if spec.tensors[tensor_index[n]].kernel in (None, kernel)]
+            q.io_read_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.reads if n in moved), zero)
+            q.io_write_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.writes if n in moved), zero)
         for i, tensor in enumerate(spec.tensors):
             if tensor.from_child or tensor.kernel not in (None, kernel):
                 continue
@@ -150,14 +152,16 @@ class Evaluator:
             key = child.ref
             child_peaks[f"peak[{key}]"] = sub.peak.xreplace(binding)
             child_peaks[f"kv[{key}]"] = sub.kv_cache_bytes.xreplace(binding)
-        q.peak = self._peak(item, kernel, child_peaks, tensor_index)
+        q.peak = self._peak(item, variant, kernel, child_peaks, tensor_index)
         return q
 
-    def _peak(self, item: ParsedSpec, kernel: str, child_peaks: dict[str, sympy.Expr],
+    def _peak(self, item: ParsedSpec, variant: str | None, kernel: str, child_peaks: dict[str, sympy.Expr],
               tensor_index: dict[str, int]) -> sympy.Expr:
-        key = kernel if kernel in item.spec.memory.peak else "any"
+        key = item.spec.memory.key_for(variant, kernel)
         expr = item.exprs[f"memory.peak.{key}.formula"]
+        # A tensor that exists only with the other kernel holds nothing with this one.
         replace = {sympy.Symbol(f"bytes[{name}]"): self.tensor_bytes(item, i)
+                   if item.spec.tensors[i].kernel in (None, kernel) else sympy.Integer(0)
                    for name, i in tensor_index.items() if name.isidentifier()}
         replace.update({sympy.Symbol(name): value for name, value in child_peaks.items()})
         return expr.xreplace(replace)

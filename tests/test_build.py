@@ -167,3 +167,15 @@ def test_the_implementation_defaults_to_the_class_named_as_the_op(tmp_path, caps
     assert run("build", "--root", str(root), "--site", str(root / "site")) == 0
     page = (root / "site" / "op-DeepseekV2MLP.md").read_text(encoding="utf-8")
     assert "reference implementation `opdoc/models/deepseek_ocr/deepseek_v2.py:" in page
+
+
+def test_a_peak_formula_keyed_by_an_unknown_variant_is_refused(tmp_path, capsys):
+    """memory.peak keys: any, a kernel, a variant of the op, or variant.kernel (the op here has no variants)."""
+    root = tiny_copy(tmp_path)
+    spec = root / "specs" / "tiny" / "DeepseekV2MLP.yaml"
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text(text.replace("    any: {formula: 'max(up, peak(norm))'", "    windowed: {formula: 'max(up, peak(norm))'"),
+                    encoding="utf-8")
+    assert run("build", "--root", str(root), "--site", str(root / "site")) == 1
+    err = capsys.readouterr().err
+    assert "DeepseekV2MLP.yaml:" in err and "memory.peak: unknown key(s) ['windowed']" in err

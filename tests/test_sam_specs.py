@@ -217,3 +217,41 @@ def test_attention_parameters_match_checkpoint(evaluator, index):
     names = parameter_names(evaluator, "Attention")
     for block in range(12):
         assert names == keys_under(index, f"model.sam_model.blocks.{block}.attn.")
+
+
+# ---------------------------------------------------------------- Block
+
+
+def test_block_variants_at_the_base_view(evaluator):
+    windowed = evaluator.evaluate_at("Block", "base_view", variant="windowed")
+    global_ = evaluator.evaluate_at("Block", "base_view", variant="global")
+    mlp = 4 * 4096 * 768 * 3072  # the MLP's two GEMMs over the 64 x 64 patches
+    # windowed: the attention of the 25 padded windows (see the Attention test) plus the MLP
+    assert windowed["tensor_flops"] == 26_282_188_800 + mlp == 64_936_894_464
+    # global: the attention over all 4,096 patches plus the MLP
+    assert global_["tensor_flops"] == 71_672_266_752 + mlp == 110_326_972_416
+    # peaks: the attention's own peak on top of its input, the windows (25 x 196 x 768) or norm1's grid
+    assert windowed["peak"] == 25 * 196 * 768 * BF16 + 86_553_600 == 94_080_000
+    assert global_["peak"] == 4096 * 768 * BF16 + 446_693_376 == 452_984_832
+
+
+def test_block_norms_and_residuals(evaluator):
+    values = evaluator.evaluate_at("Block", "gundam_tile", variant="global")
+    tokens, h = 40 * 40, 768
+    attn = evaluator.evaluate_at("Attention", "gundam_tile")["cuda_flops"]
+    mlp = evaluator.evaluate_at("MLPBlock", "gundam_tile")["cuda_flops"]
+    # two layer norms (7 per element + 4 per token each) and two residual adds (1 per element each)
+    assert values["cuda_flops"] == 2 * (7 * tokens * h + 4 * tokens) + 2 * tokens * h + attn + mlp
+
+
+def test_block_parameters_match_checkpoint(evaluator, index):
+    for block in range(12):
+        variant = "global" if block in (2, 5, 8, 11) else "windowed"
+        names = {t.name for t in evaluator.catalog.specs["Block"].spec.tensors if t.role == "parameter"}
+        names |= {f"attn.{n}" for n in parameter_names(evaluator, "Attention")}
+        names |= {f"mlp.{n}" for n in parameter_names(evaluator, "MLPBlock")}
+        assert names == keys_under(index, f"model.sam_model.blocks.{block}.")
+        # windowed blocks hold tables of 2 * 14 - 1 rows, global ones of 2 * 64 - 1 (64 wide each)
+        rows = 127 if variant == "global" else 27
+        count = evaluator.evaluate_at("Block", "base_view", variant=variant)["parameters"]
+        assert count == 4 * 768 + (4 * 768 * 768 + 4 * 768 + 2 * rows * 64) + (2 * 768 * 3072 + 3072 + 768)

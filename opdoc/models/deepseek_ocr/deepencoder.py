@@ -211,7 +211,7 @@ class Block(nn.Module):
             H, W = x.shape[1], x.shape[2]
             x, pad_hw = window_partition(x, self.window_size)
         x = self.attn(x)
-        if self.window_size > 0:  # back to the (B, H, W, C) grid, padding dropped
+        if self.window_size > 0:  # back to the token grid, padding dropped
             x = window_unpartition(x, self.window_size, pad_hw, (H, W))
         x = shortcut + x
         return x + self.mlp(self.norm2(x))

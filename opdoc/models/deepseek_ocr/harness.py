@@ -335,3 +335,22 @@ def _sam_attention(ctx: Context) -> Case:
                                           input_size=(side, side)), built_for=(side,))
     x = _sam_grid(ctx)
     return Case(module, lambda: module(x), context=ctx.sdpa_context())
+
+
+@harness("Block", attention=True)
+def _sam_block(ctx: Context) -> Case:
+    """A windowed block (window_size w) or a global one (0), built as ImageEncoderViT builds it."""
+    from functools import partial
+
+    from opdoc.models.deepseek_ocr.deepencoder import Block
+
+    cfg = sam_config(ctx)
+    if ctx.variant not in ("windowed", "global"):
+        raise HarnessError(f"Block: variant must be windowed or global, got {ctx.variant!r}")
+    window = cfg.window_size if ctx.variant == "windowed" else 0
+    grid = ctx["G_p"]
+    module = ctx.module(lambda: Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias,
+                                      partial(nn.LayerNorm, eps=cfg.layer_norm_eps), nn.GELU, cfg.use_rel_pos,
+                                      window_size=window, input_size=(grid, grid)), built_for=(grid,))
+    x = _sam_grid(ctx)
+    return Case(module, lambda: module(x), context=ctx.sdpa_context())

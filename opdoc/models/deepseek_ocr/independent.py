@@ -13,7 +13,7 @@ measured with the same counter) tests that they describe the algorithm, not our 
   ``__init__`` imports torchvision).
 
 Where we have a spec (PatchEmbed, SAM's Attention, LlamaAttention, DeepseekV2MoE) the rows compare
-with its formulas; where we do not yet (SAM's Block, ImageEncoderViT) they compare with our
+with its formulas (Block per variant); where we do not yet (ImageEncoderViT) they compare with our
 reference module measured the same way. Quantities listed in a comparison's ``gate`` must match
 exactly (a mismatch fails the check); the others are printed as ``info`` with the reason the
 conventions differ. A package that is not installed gives one ``skip`` row saying so.
@@ -65,10 +65,11 @@ class Comparison:
     reference: Callable[[Context], Case] | None = None
     device: str | None = None  # default: full size (fake for fused, meta for eager)
     quick: bool = False
+    variant: str | None = None  # the spec's variant compared with
 
     @property
     def label(self) -> str:
-        return f"{self.op} [{self.source}]"
+        return f"{self.op}{f'[{self.variant}]' if self.variant else ''} [{self.source}]"
 
     @property
     def where(self) -> str:
@@ -94,14 +95,14 @@ class Comparison:
     def rows(self, ev) -> list[Row]:
         scope = ev.catalog.specs[self.op].spec.scope if self.op in ev.catalog.specs else SCOPE_OF[self.op]
         label = point_label(ev, scope, self.point)
-        base = dict(op=self.op, label=self.label, variant=None, kernel=self.kernel, point=label,
+        base = dict(op=self.op, label=self.label, variant=self.variant, kernel=self.kernel, point=label,
                     device=self.where)
         try:
             ctx, binding = self._context(ev, self.op)
             theirs = _measure(self.make, ctx)
             if self.against == "formula":
                 expected = {k: _number(v) for k, v in
-                            expected_values(ev, self.op, None, self.kernel, binding).items()}
+                            expected_values(ev, self.op, self.variant, self.kernel, binding).items()}
                 basis = "formula"
             else:
                 ctx_ours, _ = self._context(ev, self.op)
@@ -139,7 +140,7 @@ class Comparison:
         return rows
 
 
-SCOPE_OF = {"Attention": "sam", "Block": "sam", "ImageEncoderViT": "sam"}
+SCOPE_OF = {"ImageEncoderViT": "sam"}
 
 
 def _measure(make: Callable[[Context], Case] | None, ctx: Context):
@@ -270,16 +271,17 @@ def _sam_attention(ctx: Context) -> Case:
     return Case(module, lambda: module(x))
 
 
-def _sam_block(source: str, windowed: bool) -> Callable[[Context], Case]:
+def _sam_block(windowed: bool) -> Callable[[Context], Case]:
+    """segment-anything's Block as ImageEncoderViT builds it: windowed (window 14) or global (0)."""
     def make(ctx: Context) -> Case:
         cfg = _sam_settings()
-        impl = _ours_deepencoder() if source == "ours" else segment_anything_image_encoder()
-        grid = ctx["H_img"] // cfg.patch_size
+        impl = segment_anything_image_encoder()
+        grid = ctx["G_p"]
         module = ctx.module(lambda: impl.Block(
             cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, partial(nn.LayerNorm, eps=cfg.layer_norm_eps),
             nn.GELU, cfg.use_rel_pos, True, cfg.window_size if windowed else 0, (grid, grid)))
-        x = ctx.tensor(ctx["B"], grid, grid, cfg.embed_dim)
-        return Case(module, lambda: module(x), context=ctx.sdpa_context() if source == "ours" else contextlib.nullcontext)
+        x = ctx.tensor(ctx["B"], ctx["H_p"], ctx["W_p"], cfg.embed_dim)
+        return Case(module, lambda: module(x))
     return make
 
 
@@ -358,8 +360,8 @@ def comparisons(quick: bool = False) -> list[Comparison]:
         call = Point.at("base_windows") if windowed else base
         out.append(Comparison("Attention", f"segment-anything, {name}", call, "fused", _sam_attention,
                               reasons=_SAM_REASONS))
-        out.append(Comparison("Block", f"segment-anything, {name}", base, "fused", _sam_block("theirs", windowed),
-                              reasons=_SAM_REASONS, against="reference", reference=_sam_block("ours", windowed)))
+        out.append(Comparison("Block", "segment-anything", base, "fused", _sam_block(windowed), reasons=_SAM_REASONS,
+                              variant=name))
     out.append(Comparison("ImageEncoderViT", "segment-anything", base, "fused", _sam_encoder("theirs"),
                           reasons=_SAM_REASONS, against="reference", reference=_sam_encoder("ours")))
     return [c for c in out if c.quick] if quick else out

@@ -510,6 +510,19 @@ def _sam_attention(vendor: Vendor, ctx: Context) -> Case:
     return _with_patches(vendor, ctx, module, lambda: module(x), context=ctx.sdpa_context())
 
 
+@upstream("Block", attention=True)
+def _sam_block(vendor: Vendor, ctx: Context) -> Case:
+    # The first windowed block (0) or the first global one (2) of the vendor's SAM-B.
+    if ctx.variant not in ("windowed", "global"):
+        raise HarnessError(f"Block: variant must be windowed or global, got {ctx.variant!r}")
+    windowed = ctx.variant == "windowed"
+    module = _vendor_sam(vendor, ctx, lambda sam: next(b for b in sam.blocks if (b.window_size > 0) == windowed))
+    if windowed:
+        ctx.check(w=module.window_size)
+    x = ctx.tensor(ctx["B"], ctx["H_p"], ctx["W_p"], ctx["h"])
+    return _with_patches(vendor, ctx, module, lambda: module(x), context=ctx.sdpa_context())
+
+
 def _rel_pos_call(vendor: Vendor, ctx: Context, fn: Callable[..., Any]) -> Callable[[], Any]:
     table = ctx.tensor(2 * ctx["G_p"] - 1, ctx["d_h"])
     return lambda: fn(ctx["H_p"], ctx["H_p"], table)

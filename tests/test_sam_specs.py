@@ -255,3 +255,24 @@ def test_block_parameters_match_checkpoint(evaluator, index):
         rows = 127 if variant == "global" else 27
         count = evaluator.evaluate_at("Block", "base_view", variant=variant)["parameters"]
         assert count == 4 * 768 + (4 * 768 * 768 + 4 * 768 + 2 * rows * 64) + (2 * 768 * 3072 + 3072 + 768)
+
+
+# ---------------------------------------------------------------- get_abs_pos_sam
+
+
+@pytest.mark.parametrize("example, side, taps", [
+    ("gundam_tile", 40, 7),   # shrinking 64 -> 40: ceil(4 * 64 / 40) = ceil(6.4) = 7 taps per axis
+    ("tiny_view", 32, 8),     # 64 -> 32: ceil(4 * 2) = 8
+    ("large_view", 80, 4),    # enlarging: the plain 4-tap bicubic filter
+])
+def test_get_abs_pos_sam_resizes_bicubically(evaluator, example, side, taps):
+    values = evaluator.evaluate_at("get_abs_pos_sam", example)
+    # 2 FLOPs per tap, taps x taps per output value, 768 channels x side x side outputs
+    assert values["cuda_flops"] == 2 * taps * taps * 768 * side * side
+    # the fp32 copy of the 64 x 64 table, the fp32 resize and its bf16 cast
+    assert values["peak"] == 768 * 64 * 64 * FP32 + 768 * side * side * (FP32 + BF16)
+
+
+def test_get_abs_pos_sam_base_view_is_free(evaluator):
+    values = evaluator.evaluate_at("get_abs_pos_sam", "base_view")
+    assert values["cuda_flops"] == values["peak"] == values["io_read_bytes"] == 0

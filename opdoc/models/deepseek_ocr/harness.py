@@ -354,3 +354,15 @@ def _sam_block(ctx: Context) -> Case:
                                       window_size=window, input_size=(grid, grid)), built_for=(grid,))
     x = _sam_grid(ctx)
     return Case(module, lambda: module(x), context=ctx.sdpa_context())
+
+
+@harness("get_abs_pos_sam")
+def _get_abs_pos_sam(ctx: Context) -> Case:
+    """ImageEncoderViT's call: its (1, G_p, G_p, h) table for the grid side H_p."""
+    from opdoc.models.deepseek_ocr.deepencoder import get_abs_pos_sam
+
+    sam_config(ctx)
+    holder = ctx.module(nn.Module)  # a function: the table is ImageEncoderViT's parameter
+    table = ctx.tensor(1, ctx["G_p"], ctx["G_p"], ctx["h"])
+    side = ctx["H_p"]
+    return Case(holder, lambda: get_abs_pos_sam(table, side))

@@ -549,6 +549,12 @@ def _unpartition_call(vendor: Vendor, ctx: Context, fn: Callable[..., Any]) -> C
     return lambda: fn(windows, w, (rows * w, cols * w), (ctx["H_p"], ctx["W_p"]))
 
 
+def _abs_pos_call(vendor: Vendor, ctx: Context, fn: Callable[..., Any]) -> Callable[[], Any]:
+    table = ctx.tensor(1, ctx["G_p"], ctx["G_p"], ctx["h"])
+    return lambda: fn(table, ctx["H_p"])
+
+
+_vendor_function("get_abs_pos_sam", _abs_pos_call)
 _vendor_function("get_rel_pos", _rel_pos_call)
 _vendor_function("add_decomposed_rel_pos", _decomposed_call)
 _vendor_function("window_partition", _partition_call)

@@ -276,3 +276,46 @@ def test_get_abs_pos_sam_resizes_bicubically(evaluator, example, side, taps):
 def test_get_abs_pos_sam_base_view_is_free(evaluator):
     values = evaluator.evaluate_at("get_abs_pos_sam", "base_view")
     assert values["cuda_flops"] == values["peak"] == values["io_read_bytes"] == 0
+
+
+# ---------------------------------------------------------------- ImageEncoderViT
+
+
+def spec_parameter_names(evaluator, op: str, variant: str | None = None) -> list[str]:
+    """Every parameter name the spec tree declares, children prefixed by their name; a repeated child
+    (the blocks) appears once per instance, its index written as '*'."""
+    item = evaluator.catalog.specs[op]
+    names = [t.name for t in item.spec.tensors if t.role == "parameter"]
+    for index, child in evaluator.active_children(item, variant):
+        times = int(evaluator.at(item, item.exprs[f"children.{index}.count"], item.spec.examples[0], "count"))
+        prefix = f"{child.name}.*." if times > 1 else f"{child.name}."
+        names += [prefix + name for name in spec_parameter_names(evaluator, child.op, child.variant)] * times
+    return names
+
+
+def test_sam_encoder_parameters_match_checkpoint(evaluator, index):
+    names = spec_parameter_names(evaluator, "ImageEncoderViT")
+    stored = [key[len("model.sam_model."):] for key in index["weight_map"] if key.startswith("model.sam_model.")]
+    starred = [".".join("*" if part.isdigit() and key.startswith("blocks.") and n == 1 else part
+                        for n, part in enumerate(key.split("."))) for key in stored]
+    assert sorted(names) == sorted(starred)  # same names, and as many of each (12 blocks' worth)
+    values = evaluator.evaluate_at("ImageEncoderViT", "base_view")
+    block_windowed = 4 * 768 + (4 * 768 * 768 + 4 * 768 + 2 * 27 * 64) + (2 * 768 * 3072 + 3072 + 768)
+    block_global = block_windowed + 2 * (127 - 27) * 64
+    expected = (768 * 3 * 16 * 16 + 768       # patch_embed
+                + 64 * 64 * 768               # pos_embed
+                + 8 * block_windowed + 4 * block_global
+                + 256 * 768 + 256 * 256 * 9 + 2 * 2 * 256   # neck convolutions and two LayerNorm2d
+                + 512 * 256 * 9 + 1024 * 512 * 9)           # net_2, net_3
+    assert values["parameters"] == expected == 95_569_152
+
+
+def test_sam_encoder_base_view(evaluator):
+    values = evaluator.evaluate_at("ImageEncoderViT", "base_view")
+    blocks = 8 * 64_936_894_464 + 4 * 110_326_972_416          # the Block test's figures
+    patch = 2 * 64 * 64 * 768 * 3 * 16 * 16
+    neck = 2 * 64 * 64 * 256 * 768 + 2 * 64 * 64 * 256 * 256 * 9
+    extra = 2 * 32 * 32 * 512 * 256 * 9 + 2 * 16 * 16 * 1024 * 512 * 9
+    assert values["tensor_flops"] == blocks + patch + neck + extra
+    # the peak: a global block's, on top of the block's input (the 64 x 64 x 768 stream)
+    assert values["peak"] == 4096 * 768 * BF16 + 452_984_832

@@ -279,7 +279,7 @@ def build_sam_vit_b(cfg: SamConfig | None = None) -> ImageEncoderViT:
         depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, out_chans=cfg.out_chans,
         qkv_bias=cfg.qkv_bias, norm_layer=partial(nn.LayerNorm, eps=cfg.layer_norm_eps), use_rel_pos=cfg.use_rel_pos,
         window_size=cfg.window_size, global_attn_indexes=tuple(cfg.global_attn_indexes),
-        downsample_channels=tuple(cfg.downsample_channels),
+        downsample_channels=(cfg.net_2_channels, cfg.net_3_channels),
     )
 
 

@@ -231,7 +231,8 @@ def sam_config(ctx: Context):
 
     cfg = SamConfig.from_scope(values=ctx.scope_config, **ctx.config)
     ctx.check(h=cfg.embed_dim, H=cfg.num_heads, d_h=cfg.embed_dim // cfg.num_heads, p=cfg.patch_size,
-              C_in=cfg.in_chans, C=cfg.out_chans, w=cfg.window_size)
+              C_in=cfg.in_chans, C=cfg.out_chans, w=cfg.window_size, C_2=cfg.net_2_channels,
+              C_3=cfg.net_3_channels, L_v=cfg.depth, L_g=len(cfg.global_attn_indexes))
     return cfg
 
 
@@ -366,3 +367,14 @@ def _get_abs_pos_sam(ctx: Context) -> Case:
     table = ctx.tensor(1, ctx["G_p"], ctx["G_p"], ctx["h"])
     side = ctx["H_p"]
     return Case(holder, lambda: get_abs_pos_sam(table, side))
+
+
+@harness("ImageEncoderViT", attention=True)
+def _sam_encoder(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import build_sam_vit_b
+
+    cfg = sam_config(ctx)
+    ctx.check(G_p=cfg.img_size // cfg.patch_size)
+    module = ctx.module(lambda: build_sam_vit_b(cfg))
+    x = ctx.tensor(ctx["B"], ctx["C_in"], ctx["H_img"], ctx["W_img"])
+    return Case(module, lambda: module(x), context=ctx.sdpa_context())

@@ -523,6 +523,14 @@ def _sam_block(vendor: Vendor, ctx: Context) -> Case:
     return _with_patches(vendor, ctx, module, lambda: module(x), context=ctx.sdpa_context())
 
 
+@upstream("ImageEncoderViT", attention=True)
+def _sam_encoder(vendor: Vendor, ctx: Context) -> Case:
+    module = _vendor_sam(vendor, ctx, lambda sam: sam)
+    ctx.check(h=module.patch_embed.proj.out_channels, L_v=len(module.blocks), C_3=module.net_3.out_channels)
+    x = ctx.tensor(ctx["B"], ctx["C_in"], ctx["H_img"], ctx["W_img"])
+    return _with_patches(vendor, ctx, module, lambda: module(x), context=ctx.sdpa_context())
+
+
 def _rel_pos_call(vendor: Vendor, ctx: Context, fn: Callable[..., Any]) -> Callable[[], Any]:
     table = ctx.tensor(2 * ctx["G_p"] - 1, ctx["d_h"])
     return lambda: fn(ctx["H_p"], ctx["H_p"], table)

@@ -44,7 +44,10 @@ def _digest(chunks: Iterable[bytes]) -> str:
 
 
 def _files(folder: Path, pattern: str = "*") -> list[Path]:
-    return sorted(path for path in folder.rglob(pattern) if path.is_file() and "__pycache__" not in path.parts)
+    """Files under folder, leaving out bytecode, hidden files and editor backups (never inputs)."""
+    return sorted(path for path in folder.rglob(pattern)
+                  if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith(".")
+                  and not path.name.endswith("~"))
 
 
 def build_sources() -> list[Path]:

@@ -11,8 +11,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import sympy
-
 from opdoc import __version__
 from opdoc.spec import SpecError, SpecProblem
 
@@ -62,6 +60,8 @@ def _selection(args: argparse.Namespace, ops: tuple[str, ...]):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import sympy
+
     from opdoc.export import record, select
     from opdoc.formula import engineering, plain_text
     from opdoc.pipeline import load

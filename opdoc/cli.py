@@ -25,7 +25,7 @@ def _paths(args: argparse.Namespace):
 def cmd_build(args: argparse.Namespace) -> int:
     from opdoc.pipeline import build
 
-    changes, timings = build(_paths(args), check=args.check)
+    changes, timings = build(_paths(args), check=args.check, full=args.full)
     if args.check:
         if changes:
             print("the knowledge base differs from what the specs generate:")
@@ -168,6 +168,8 @@ def parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 listing files that differ")
     p.add_argument("--timings", action="store_true", help="print seconds per stage")
+    p.add_argument("--full", action="store_true",
+                   help="render everything even when the stamp says nothing changed (compare byte for byte)")
     p.set_defaults(func=cmd_build)
 
     def binding(p: argparse.ArgumentParser, many: bool) -> None:

@@ -111,33 +111,31 @@ class Evaluator:
 
     def _compose(self, item: ParsedSpec, variant: str | None, kernel: str) -> Quantities:
         spec = item.spec
-        q = Quantities()
+        # Terms are collected and each sum is built once: adding one term at a time grows as N^1.2.
+        terms: dict[str, list[sympy.Expr]] = {name: [] for name in (*ADDITIVE, "active_parameters")}
         tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors)}
-        zero = sympy.Integer(0)
         for i, operation in enumerate(spec.operations):
             if operation.kernel not in (None, kernel):
                 continue
             flops = item.exprs[f"operations.{i}.flops"]
-            if operation.unit == "tensor":
-                q.tensor_flops += flops
-            else:
-                q.cuda_flops += flops
-            q.backward_flops += item.exprs.get(f"operations.{i}.backward", 2 * flops)
+            terms["tensor_flops" if operation.unit == "tensor" else "cuda_flops"].append(flops)
+            terms["backward_flops"].append(item.exprs.get(f"operations.{i}.backward", 2 * flops))
             # A tensor that exists only with the other kernel is neither read nor written with this one.
-            moved = [n for n in (*operation.reads, *operation.writes) if spec.tensors[tensor_index[n]].kernel in (None, kernel)]
-            q.io_read_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.reads if n in moved), zero)
-            q.io_write_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.writes if n in moved), zero)
+            terms["io_read_bytes"] += [self.tensor_bytes(item, tensor_index[n]) for n in operation.reads
+                                       if spec.tensors[tensor_index[n]].kernel in (None, kernel)]
+            terms["io_write_bytes"] += [self.tensor_bytes(item, tensor_index[n]) for n in operation.writes
+                                        if spec.tensors[tensor_index[n]].kernel in (None, kernel)]
         for i, tensor in enumerate(spec.tensors):
             if tensor.from_child or tensor.kernel not in (None, kernel):
                 continue
             if tensor.role == "parameter":
-                q.parameters += self.tensor_numel(item, i)
-                q.parameter_bytes += self.tensor_bytes(item, i)
-                q.active_parameters += item.exprs.get(f"tensors.{i}.active", self.tensor_numel(item, i))
+                terms["parameters"].append(self.tensor_numel(item, i))
+                terms["parameter_bytes"].append(self.tensor_bytes(item, i))
+                terms["active_parameters"].append(item.exprs.get(f"tensors.{i}.active", self.tensor_numel(item, i)))
             elif tensor.role in ("intermediate", "output"):
-                q.activation_bytes += self.tensor_bytes(item, i)
+                terms["activation_bytes"].append(self.tensor_bytes(item, i))
             elif tensor.role == "cache":
-                q.kv_cache_bytes += self.tensor_bytes(item, i)
+                terms["kv_cache_bytes"].append(self.tensor_bytes(item, i))
         child_peaks: dict[str, sympy.Expr] = {}
         for i, child in self.active_children(item, variant):
             sub = self.quantities(child.op, child.variant, kernel)
@@ -147,11 +145,12 @@ class Evaluator:
             active = item.exprs.get(f"children.{i}.active", count)
             for name in ADDITIVE:
                 times = instances if name in ("parameters", "parameter_bytes") else count
-                setattr(q, name, getattr(q, name) + times * getattr(sub, name).xreplace(binding))
-            q.active_parameters += active * sub.active_parameters.xreplace(binding)
+                terms[name].append(times * getattr(sub, name).xreplace(binding))
+            terms["active_parameters"].append(active * sub.active_parameters.xreplace(binding))
             key = child.ref
             child_peaks[f"peak[{key}]"] = sub.peak.xreplace(binding)
             child_peaks[f"kv[{key}]"] = sub.kv_cache_bytes.xreplace(binding)
+        q = Quantities(**{name: sympy.Add(*parts) for name, parts in terms.items()})
         q.peak = self._peak(item, variant, kernel, child_peaks, tensor_index)
         return q
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import jinja2
 
-from opdoc import __version__, escape
+from opdoc import __version__, escape, plots
 from opdoc.catalog import Catalog
 from opdoc.analytic import report_context
 from opdoc.evaluate import Evaluator
+from opdoc.exact import values_at
 from opdoc.roofline import build_pages
 from opdoc.spec import SpecError, SpecProblem
 from opdoc.view import OpView, ViewBuilder
@@ -93,8 +94,8 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
 def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView], extra_jobs: list = ()) -> dict[str, str]:
     """SVG plots computed from the formulas: each op against its scope's sweep, and the index overview.
 
-    The numbers are computed here; drawing (matplotlib, the slow part) runs in worker processes, one
-    plot per task, so the output is the same bytes whatever the number of workers.
+    Every sweep point is evaluated exactly (opdoc.exact, one walk of each formula for all points);
+    drawing is plain string building (opdoc.plots), so no worker processes are needed.
     """
     jobs: list[tuple[str, str, tuple, dict]] = []
     for view in views:
@@ -102,15 +103,13 @@ def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView], extr
         scope = catalog.model.scopes[item.spec.scope]
         primary = item.spec.examples[0]
         q = evaluator.quantities(view.name, evaluator.variants(view.name)[0])
-        series = {"tensor": [], "cuda": [], "peak": []}
-        for value in scope.sweep.values:
-            binding = evaluator.binding(item.spec.scope, primary, {name: value for name in scope.sweep.vary})
-            for key, expr in (("tensor", q.tensor_flops), ("cuda", q.cuda_flops), ("peak", q.peak)):
-                series[key].append(float(expr.xreplace(binding)))
+        bindings = [evaluator.binding(item.spec.scope, primary, {name: value for name in scope.sweep.vary})
+                    for value in scope.sweep.values]
+        tensor, cuda, peak = (values_at(expr, bindings) for expr in (q.tensor_flops, q.cuda_flops, q.peak))
         example_x = float(evaluator.binding(item.spec.scope, primary)[catalog.symbols[scope.sweep.vary[0]]])
         jobs.append((f"plots/op-{view.name}.svg", "op_scaling_svg",
-                     (view.name, [float(v) for v in scope.sweep.values], series["tensor"], series["cuda"],
-                      series["peak"], example_x, view.primary_title), {"x_label": scope.sweep.label}))
+                     (view.name, [float(v) for v in scope.sweep.values], tensor, cuda, peak, example_x,
+                      view.primary_title), {"x_label": scope.sweep.label}))
     overview = []
     for view in views:
         values = evaluator.evaluate_at(view.name, catalog.specs[view.name].spec.examples[0],
@@ -122,22 +121,12 @@ def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView], extr
 
 
 def _draw(job: tuple[str, str, tuple, dict]) -> str:
-    from opdoc import plots
-
     _, function, args, kwargs = job
     return getattr(plots, function)(*args, **kwargs)
 
 
 def _draw_all(jobs: list) -> list[str]:
-    import multiprocessing
-
-    from opdoc import plots  # noqa: F401 - matplotlib loads once, before the workers fork
-
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return [_draw(job) for job in jobs]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return pool.map(_draw, jobs, chunksize=1)
+    return [_draw(job) for job in jobs]
 
 
 # ------------------------------------------------------------------ writing

@@ -133,12 +133,6 @@ def staleness(locations: list[Location]) -> list[str]:
 # ------------------------------------------------------------------------------ the run
 
 
-def model_package(catalog) -> str:
-    """The model package of the catalog's reference modules (model.yaml `package`); a spec's
-    `implementation` is optional and resolves only inside it."""
-    return catalog.model.package
-
-
 @dataclass
 class UpstreamReport:
     report: Any  # runner.Report over the vendor's classes
@@ -184,7 +178,7 @@ def run_upstream(root: Path, checkout: Path, ops: list[str] | tuple[str, ...] = 
     start = time.perf_counter()
     catalog, ev = load(Paths(root=root, specs=specs))
     harness_module.load_model_harness(catalog)
-    vendor_module = importlib.import_module(model_package(catalog) + ".upstream")
+    vendor_module = importlib.import_module(catalog.model.package + ".upstream")
     vendor = vendor_module.load_checkout(checkout)
     import transformers
 

@@ -199,8 +199,10 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
             return sympy.Symbol(f"{kind}[{name}]")
         return resolve
 
-    # peak(child): the child's peak; kv(child): the KV cache one instance of the child holds.
-    references = {"peak": child_ref("peak"), "kv": child_ref("kv")}
+    # peak(child): the child's peak; kv(child): the KV cache one instance of the child holds;
+    # out(child): the bytes of the output tensors one instance returns (what the parent then holds).
+    # A child absent from a variant or kernel contributes 0 to each.
+    references = {"peak": child_ref("peak"), "kv": child_ref("kv"), "out": child_ref("out")}
     for kernel, note in spec.memory.peak.items():
         parse(("memory", "peak", kernel, "formula"), note.formula, names, references)
     for key, value in spec.closed_forms.model_dump().items():

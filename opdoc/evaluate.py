@@ -43,6 +43,7 @@ class Quantities:
     io_read_bytes: sympy.Expr = sympy.Integer(0)
     io_write_bytes: sympy.Expr = sympy.Integer(0)
     peak: sympy.Expr = sympy.Integer(0)
+    output_bytes: sympy.Expr = sympy.Integer(0)  # bytes of the output tensors returned (for out(child))
 
     @property
     def forward_flops(self) -> sympy.Expr:
@@ -99,8 +100,11 @@ class Evaluator:
     def dtype_bytes(self, dtype: str) -> int:
         return DTYPES[self.dtype_name(dtype)].bytes
 
-    def active_children(self, item: ParsedSpec, variant: str | None) -> list[tuple[int, Child]]:
-        return [(i, c) for i, c in enumerate(item.spec.children) if c.only in (None, variant)]
+    def active_children(self, item: ParsedSpec, variant: str | None, kernel: str | None = None) -> list[tuple[int, Child]]:
+        """Children present in this variant with this attention kernel (the model's unless told)."""
+        kernel = kernel or self.kernel
+        return [(i, c) for i, c in enumerate(item.spec.children)
+                if c.only in (None, variant) and c.kernel in (None, kernel)]
 
     def child_binding(self, item: ParsedSpec, index: int) -> dict[sympy.Symbol, sympy.Expr]:
         child = item.spec.children[index]
@@ -122,6 +126,9 @@ class Evaluator:
             q.backward_flops += item.exprs.get(f"operations.{i}.backward", 2 * flops)
             q.io_read_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.reads), zero)
             q.io_write_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.writes), zero)
+        # What the op returns, wherever it was produced: a parent holding it reads out(child).
+        q.output_bytes = sum((self.tensor_bytes(item, i) for i, tensor in enumerate(spec.tensors)
+                              if tensor.role == "output" and tensor.kernel in (None, kernel)), zero)
         for i, tensor in enumerate(spec.tensors):
             if tensor.from_child or tensor.kernel not in (None, kernel):
                 continue
@@ -133,8 +140,10 @@ class Evaluator:
                 q.activation_bytes += self.tensor_bytes(item, i)
             elif tensor.role == "cache":
                 q.kv_cache_bytes += self.tensor_bytes(item, i)
-        child_peaks: dict[str, sympy.Expr] = {}
-        for i, child in self.active_children(item, variant):
+        # A child absent from this variant or kernel runs nothing and holds nothing.
+        child_peaks: dict[str, sympy.Expr] = {f"{kind}[{child.ref}]": zero for child in spec.children
+                                              for kind in ("peak", "kv", "out")}
+        for i, child in self.active_children(item, variant, kernel):
             sub = self.quantities(child.op, child.variant, kernel)
             binding = self.child_binding(item, i)
             count = item.exprs[f"children.{i}.count"]
@@ -147,6 +156,7 @@ class Evaluator:
             key = child.ref
             child_peaks[f"peak[{key}]"] = sub.peak.xreplace(binding)
             child_peaks[f"kv[{key}]"] = sub.kv_cache_bytes.xreplace(binding)
+            child_peaks[f"out[{key}]"] = sub.output_bytes.xreplace(binding)
         q.peak = self._peak(item, kernel, child_peaks, tensor_index)
         return q
 
@@ -364,7 +374,7 @@ class Evaluator:
             operations.append(Part(operation.name, operation.unit, expr,
                                    number(expr, f"operation '{operation.name}'", ("operations", index, "flops"))))
         children = []
-        for index, child in self.active_children(item, variant):
+        for index, child in self.active_children(item, variant, kernel):
             sub = self.quantities(child.op, child.variant, kernel)
             child_bind = self.child_binding(item, index)
             count = item.exprs[f"children.{index}.count"]

@@ -217,6 +217,8 @@ class Child(_Strict):
     bind: dict[str, Formula] = {}
     variant: str | None = None  # which variant of the child op this is (e.g. a "moe" decoder layer)
     only: str | None = None  # present only in this variant of the parent
+    # Present only with this attention kernel (a layer builds an eager or a flash attention class); None: always.
+    kernel: KernelName | None = None
     why: str
 
     @property

@@ -19,7 +19,7 @@ def language_config(ctx: Context):
     """The language model's configuration at this point; its values must give the formulas' symbols."""
     from opdoc.models.deepseek_ocr.config import DeepseekV2Config
 
-    impl = "eager" if ctx.kernel == "eager" else "sdpa"
+    impl = "eager" if ctx.kernel == "eager" else "flash_attention_2"  # the two classes upstream can build
     cfg = DeepseekV2Config.from_scope(values=ctx.scope_config, **{**ctx.config, "_attn_implementation": impl})
     ctx.check(h=cfg.hidden_size, H=cfg.num_attention_heads, d_h=cfg.hidden_size // cfg.num_attention_heads,
               d_ff=cfg.intermediate_size, d_e=cfg.moe_intermediate_size, E=cfg.n_routed_experts,
@@ -31,21 +31,39 @@ def language_config(ctx: Context):
 # ------------------------------------------------------------------------------ language model
 
 
-def _attention_inputs(ctx: Context, cfg) -> dict[str, Any]:
-    """Rotary tables (computed as the model does), the (1, 1, S, P+S) mask and a P-position (k, v) cache."""
-    from opdoc.models.deepseek_ocr.deepseek_v2 import LlamaRotaryEmbedding, causal_mask
+def _position_ids(ctx: Context) -> Tensor:
+    """Positions P .. P+S-1 in B_pos rows: one shared row, or one per sequence as generation passes them."""
+    B_pos, S, P = ctx["B_pos"], ctx["S"], ctx["P"]
+    with ctx.place():
+        return torch.arange(P, P + S)[None].expand(B_pos, -1).contiguous()
+
+
+def _attention_inputs(ctx: Context, cfg, kernel_class: str, tables_passed_in: bool = False) -> dict[str, Any]:
+    """What a decoder layer hands its attention, built before the measured forward: position ids, the
+    model's 4-D causal mask for the eager class (none for the flash class, and none for one query),
+    a P-position (k, v) cache, and cos/sin only when the variant passes them in."""
+    from opdoc.models.deepseek_ocr.deepseek_v2 import LlamaRotaryEmbedding, causal_mask_4d
 
     B, S, P, H, d_h = ctx["B"], ctx["S"], ctx["P"], ctx["H"], ctx["d_h"]
     x = ctx.tensor(B, S, ctx["h"])
+    positions = _position_ids(ctx)
+    mask, tables = None, None
     with ctx.place(), torch.no_grad():
-        rotary = LlamaRotaryEmbedding(cfg)
-        positions = torch.arange(P, P + S)[None].expand(B, -1)
-        cos, sin = rotary(x, positions)
-        mask = causal_mask(S, P + S, ctx.dtype, x.device)
+        if kernel_class == "eager":
+            mask = causal_mask_4d(B, S, P, ctx.dtype, x.device)
+        if tables_passed_in:
+            tables = LlamaRotaryEmbedding(cfg)(x, positions)
     # P = 0 gives zero-length tensors: prefill and decode both concatenate, as the spec assumes.
     past = (ctx.tensor(B, H, P, d_h), ctx.tensor(B, H, P, d_h))
-    return {"hidden_states": x, "attention_mask": mask, "past_key_value": past, "use_cache": True,
-            "position_embeddings": (cos, sin)}
+    return {"hidden_states": x, "attention_mask": mask, "position_ids": positions, "past_key_value": past,
+            "use_cache": True, "position_embeddings": tables}
+
+
+def _tables_passed_in(ctx: Context) -> bool:
+    """The attention variants: per_layer (upstream: the layer builds cos/sin) or shared_tables (passed in)."""
+    if ctx.variant not in (None, "per_layer", "shared_tables"):
+        raise HarnessError(f"{ctx.op}: variant must be per_layer or shared_tables, got {ctx.variant!r}")
+    return ctx.variant == "shared_tables"
 
 
 def _present(output: Any) -> list[Tensor]:
@@ -134,14 +152,27 @@ def _routing_notes(ctx: Context, root: nn.Module) -> Callable[[], list[str]]:
     return notes
 
 
-@harness("LlamaAttention", attention=True)
-def _attention(ctx: Context) -> Case:
-    from opdoc.models.deepseek_ocr.deepseek_v2 import LlamaAttention
+def _attention_class(name: str, kernel_class: str) -> Builder:
+    """One attention class, whatever the checker's kernel: each class has a single path."""
+    def builder(ctx: Context) -> Case:
+        cfg = language_config(ctx)
+        module = ctx.module(lambda: _reference(name)(cfg, layer_idx=0))
+        inputs = _attention_inputs(ctx, cfg, kernel_class, _tables_passed_in(ctx))
+        return Case(module, lambda: module(**inputs), _present)
+    return builder
 
+
+harness("LlamaAttention")(_attention_class("LlamaAttention", "eager"))
+harness("LlamaFlashAttention2")(_attention_class("LlamaFlashAttention2", "flash_attention_2"))
+
+
+@harness("LlamaRotaryEmbedding")
+def _llama_rotary(ctx: Context) -> Case:
     cfg = language_config(ctx)
-    module = ctx.module(lambda: LlamaAttention(cfg, layer_idx=0))
-    inputs = _attention_inputs(ctx, cfg)
-    return Case(module, lambda: module(**inputs), _present)
+    module = ctx.module(lambda: _reference("LlamaRotaryEmbedding")(cfg))
+    values = ctx.tensor(ctx["B"], ctx["H"], ctx["S"], ctx["d_h"])  # only its dtype and device are read
+    positions = _position_ids(ctx)
+    return Case(module, lambda: module(values, positions))
 
 
 @harness("DeepseekV2DecoderLayer", attention=True)
@@ -154,7 +185,7 @@ def _decoder_layer(ctx: Context) -> Case:
     # Layers below first_k_dense_replace are dense; the first MoE layer is the next one.
     layer_idx = 0 if ctx.variant == "dense" else cfg.first_k_dense_replace
     module = ctx.module(lambda: DeepseekV2DecoderLayer(cfg, layer_idx))
-    inputs = _attention_inputs(ctx, cfg)
+    inputs = _attention_inputs(ctx, cfg, cfg._attn_implementation)  # upstream's layers build their own tables
     return Case(module, lambda: module(**inputs), _present, **_routing(ctx, module))
 
 
@@ -188,7 +219,9 @@ def _on_token_ids(name: str, cache_at: int) -> Builder:
         module = ctx.module(lambda: _reference(name)(cfg))
         ids = ctx.ids(ctx["B"], ctx["S"], high=cfg.vocab_size)
         cache = _seeded_cache(ctx, cfg)
-        return Case(module, lambda: module(ids, past_key_values=cache(), use_cache=True),
+        # B_pos = 1: the model makes one arange row itself; B_pos = B > 1: the caller passes a row per sequence.
+        positions = _position_ids(ctx) if ctx["B_pos"] > 1 else None
+        return Case(module, lambda: module(ids, position_ids=positions, past_key_values=cache(), use_cache=True),
                     lambda out: _cache_tensors(out[cache_at]), **_routing(ctx, module))
     return builder
 

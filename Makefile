@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export NO_MKDOCS_2_WARNING := 1
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: docs build site test gate serve bench lint check setup setup-test clean
+.PHONY: docs build site test gate serve bench lint check check-upstream setup setup-test setup-upstream clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ node_modules/.ready: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
+# The upstream check's own environment (.venv-upstream: the vendor's transformers 4.46.3).
+setup-upstream:
+	bash scripts/setup-upstream.sh
+
 setup: $(VENV)/.docs-ready node_modules/.ready
 setup-test: $(VENV)/.test-ready node_modules/.ready
 	bash scripts/install-browser.sh
@@ -44,7 +48,7 @@ docs: site
 serve: site
 	$(BIN)/mkdocs serve
 
-test: setup-test
+test: setup-test setup-upstream
 	bash scripts/gate.sh
 
 lint: $(VENV)/.docs-ready
@@ -52,6 +56,10 @@ lint: $(VENV)/.docs-ready
 
 check: $(VENV)/.test-ready
 	$(BIN)/opdoc check
+
+# The vendor's own classes against the formulas: OPDOC_UPSTREAM, or ../shared/upstream/deepseek-ocr.
+check-upstream: setup-upstream
+	bash scripts/check-upstream.sh
 
 bench: $(VENV)/.docs-ready
 	$(BIN)/python scripts/bench.py

@@ -16,6 +16,7 @@ import sympy
 from opdoc.formula import FormulaError, parse_formula, suggest
 from opdoc.placeholders import check_placeholder
 from opdoc.spec import (
+    DTYPE_BYTES,
     Located, ModelConfig, OpSpec, SpecError, SpecProblem, read_yaml, validate,
 )
 
@@ -59,7 +60,8 @@ class Catalog:
 
 def symbol_table(model: ModelConfig) -> dict[str, sympy.Symbol]:
     # positive=True lets sympy simplify sqrt(x**2) and compare totals; sorted for a stable order.
-    return {name: sympy.Symbol(name, positive=True) for name in sorted(model.symbols)}
+    # Every model has DTYPE_BYTES: the bytes per element of its dtype, bound like any other symbol.
+    return {name: sympy.Symbol(name, positive=True) for name in sorted({*model.symbols, DTYPE_BYTES})}
 
 
 def load_catalog(model_dir: Path, root: Path) -> Catalog:
@@ -93,6 +95,8 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
         if spec.op in parsed:
             problems.append(SpecProblem(display, 1, "op", f"'{spec.op}' is specified twice"))
             continue
+        if not spec.examples and model is not None and spec.scope in model.scopes:
+            spec = spec.model_copy(update={"examples": list(model.scopes[spec.scope].examples)})
         parsed[spec.op] = ParsedSpec(spec, display, located)
     if model is None:
         raise SpecError(problems)
@@ -128,6 +132,9 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
         except FormulaError as exc:
             problem(loc, str(exc))
 
+    if spec.family not in model.families:
+        problem(("family",), f"unknown family '{spec.family}'{suggest(spec.family, list(model.families))}; "
+                             f"model.yaml declares {', '.join(model.families)}")
     # Scope and examples name things declared in model.yaml.
     scope = model.scopes.get(spec.scope)
     if scope is None:

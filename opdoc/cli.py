@@ -205,8 +205,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("new", help="write a spec skeleton for a module")
     common(p)
     p.add_argument("name")
-    p.add_argument("--family", default="language_model")
-    p.add_argument("--scope", default="language")
+    p.add_argument("--family", help="one of the model's families (default: its first)")
+    p.add_argument("--scope", help="one of the model's scopes (default: its first)")
     p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("schema", help="write the JSON Schema of specs (specs/schema/)")

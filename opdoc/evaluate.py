@@ -20,8 +20,8 @@ import sympy
 
 from opdoc.catalog import Catalog, ParsedSpec
 from opdoc.formula import FormulaError, parse_formula, suggest
-from opdoc.registry import ADDITIVE, DTYPES, KERNELS
-from opdoc.spec import Child, Formula, SpecError, SpecProblem
+from opdoc.registry import ADDITIVE, DTYPES, FLOAT_DTYPES, KERNELS
+from opdoc.spec import DTYPE_BYTES, Child, Formula, SpecError, SpecProblem
 
 ADAMW_STATE_BYTES = 8  # two fp32 moments per parameter
 # Symbols whose growth the "dominant as it grows" term follows: context and image size.
@@ -97,8 +97,11 @@ class Evaluator:
         """A tensor's dtype, with "model" read as the model's own (weights and activations)."""
         return self.catalog.model.dtype if dtype == "model" else dtype
 
-    def dtype_bytes(self, dtype: str) -> int:
-        return DTYPES[self.dtype_name(dtype)].bytes
+    def dtype_bytes(self, dtype: str) -> sympy.Expr:
+        """Bytes per element: the model's dtype is the symbol dtype_bytes (a binding), others are fixed."""
+        if dtype == "model":
+            return self.symbols[DTYPE_BYTES]
+        return sympy.Integer(DTYPES[dtype].bytes)
 
     def active_children(self, item: ParsedSpec, variant: str | None, kernel: str | None = None) -> list[tuple[int, Child]]:
         """Children present in this variant with this attention kernel (the model's unless told)."""
@@ -169,6 +172,35 @@ class Evaluator:
         replace.update({sympy.Symbol(name): value for name, value in child_peaks.items()})
         return expr.xreplace(replace)
 
+    # ------------------------------------------------------------------ load-time checks
+
+    def check_bindings(self) -> list[SpecProblem]:
+        """Every example and check point of every scope binds cleanly: all problems, each with its line."""
+        problems: list[SpecProblem] = []
+        model, path = self.catalog.model, self.catalog.model_path
+        for scope_name, scope in model.scopes.items():
+            for example in scope.examples:
+                try:
+                    self.binding(scope_name, example)
+                except SpecError as exc:
+                    problems += exc.problems
+            for index, point in enumerate(scope.check):
+                at = ("scopes", scope_name, "check", index)
+                if point.example not in scope.examples:
+                    problems.append(SpecProblem(path, self.catalog.model_line(*at, "example"), ".".join(map(str, at)) + ".example",
+                                                f"no example '{point.example}'{suggest(point.example, sorted(scope.examples))}"))
+                    continue
+                unknown = [op for op in point.only if op not in self.catalog.specs]
+                for op in unknown:
+                    problems.append(SpecProblem(path, self.catalog.model_line(*at, "only"), ".".join(map(str, at)) + ".only",
+                                                f"no spec for '{op}'{suggest(op, sorted(self.catalog.specs))}"))
+                try:
+                    self.binding(scope_name, point.example, point.set, point.config, origin=path,
+                                 origin_line=self.catalog.model_line(*at))
+                except SpecError as exc:
+                    problems += exc.problems
+        return problems
+
     # ------------------------------------------------------------------ proofs
 
     def prove_closed_forms(self) -> list[SpecProblem]:
@@ -199,7 +231,7 @@ class Evaluator:
 
     def binding(self, scope_name: str, example: str, overrides: Mapping[str, Formula] | None = None,
                 config: Mapping[str, Any] | None = None, *, allow_beyond: bool = False,
-                origin: str = "--set") -> dict[sympy.Symbol, sympy.Expr]:
+                origin: str = "--set", origin_line: int = 0) -> dict[sympy.Symbol, sympy.Expr]:
         """Values of every symbol of a scope at one named example: the one binding function.
 
         Order: the scope's configuration (numbers; `config` replaces some), the scope's bind, then the
@@ -211,7 +243,7 @@ class Evaluator:
         """
         overrides = dict(overrides or {})
         key = (scope_name, example, tuple(sorted((k, str(v)) for k, v in overrides.items())),
-               tuple(sorted((k, repr(v)) for k, v in (config or {}).items())), allow_beyond)
+               tuple(sorted((k, repr(v)) for k, v in (config or {}).items())), allow_beyond, origin, origin_line)
         if key in self._bindings:
             return self._bindings[key]
         model, path = self.catalog.model, self.catalog.model_path
@@ -222,19 +254,28 @@ class Evaluator:
         def problem(at: tuple, message: str) -> None:
             problems.append(SpecProblem(path, self.catalog.model_line(*at), ".".join(map(str, at)), message))
 
+        if "dtype" in overrides:  # a dtype by name sets its element size
+            dtype = str(overrides.pop("dtype"))
+            if dtype not in FLOAT_DTYPES:
+                raise SpecError([SpecProblem(origin, origin_line, "dtype", f"dtype={dtype}: expected one of "
+                                                                           f"{', '.join(FLOAT_DTYPES)}")])
+            overrides[DTYPE_BYTES] = DTYPES[dtype].bytes
         unknown = [name for name in overrides if name not in self.symbols and name not in scope.config]
         for name in unknown:
             known = sorted([*self.symbols, *(k for k, v in scope.config.items() if _is_number(v))])
-            raise SpecError([SpecProblem(origin, 0, name, f"'{name}' is neither a symbol nor a configuration key of "
+            raise SpecError([SpecProblem(origin, origin_line, name, f"'{name}' is neither a symbol nor a configuration key of "
                                                           f"scope '{scope_name}'{suggest(name, known)}")])
         names: dict[str, sympy.Expr] = {}
+        values: dict[sympy.Symbol, sympy.Expr] = {}
+        element = overrides.get(DTYPE_BYTES, DTYPES[model.dtype].bytes)
+        values[self.symbols[DTYPE_BYTES]] = names[DTYPE_BYTES] = value_of_override(element, origin, origin_line)
 
         def value_of(text: Formula, at: tuple, user: str | None) -> sympy.Expr | None:
             try:
                 return parse_formula(text, names)
             except FormulaError as exc:
                 if user is not None:
-                    raise SpecError([SpecProblem(origin, 0, user, f"{user}={text}: {exc}")]) from None
+                    raise SpecError([SpecProblem(origin, origin_line, user, f"{user}={text}: {exc}")]) from None
                 problem(at, str(exc))
                 return None
 
@@ -246,7 +287,6 @@ class Evaluator:
             value = value_of(number, (*scope_at, "config", config_key), config_key if config_key in overrides else None)
             if value is not None:
                 names[config_key] = value
-        values: dict[sympy.Symbol, sympy.Expr] = {}
         example_bind = scope.examples[example].bind
         for at, bind in (((*scope_at, "bind"), scope.bind), ((*scope_at, "examples", example, "bind"), example_bind)):
             for symbol, text in bind.items():
@@ -255,11 +295,12 @@ class Evaluator:
                 if value is not None:
                     values[self.symbols[symbol]] = names[symbol] = value
         for symbol, text in overrides.items():  # symbols no bind mentions: set directly
-            if symbol in self.symbols and self.symbols[symbol] not in values:
+            if symbol in self.symbols and self.symbols[symbol] not in values and symbol != DTYPE_BYTES:
                 values[self.symbols[symbol]] = names[symbol] = value_of(text, (), symbol)
         if problems:
             raise SpecError(problems)
-        problems_found = self._validate(scope_name, example, values, names, overrides, origin, allow_beyond)
+        problems_found = self._validate(scope_name, example, values, names, overrides, origin, origin_line,
+                                        allow_beyond)
         if problems_found:
             raise SpecError(problems_found)
         self._bindings[key] = values
@@ -267,7 +308,7 @@ class Evaluator:
 
     def _validate(self, scope_name: str, example: str, values: dict[sympy.Symbol, sympy.Expr],
                   names: dict[str, sympy.Expr], overrides: Mapping[str, Formula], origin: str,
-                  allow_beyond: bool) -> list[SpecProblem]:
+                  origin_line: int, allow_beyond: bool) -> list[SpecProblem]:
         """Counts are whole numbers at least their minimum; the scope's limits hold."""
         model, path = self.catalog.model, self.catalog.model_path
         found = []
@@ -275,10 +316,10 @@ class Evaluator:
 
         def report(symbol: str | None, message: str, at: tuple) -> None:
             if symbol is not None and symbol in overrides:
-                found.append(SpecProblem(origin, 0, symbol, f"{symbol}={overrides[symbol]}: {message}"))
+                found.append(SpecProblem(origin, origin_line, symbol, f"{symbol}={overrides[symbol]}: {message}"))
             elif overrides:
                 given = ", ".join(f"{k}={v}" for k, v in overrides.items())
-                found.append(SpecProblem(origin, 0, ", ".join(overrides), f"with {given}: {message}"))
+                found.append(SpecProblem(origin, origin_line, ", ".join(overrides), f"with {given}: {message}"))
             else:
                 found.append(SpecProblem(path, self.catalog.model_line(*at), ".".join(map(str, at)), message))
 
@@ -292,6 +333,8 @@ class Evaluator:
             if value.free_symbols:
                 report(symbol.name, f"{symbol.name} depends on {', '.join(sorted(map(str, value.free_symbols)))}, "
                                     "which is not bound before it", at)
+            elif value.is_finite is not True or value.is_real is not True:
+                report(symbol.name, f"{wanted}; got no finite number (a division by zero?)", at)
             elif not value.is_integer:
                 report(symbol.name, f"{wanted}; got {value}", at)
             elif value < info.min:
@@ -371,7 +414,7 @@ class Evaluator:
             if operation.kernel not in (None, kernel):
                 continue
             expr = item.exprs[f"operations.{index}.flops"]
-            operations.append(Part(operation.name, operation.unit, expr,
+            operations.append(Part(index, operation.name, operation.unit, expr,
                                    number(expr, f"operation '{operation.name}'", ("operations", index, "flops"))))
         children = []
         for index, child in self.active_children(item, variant, kernel):
@@ -384,7 +427,7 @@ class Evaluator:
                 times = instances if name in ("parameters", "parameter_bytes") else count
                 expr = times * getattr(sub, name).xreplace(child_bind)
                 contribution[name] = number(expr, f"child '{child.name}' {name}", ("children", index))
-            children.append(ChildPart(child.name, child.op, child.variant, number(count, f"child '{child.name}' count"),
+            children.append(ChildPart(index, child.name, child.op, child.variant, number(count, f"child '{child.name}' count"),
                                       number(instances, f"child '{child.name}' instances"), contribution))
         tensors = []
         for index, tensor in enumerate(item.spec.tensors):
@@ -393,8 +436,8 @@ class Evaluator:
             shape = tuple(number(item.exprs[f"tensors.{index}.shape.{axis}"], f"tensor '{tensor.name}' shape",
                                  ("tensors", index, "shape", axis)) for axis in range(len(tensor.shape)))
             numel = sympy.Mul(*shape)
-            tensors.append(TensorPart(tensor.name, tensor.role, self.dtype_name(tensor.dtype), shape, numel,
-                                      numel * self.dtype_bytes(tensor.dtype)))
+            size = number(numel * self.dtype_bytes(tensor.dtype), f"tensor '{tensor.name}' bytes", ("tensors", index))
+            tensors.append(TensorPart(index, tensor.name, tensor.role, self.dtype_name(tensor.dtype), shape, numel, size))
         if problems:
             raise SpecError(problems)
         result = Evaluated(op, variant, kernel, frozen, totals, formulas, operations, children, tensors)
@@ -409,6 +452,14 @@ class Evaluator:
         return dict(self.evaluate(op, self.binding(scope, example), variant, kernel, where).totals)
 
 
+def value_of_override(text: Formula, origin: str, origin_line: int) -> sympy.Expr:
+    """A number given directly (no symbols): the dtype's element size."""
+    try:
+        return parse_formula(text, {})
+    except FormulaError as exc:
+        raise SpecError([SpecProblem(origin, origin_line, DTYPE_BYTES, f"{DTYPE_BYTES}={text}: {exc}")]) from None
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -421,6 +472,7 @@ def _describe_binding(frozen: tuple) -> str:
 class Part:
     """One operation of an op: its FLOP formula and value."""
 
+    index: int  # in the spec's operations
     name: str
     unit: str  # "tensor" or "cuda"
     formula: sympy.Expr
@@ -431,6 +483,7 @@ class Part:
 class ChildPart:
     """What one child adds to its parent: every additive quantity times its count (instances for parameters)."""
 
+    index: int  # in the spec's children
     name: str
     op: str
     variant: str | None
@@ -441,6 +494,7 @@ class ChildPart:
 
 @dataclass(frozen=True)
 class TensorPart:
+    index: int  # in the spec's tensors
     name: str
     role: str
     dtype: str

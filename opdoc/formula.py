@@ -228,6 +228,7 @@ _POWERS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 def plain_text(expr: sympy.Expr) -> str:
     """`2*B*S**2*h` -> `2 × B × S² × h`: the template's notation, deterministic for one sympy version."""
     text = sympy.sstr(expr, order="grlex").replace("maximum(", "max(").replace("minimum(", "min(")
+    text = text.replace("ceiling(", "ceil(")  # the formula language's name, so the text parses back
     text = re.sub(r"\*\*(\d+)", lambda m: m.group(1).translate(_POWERS), text)
     text = re.sub(r"\*\*\(?(-?\d+)\)?", lambda m: "^" + m.group(1), text)
     return text.replace("*", " × ")

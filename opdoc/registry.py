@@ -28,11 +28,11 @@ DTYPES: dict[str, Dtype] = {
 # Dtypes a model's weights and activations may have (the others are for index and mask tensors).
 FLOAT_DTYPES = ("bfloat16", "float16", "float32")
 
-# Families in the order the index and the navigation list them.
+# Families in the order the index and the navigation list them, for a model whose model.yaml declares
+# none (a model names its own, e.g. one per vision encoder).
 FAMILIES: dict[str, str] = {
     "language_model": "Language model",
-    "sam": "SAM encoder",
-    "clip": "CLIP encoder",
+    "vision": "Vision encoder",
     "projector": "Projector",
     "preprocessing": "Preprocessing",
     "model": "Whole model",

@@ -18,7 +18,7 @@ import jinja2
 from opdoc import __version__, escape
 from opdoc.catalog import Catalog
 from opdoc.evaluate import Evaluator
-from opdoc.registry import FAMILIES
+from opdoc.spec import SpecError, SpecProblem
 from opdoc.view import OpView, ViewBuilder
 
 MANIFEST = ".opdoc-manifest.json"
@@ -61,16 +61,25 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
     env.globals["conventions_page"] = "measured/conventions.md" if conventions else None
     builder = ViewBuilder(catalog, evaluator, escape_prose, escape_label, escape_step, gpu)
     with stage("render"):
-        views: list[OpView] = [builder.build(op) for op in sorted(catalog.specs)]
+        views: list[OpView] = []
+        problems: list[SpecProblem] = []
+        for op in sorted(catalog.specs):  # every op's problems are reported, not the first op's only
+            try:
+                views.append(builder.build(op))
+            except SpecError as exc:
+                problems += exc.problems
+        if problems:
+            raise SpecError(problems)
         page = env.get_template("op.md.j2")
         files = {f"op-{view.name}.md": page.render(op=view) for view in views}
-    order = list(FAMILIES)
+    families = catalog.model.families
+    order = list(families)
     rows = sorted((view.index_row | {"family_key": view.family} for view in views),
                   key=lambda row: (order.index(row["family_key"]), row["op"]))
     with stage("plots"):
         files.update(plot_files(catalog, evaluator, views))
     files["index.md"] = env.get_template("index.md.j2").render(
-        rows=rows, model=catalog.model, version=__version__, families=FAMILIES, gpu=gpu,
+        rows=rows, model=catalog.model, version=__version__, families=families, gpu=gpu,
         spec_dir=str(Path(catalog.model_path).parent))
     return Rendered(files)
 

@@ -2,9 +2,9 @@
 
 Three jobs, all at build time:
 
-* Navigation. Each generated op page carries a line `<!-- opdoc-family: sam -->`; the nav groups the
-  pages by that family in a fixed order, with index.md first and pages without the comment under
-  "Other". Because the nav is derived from the files that exist, `mkdocs build --strict` never meets
+* Navigation. Each generated op page carries a line `<!-- opdoc-family: sam | 1 | SAM encoder -->`
+  (the family's key, its place in the model's order and its title, from model.yaml); the nav groups
+  the pages by family in that order, with index.md first and pages without the comment under "Other". Because the nav is derived from the files that exist, `mkdocs build --strict` never meets
   a nav entry whose page is missing.
 * Offline third-party assets. mermaid and KaTeX are taken from node_modules (installed by `npm ci`
   from the pinned package-lock.json) and added to the build as assets/vendor/...; they are never
@@ -12,8 +12,8 @@ Three jobs, all at build time:
 * The index page's tables get a `data-opdoc-sortable` attribute that site/assets/opdoc.js turns into
   click-to-sort headers.
 
-MkDocs loads this file by its path; the family table comes from opdoc's registry (installed in the
-same environment), so the navigation and the pages name families the same way.
+MkDocs loads this file by its path, so it imports nothing from the opdoc package: the pages carry
+what the navigation needs.
 """
 
 from __future__ import annotations
@@ -25,16 +25,13 @@ from pathlib import Path
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
-from opdoc.registry import FAMILIES as _FAMILIES
-
 log = logging.getLogger("mkdocs.hooks.opdoc")
 
-# (family key in the page comment, nav section title), in nav order.
-FAMILIES: tuple[tuple[str, str], ...] = tuple(_FAMILIES.items())
 OTHER_TITLE = "Other"
 INDEX = "index.md"
 
-FAMILY_COMMENT = re.compile(r"^[ \t]*<!--\s*opdoc-family:\s*(?P<family>[^\s>]*)\s*-->", re.MULTILINE)
+FAMILY_COMMENT = re.compile(r"^[ \t]*<!--\s*opdoc-family:\s*(?P<family>[^\s|>]+)\s*\|\s*(?P<order>\d+)\s*\|"
+                            r"\s*(?P<title>[^>]*?)\s*-->", re.MULTILINE)
 FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
 ATX_H1 = re.compile(r"^#[ \t]+(?P<text>.+?)(?:[ \t]+#+)?[ \t]*$")
 ATTR_LIST = re.compile(r"[ \t]*\{[^{}]*\}$")
@@ -54,10 +51,10 @@ KATEX_FONTS = ("katex/dist/fonts", "assets/vendor/katex/fonts")
 NPM_HINT = "run `npm ci` in the repository root (Node.js and npm are needed once, to fetch the pinned copies)"
 
 
-def page_family(markdown: str) -> str | None:
-    """The family named by a page's `<!-- opdoc-family: ... -->` comment, or None without one."""
+def page_family(markdown: str) -> tuple[int, str] | None:
+    """(order, title) of the family named by a page's `<!-- opdoc-family: ... -->` comment, or None."""
     match = FAMILY_COMMENT.search(markdown)
-    return match.group("family") if match else None
+    return (int(match.group("order")), match.group("title")) if match else None
 
 
 def page_title(markdown: str) -> str | None:
@@ -85,13 +82,13 @@ def page_title(markdown: str) -> str | None:
     return None
 
 
-def build_nav(pages: dict[str, str | None], titles: dict[str, str | None] | None = None) -> list:
-    """MkDocs nav data from {src_uri: family or None} and optionally {src_uri: title or None}.
+def build_nav(pages: dict[str, tuple[int, str] | None], titles: dict[str, str | None] | None = None) -> list:
+    """MkDocs nav data from {src_uri: (family order, family title) or None} and optionally {src_uri: title}.
 
-    index.md comes first, then one section per known family that has pages (in FAMILIES order), then
-    "Other" for pages without a family. Pages are sorted by path inside a section; a section with no
-    pages is left out. An unknown family is reported as a warning (an error under --strict) and the
-    page goes under "Other". A page with a title is listed as {title: path}, else by its path alone.
+    index.md comes first, then one section per family that has pages, in the families' order, then
+    "Other" for pages without a family. Pages are sorted by path inside a section. A page with a
+    title is listed as {title: path}, else by its path alone. Two pages that give one place in the
+    order two different titles are reported (a warning; an error under --strict).
     """
     titles = titles or {}
 
@@ -99,26 +96,23 @@ def build_nav(pages: dict[str, str | None], titles: dict[str, str | None] | None
         title = titles.get(src_uri)
         return {title: src_uri} if title else src_uri
 
-    known = {key for key, _ in FAMILIES}
-    sections: dict[str, list[str]] = {key: [] for key, _ in FAMILIES}
+    sections: dict[tuple[int, str], list[str]] = {}
     other: list[str] = []
     nav: list = []
     for src_uri in sorted(pages):
         family = pages[src_uri]
         if src_uri == INDEX:
             nav.append({"Home": INDEX})
-        elif family in known:
-            sections[family].append(src_uri)
-        else:
-            if family is not None:
-                log.warning(
-                    "%s: unknown opdoc-family %r (expected one of %s); listed under %r",
-                    src_uri, family, ", ".join(sorted(known)), OTHER_TITLE,
-                )
+        elif family is None:
             other.append(src_uri)
-    for key, title in FAMILIES:
-        if sections[key]:
-            nav.append({title: [entry(src_uri) for src_uri in sections[key]]})
+        else:
+            sections.setdefault(family, []).append(src_uri)
+    orders = [order for order, _ in sections]
+    for order in {o for o in orders if orders.count(o) > 1}:
+        log.warning("families %s share the place %d in the navigation; rebuild the pages with opdoc build",
+                    sorted(title for o, title in sections if o == order), order)
+    for key in sorted(sections):
+        nav.append({key[1]: [entry(src_uri) for src_uri in sections[key]]})
     if other:
         nav.append({OTHER_TITLE: [entry(src_uri) for src_uri in other]})
     return nav

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from opdoc.pipeline import Paths
-from opdoc.registry import FAMILIES
-from opdoc.spec import SpecError, SpecProblem
+from opdoc.formula import suggest
+from opdoc.spec import ModelConfig, SpecError, SpecProblem, read_yaml, validate
 
 SKELETON = """\
 # yaml-language-server: $schema=../schema/op.schema.json
@@ -16,10 +16,9 @@ scope: {scope}
 examples: [{example}]
 summary: TODO one sentence on what {name} computes
 upstream:
-  file: TODO vendor file, e.g. modeling_deepseekv2.py
+  file: TODO the upstream file that defines {name}
   lines: [1, 1]  # TODO first and last line of the class in the upstream file, decorators included
-  source: TODO where the location comes from
-implementation: opdoc.models.deepseek_ocr.TODO.{name}
+# The reference class {name} is looked up in the model package {package}; write it there.
 
 constructor:
   parameters: {{}}  # TODO one entry per __init__ parameter
@@ -59,15 +58,25 @@ prose:
 """
 
 
-def write_skeleton(paths: Paths, name: str, family: str, scope: str) -> Path:
+def write_skeleton(paths: Paths, name: str, family: str | None, scope: str | None) -> Path:
+    """Write `<name>.yaml` in the model folder; family and scope default to the model's first ones."""
     if not name.isidentifier():
         raise SpecError([SpecProblem("opdoc new", 0, "NAME", f"'{name}' is not a Python class name")])
-    if family not in FAMILIES:
-        raise SpecError([SpecProblem("opdoc new", 0, "--family", f"choose one of {', '.join(FAMILIES)}")])
     folder = paths.model_dirs()[0]
+    model_file = folder / "model.yaml"
+    model: ModelConfig = validate(read_yaml(model_file, str(model_file)), ModelConfig, str(model_file))
+    family = family or next(iter(model.families))
+    scope = scope or next(iter(model.scopes))
+    if family not in model.families:
+        raise SpecError([SpecProblem("opdoc new", 0, "--family", f"choose one of {', '.join(model.families)}"
+                                                                  f"{suggest(family, list(model.families))}")])
+    if scope not in model.scopes:
+        raise SpecError([SpecProblem("opdoc new", 0, "--scope", f"choose one of {', '.join(model.scopes)}"
+                                                                 f"{suggest(scope, list(model.scopes))}")])
     target = folder / f"{name}.yaml"
     if target.exists():
         raise SpecError([SpecProblem(str(target), 0, "", "already exists; opdoc new never overwrites a spec")])
-    example = "prefill" if scope == "language" else "base_view"
-    target.write_text(SKELETON.format(name=name, family=family, scope=scope, example=example), encoding="utf-8")
+    example = next(iter(model.scopes[scope].examples))
+    target.write_text(SKELETON.format(name=name, family=family, scope=scope, example=example,
+                                      package=model.package), encoding="utf-8")
     return target

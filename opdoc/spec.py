@@ -18,7 +18,6 @@ from opdoc.registry import DTYPES, FAMILIES, FLOAT_DTYPES, KERNELS
 
 Formula = str | int | float
 # Allowed values, from the registry's tables (a tensor's dtype "model" means the checkpoint's own).
-FamilyName = Literal[tuple(FAMILIES)]  # type: ignore[valid-type]
 KernelName = Literal[tuple(KERNELS)]  # type: ignore[valid-type]
 ModelDtype = Literal[tuple(FLOAT_DTYPES)]  # type: ignore[valid-type]
 TensorDtype = Literal[("model", *DTYPES)]  # type: ignore[valid-type]
@@ -106,6 +105,11 @@ class Scope(_Strict):
     check: list[CheckPoint] = []
 
 
+# The symbol every model has: bytes per element of its dtype (weights and activations). It is bound from
+# `dtype` (2 for bfloat16) and can be overridden like any symbol (`--set dtype=float32`).
+DTYPE_BYTES = "dtype_bytes"
+
+
 class SymbolInfo(_Strict):
     meaning: str
     min: int = 1  # the smallest value that makes sense (0 for a count that may be empty)
@@ -130,6 +134,8 @@ class ModelConfig(_Strict):
     source: Source | None = None
     dtype: ModelDtype
     attention_kernel: KernelName
+    # Family key -> title, in the order the index and navigation list them.
+    families: dict[str, str] = Field(default_factory=lambda: dict(FAMILIES))
     symbols: dict[str, str | SymbolInfo]
     scopes: dict[str, Scope]
 
@@ -142,6 +148,8 @@ class ModelConfig(_Strict):
         return symbols
 
     def symbol(self, name: str) -> SymbolInfo:
+        if name == DTYPE_BYTES and name not in self.symbols:
+            return SymbolInfo(meaning=f"bytes per element of the model's dtype ({self.dtype} unless overridden)")
         info = self.symbols[name]
         return SymbolInfo(meaning=info) if isinstance(info, str) else info
 
@@ -156,6 +164,9 @@ class Upstream(_Strict):
     file: str
     lines: tuple[int, int]
     source: str | None = None  # where the file is published; default: the model's source repository and commit
+    # First 16 hex digits of the sha256 of the class's source lines (decorators included):
+    # `opdoc check --upstream` lists the pages whose upstream class changed since.
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
 
     @field_validator("lines")
     @classmethod
@@ -272,14 +283,15 @@ class Prose(_Strict):
 
 class OpSpec(_Strict):
     op: str
-    family: FamilyName
+    family: str  # one of the model's families (model.yaml `families`)
     scope: str
-    examples: list[str] = Field(min_length=1)
+    examples: list[str] = []  # which of the scope's examples the page shows, first first; default: all
     # Named configurations of one class (a decoder layer with a dense MLP or an MoE); first is shown first.
     variants: dict[str, str] = {}
     summary: str
     upstream: Upstream
-    implementation: str
+    # The class in the model's package; default: the class named `op` found in the package's modules.
+    implementation: str | None = None
     constructor: Constructor
     tensors: list[Tensor]
     operations: list[Operation] = []
@@ -299,9 +311,9 @@ class OpSpec(_Strict):
 
     @field_validator("implementation")
     @classmethod
-    def _import_path(cls, path: str) -> str:
-        if not re.fullmatch(r"[a-z_][\w.]*\.[A-Za-z_]\w*", path):
-            raise ValueError(f"expected a dotted import path such as opdoc.models.deepseek_ocr.deepseek_v2.DeepseekV2MLP, got '{path}'")
+    def _import_path(cls, path: str | None) -> str | None:
+        if path is not None and not re.fullmatch(r"[a-z_][\w.]*\.[A-Za-z_]\w*", path):
+            raise ValueError(f"expected a dotted import path in the model package, such as package.module.ClassName, got '{path}'")
         return path
 
 

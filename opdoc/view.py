@@ -5,78 +5,21 @@ Templates hold layout only; every number, formula string and link is decided her
 
 from __future__ import annotations
 
-import ast
 import json
-import importlib.util
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import sympy
 
 from opdoc import __version__
 from opdoc.catalog import PLACEHOLDER, Catalog, ParsedSpec
-from opdoc.evaluate import Evaluator, dominant_terms
+from opdoc.source import ClassSource, class_source
+from opdoc.evaluate import Evaluated, Evaluator, dominant_terms
 from opdoc.formula import engineering, exact_number, plain_text, source_text, with_exact
 from opdoc.placeholders import QUANTITY_UNITS, parse_placeholder
-from opdoc.registry import DTYPES, FAMILIES, KERNELS, UNITS
+from opdoc.registry import DTYPES, KERNELS, UNITS
 from opdoc.spec import SpecError, SpecProblem
 
 DTYPE_SHORT = {name: dtype.short for name, dtype in DTYPES.items()}
-
-
-@dataclass
-class ClassSource:
-    file: str
-    first: int
-    last: int
-    source: str
-    signature: str
-    params: list[tuple[str, str | None]]  # (name, default as written)
-
-
-def class_source(item: ParsedSpec, root: Path) -> ClassSource:
-    """The reference implementation's class, read with `ast` from its file: rendering needs no torch."""
-    module, _, name = item.spec.implementation.rpartition(".")
-    problem = SpecProblem(item.path, item.line("implementation"), "implementation", "")
-    try:
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        found = None
-    if found is None or not found.origin:
-        raise SpecError([SpecProblem(**{**problem.__dict__, "message": f"module '{module}' not found; write it or fix the path"})])
-    path = Path(found.origin)
-    text = path.read_text(encoding="utf-8")
-    for node in ast.parse(text).body:
-        if isinstance(node, ast.ClassDef) and node.name == name:
-            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            lines = text.splitlines()[first - 1:node.end_lineno]
-            init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
-            signature, params = _signature(init)
-            shown = _relative(path, root)
-            return ClassSource(shown, first, node.end_lineno, "\n".join(lines), signature, params)
-    raise SpecError([SpecProblem(**{**problem.__dict__, "message": f"class '{name}' not found in {path.name}"})])
-
-
-def _relative(path: Path, root: Path) -> str:
-    """The file as the reader finds it: relative to the repository being built, else to opdoc's own."""
-    for base in (root, Path(__file__).resolve().parent.parent):
-        try:
-            return str(path.resolve().relative_to(base.resolve()))
-        except ValueError:
-            continue
-    return path.name
-
-
-def _signature(init: ast.FunctionDef | None) -> tuple[str, list[tuple[str, str | None]]]:
-    if init is None:
-        return "def __init__(self)", []
-    args = init.args
-    positional = [*args.posonlyargs, *args.args]
-    defaults = [None] * (len(positional) - len(args.defaults)) + [ast.unparse(d) for d in args.defaults]
-    params = [(a.arg, d) for a, d in zip(positional, defaults) if a.arg != "self"]
-    params += [(a.arg, ast.unparse(d) if d is not None else None) for a, d in zip(args.kwonlyargs, args.kw_defaults)]
-    header = f"def __init__({ast.unparse(args)})"
-    return header, params
 
 
 @dataclass
@@ -113,6 +56,7 @@ class OpView:
     name: str
     family: str
     family_title: str
+    family_order: int
     spec_path: str
     version: str
     summary: str
@@ -188,18 +132,19 @@ class ViewBuilder:
         spec = item.spec
         scope = self.catalog.model.scopes[spec.scope]
         primary = spec.examples[0]
-        source = class_source(item, self.catalog.root)
+        source = class_source(item, self.catalog)
         params = self._params(item, source)
         variants = [self._variant(item, variant) for variant in self.ev.variants(op)]
         headline = self.ev.evaluate_at(op, primary, self.ev.variants(op)[0])
         index_row = {  # short figures keep the overview table narrow; pages carry the exact integers
-            "op": op, "family": FAMILIES[spec.family], "example": scope.examples[primary].title,
+            "op": op, "family": self.catalog.model.families[spec.family], "example": scope.examples[primary].title,
             "parameters": engineering(headline["parameters"], "params"),
             "flops": engineering(headline["forward_flops"], "flops"),
             "peak": engineering(headline["peak"], "bytes"),
         }
         return OpView(
-            name=op, family=spec.family, family_title=FAMILIES[spec.family], spec_path=item.path,
+            name=op, family=spec.family, family_title=self.catalog.model.families[spec.family],
+            family_order=list(self.catalog.model.families).index(spec.family), spec_path=item.path,
             version=__version__, summary=self.fill(item, spec.summary),
             what_it_is=self.fill(item, spec.prose.what_it_is), source=source,
             upstream=f"{spec.upstream.file}:{spec.upstream.lines[0]}-{spec.upstream.lines[1]}",
@@ -325,39 +270,32 @@ class ViewBuilder:
         return rows
 
     def _variant(self, item: ParsedSpec, variant: str | None) -> VariantView:
+        """One variant's tables, every number read from the evaluated model at the primary example."""
         spec, ev = item.spec, self.ev
         primary = spec.examples[0]
-        q = ev.quantities(spec.op, variant)
-        derived = q.derived()
-        for kernel in KERNELS:
-            derived[f"peak_{kernel}"] = ev.quantities(spec.op, variant, kernel).peak
         binding = ev.binding(spec.scope, primary)
+        result = ev.evaluate(spec.op, binding, variant, where=f"example '{primary}'")
         operations = []
-        for i, operation in enumerate(spec.operations):
-            expr = item.exprs[f"operations.{i}.flops"]
-            if operation.kernel not in (None, self.ev.kernel):
-                continue  # the other kernel's operations are summarised in the comparison table
+        for part in result.operations:
+            operation = spec.operations[part.index]
             kind = "tensor-core" if operation.unit == "tensor" else "CUDA-core"
             if operation.kernel:
                 kind += f", {operation.kernel} kernel only"
-            operations.append(Row(operation.name, kind,
-                                  source_text(operation.flops),
-                                  self.fmt(expr, "flops", item, primary, operation.name),
+            operations.append(Row(operation.name, kind, source_text(operation.flops), with_exact(part.flops, "flops"),
                                   self.fill(item, operation.explain)))
-        for i, child in ev.active_children(item, variant):
-            sub = ev.quantities(child.op, child.variant)
-            count = item.exprs[f"children.{i}.count"]
-            flops = count * sub.forward_flops.xreplace(ev.child_binding(item, i))
+        for part in result.children:
+            child = spec.children[part.index]
+            flops = part.totals["tensor_flops"] + part.totals["cuda_flops"]
             bind = ", ".join(f"{k} → {source_text(v)}" for k, v in child.bind.items())
             formula = f"{source_text(child.count)} × FLOPs({child.op}{', ' + bind if bind else ''})"
-            operations.append(Row(child.name, "child", formula,
-                                  self.fmt(flops, "flops", item, primary, child.name),
+            operations.append(Row(child.name, "child", formula, with_exact(flops, "flops"),
                                   self.fill(item, child.why), link=child.op))
-        units = UNITS
-        totals = {name: self.fmt(expr, units[name], item, primary, name) for name, expr in derived.items()}
-        formulas = {name: plain_text(sympy.expand(derived[name])) for name in ("forward_flops", "tensor_flops", "cuda_flops")}
-        terms = dominant_terms(q.forward_flops, binding)
-        total_value = ev.at(item, q.forward_flops, primary, "forward_flops")
+        totals = {name: with_exact(value, UNITS[name]) for name, value in result.totals.items()}
+        forward = result.formulas["forward_flops"]
+        formulas = {name: plain_text(sympy.expand(result.formulas[name]))
+                    for name in ("forward_flops", "tensor_flops", "cuda_flops")}
+        terms = dominant_terms(forward, binding)
+        total_value = result.totals["forward_flops"]
         if terms:
             largest, growing = terms
             share = f"{float(largest.value / total_value) * 100:.1f}%" if total_value else "n/a"
@@ -369,58 +307,53 @@ class ViewBuilder:
         for example in spec.examples:
             values = ev.evaluate_at(spec.op, example, variant)
             by_example.append({"title": self.catalog.model.scopes[spec.scope].examples[example].title,
-                               **{name: engineering(values[name], units[name]) for name in values}})
+                               **{name: engineering(values[name], UNITS[name]) for name in values}})
         title = spec.variants.get(variant, "") if variant else ""
         return VariantView(
             name=variant, title=title, operations=operations, totals=totals, total_formulas=formulas,
-            total_latex=sympy.latex(sympy.expand(q.forward_flops)), dominant_largest=dominant_largest,
+            total_latex=sympy.latex(sympy.expand(forward)), dominant_largest=dominant_largest,
             dominant_growth=dominant_growth, by_example=by_example,
-            parameters=self._tensor_rows(item, variant, ("parameter",)),
-            activations=self._tensor_rows(item, variant, ("intermediate", "output")),
-            caches=self._tensor_rows(item, variant, ("cache",)), peaks=self._peaks(item, variant),
+            parameters=self._tensor_rows(item, result, ("parameter",)),
+            activations=self._tensor_rows(item, result, ("intermediate", "output")),
+            caches=self._tensor_rows(item, result, ("cache",)), peaks=self._peaks(item, result),
         )
 
-    def _tensor_rows(self, item: ParsedSpec, variant: str | None, roles: tuple[str, ...]) -> list[Row]:
-        spec, ev, primary = item.spec, self.ev, item.spec.examples[0]
+    def _tensor_rows(self, item: ParsedSpec, result: Evaluated, roles: tuple[str, ...]) -> list[Row]:
+        spec = item.spec
         rows = []
-        for i, tensor in enumerate(spec.tensors):
-            if tensor.role not in roles or tensor.from_child or tensor.kernel not in (None, ev.kernel):
+        for part in result.tensors:
+            tensor = spec.tensors[part.index]
+            if tensor.role not in roles or tensor.from_child:
                 continue
-            dtype = self.dtype if tensor.dtype == "model" else tensor.dtype
-            size = DTYPES[dtype].bytes
-            shape = " × ".join(plain_text(item.exprs[f"tensors.{i}.shape.{a}"]) for a in range(len(tensor.shape)))
-            unit = "params" if tensor.role == "parameter" else "bytes"
-            value = ev.tensor_numel(item, i) if tensor.role == "parameter" else ev.tensor_bytes(item, i)
-            formula = shape if tensor.role == "parameter" else f"{shape} × {size} B ({DTYPE_SHORT[dtype]})"
-            extra = (f"; {self.fmt(ev.tensor_bytes(item, i), 'bytes', item, primary, tensor.name)} at {DTYPE_SHORT[dtype]}"
-                     if tensor.role == "parameter" else "")
-            rows.append(Row(tensor.name, DTYPE_SHORT[dtype], formula, self.fmt(value, unit, item, primary, tensor.name) + extra,
-                            self.fill(item, tensor.note)))
+            short = DTYPE_SHORT[part.dtype]
+            shape = " × ".join(_factor(item.exprs[f"tensors.{part.index}.shape.{a}"]) for a in range(len(tensor.shape)))
+            if tensor.role == "parameter":
+                formula, value = shape, f"{with_exact(part.numel, 'params')}; {with_exact(part.bytes, 'bytes')} at {short}"
+            else:
+                formula = f"{shape} × {DTYPES[part.dtype].bytes} B ({short})"
+                value = with_exact(part.bytes, "bytes")
+            rows.append(Row(tensor.name, short, formula, value, self.fill(item, tensor.note)))
         field = {"parameter": "parameters", "intermediate": "activation_bytes", "cache": "kv_cache_bytes"}[roles[0]]
         unit = "params" if field == "parameters" else "bytes"
-        for i, child in ev.active_children(item, variant):
-            sub = getattr(ev.quantities(child.op, child.variant), field)
-            if sub == 0:
+        for part in result.children:
+            child = spec.children[part.index]
+            if self.ev.quantities(child.op, child.variant, result.kernel).__dict__[field] == 0:
                 continue
-            count = item.exprs[f"children.{i}.count"]
-            if field == "parameters":
-                count = item.exprs.get(f"children.{i}.instances", count)
-            value = count * sub.xreplace(ev.child_binding(item, i))
-            rows.append(Row(child.name, "child", f"{source_text(child.count)} × {child.op}",
-                            self.fmt(value, unit, item, primary, child.name), "", link=child.op))
+            times = child.instances if field == "parameters" and child.instances is not None else child.count
+            rows.append(Row(child.name, "child", f"{_factor(source_text(times))} × {child.op}",
+                            with_exact(part.totals[field], unit), "", link=child.op))
         return rows
 
-    def _peaks(self, item: ParsedSpec, variant: str | None) -> list[Row]:
-        spec, primary = item.spec, item.spec.examples[0]
-        labels = {"eager": "eager attention (scores materialised)", "fused": "fused attention kernel"}
+    def _peaks(self, item: ParsedSpec, result: Evaluated) -> list[Row]:
+        spec = item.spec
         kernels = ["any"] if set(spec.memory.peak) == {"any"} else list(KERNELS)
         rows = []
         for kernel in kernels:
-            expr = self.ev.quantities(spec.op, variant, None if kernel == "any" else kernel).peak
+            value = result.totals["peak" if kernel == "any" else f"peak_{kernel}"]
             note = spec.memory.peak.get(kernel) or spec.memory.peak["any"]
             # The author's phase-by-phase formula reads better than its expansion into nested maxima.
-            rows.append(Row(kernel, labels.get(kernel, "any attention kernel"), source_text(note.formula), self.fmt(expr, "bytes", item, primary, f"peak {kernel}"),
-                            self.fill(item, note.explain)))
+            rows.append(Row(kernel, KERNELS.get(kernel, "any attention kernel"), source_text(note.formula),
+                            with_exact(value, "bytes"), self.fill(item, note.explain)))
         return rows
 
     def _related(self, item: ParsedSpec) -> list[dict[str, object]]:
@@ -445,3 +378,10 @@ class ViewBuilder:
             if rows:
                 groups.append({"title": title, "rows": rows})
         return groups
+
+
+def _factor(axis: sympy.Expr | str) -> str:
+    """An axis or count printed as one factor of a product: a sum keeps its brackets (B × H × (P + S))."""
+    text = axis if isinstance(axis, str) else plain_text(axis)
+    is_sum = axis.is_Add if isinstance(axis, sympy.Expr) else any(op in text.strip("()") for op in (" + ", " - "))
+    return f"({text})" if is_sum and not (text.startswith("(") and text.endswith(")")) else text

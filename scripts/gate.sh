@@ -22,6 +22,7 @@ step "strict site build" $BIN/mkdocs build --strict --quiet
 if [ -f opdoc/check/runner.py ]; then
   step "formulas match the modules" $BIN/opdoc check
 fi
+step "formulas match the vendor's classes" bash scripts/check-upstream.sh
 step "tests" $BIN/python -m pytest -q
 if [ ${#failed[@]} -ne 0 ]; then
   echo "failed: ${failed[*]}"

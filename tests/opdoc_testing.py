@@ -1,6 +1,5 @@
 """Paths and the golden-file comparison shared by opdoc's own tests (a unique name: several test folders have a conftest)."""
 
-import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,24 +19,15 @@ def assert_golden(path: Path, actual: str, update: bool) -> None:
                                 "refresh with: .venv/bin/python -m pytest tests/test_golden.py --update-golden")
 
 
-# The released checkpoint's parameter names: ../shared beside the checkout (or shared/ inside it).
-WEIGHT_INDEX = next(
-    (p for p in (ROOT / "shared", ROOT.parent / "shared") if (p / "facts" / "deepseek-ocr-weight-index.json").exists()),
-    ROOT.parent / "shared",
-) / "facts" / "deepseek-ocr-weight-index.json"
+# The released checkpoint's parameter names and total size, copied into the model's spec folder as data
+# (model.safetensors.index.json of deepseek-ai/DeepSeek-OCR).
+WEIGHT_INDEX = ROOT / "specs" / "deepseek_ocr" / "facts" / "model.safetensors.index.json"
 
 
 def load_weight_index() -> dict:
-    """The checkpoint's weight index; skips the calling test when the facts are not beside the checkout."""
+    """The checkpoint's weight index, as the repository holds it."""
     import json
 
-    import pytest
-
-    if not WEIGHT_INDEX.exists():
-        message = f"{WEIGHT_INDEX} not present (the shared facts belong beside the checkout)"
-        if os.environ.get("CI"):  # CI always has them: their absence is a broken set-up, not a skip
-            pytest.fail(message)
-        pytest.skip(message)
     return json.loads(WEIGHT_INDEX.read_text(encoding="utf-8"))
 
 

@@ -143,3 +143,27 @@ def test_a_committed_gpu_report_shows_beside_the_formulas(tmp_path, capsys):
     assert run("build", "--root", str(root), "--site", str(site)) == 0
     assert (site / "measured" / "cuda-report.json").exists()
     capsys.readouterr()
+
+
+def test_an_implementation_outside_the_model_package_is_refused_without_importing_it(tmp_path, capsys):
+    """`implementation: this.x.Y` would import the `this` module (it prints a poem): it is never imported."""
+    root = tiny_copy(tmp_path)
+    spec = root / "specs" / "tiny" / "DeepseekV2MLP.yaml"
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text("\n".join("implementation: this.x.Y" if line.startswith("implementation:") else line
+                              for line in text.splitlines()) + "\n", encoding="utf-8")
+    assert run("build", "--root", str(root), "--site", str(root / "site")) == 1
+    out, err = capsys.readouterr()
+    assert "outside the model package 'opdoc.models.deepseek_ocr'" in err
+    assert "Beautiful is better" not in out
+
+
+def test_the_implementation_defaults_to_the_class_named_as_the_op(tmp_path, capsys):
+    root = tiny_copy(tmp_path)
+    spec = root / "specs" / "tiny" / "DeepseekV2MLP.yaml"
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text("".join(line for line in text.splitlines(keepends=True) if not line.startswith("implementation:")),
+                    encoding="utf-8")
+    assert run("build", "--root", str(root), "--site", str(root / "site")) == 0
+    page = (root / "site" / "op-DeepseekV2MLP.md").read_text(encoding="utf-8")
+    assert "reference implementation `opdoc/models/deepseek_ocr/deepseek_v2.py:" in page

@@ -84,7 +84,7 @@ def test_script_in_prose_becomes_text():
 @pytest.mark.parametrize("attack", [
     '<img src=x onerror="alert(1)">',
     "<iframe src=javascript:alert(1)></iframe>",
-    "<!-- opdoc-family: sam -->",
+    "<!-- opdoc-family: sam | 1 | SAM encoder -->",
     "<a href='javascript:alert(1)'>x</a>",
     "<svg/onload=alert(1)>",
     "<https://x.org/onclick=alert(1) >",

@@ -111,3 +111,25 @@ def test_the_api_never_imports_torch():
     code = "import sys; from opdoc import api; api.evaluate('DeepseekV2MLP'); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_dtype_is_a_binding_and_bytes_follow_it():
+    """LlamaAttention at decode keeps K and V for P + S = 8192 positions: 2 × B × H × 8192 × d_h elements."""
+    elements = 2 * 1 * 10 * 8192 * 128  # 20,971,520
+    assert api.evaluate("LlamaAttention", "decode")["kv_cache_bytes"] == elements * 2  # bf16
+    assert api.evaluate("LlamaAttention", "decode", dtype="float32")["kv_cache_bytes"] == elements * 4
+    with pytest.raises(SpecError, match="dtype=int3: expected one of bfloat16, float16, float32"):
+        api.evaluate("LlamaAttention", "decode", dtype="int3")
+
+
+def test_a_float32_model_builds(tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(ROOT / "specs" / "deepseek_ocr", tmp_path / "specs" / "deepseek_ocr")
+    model = tmp_path / "specs" / "deepseek_ocr" / "model.yaml"
+    text = model.read_text(encoding="utf-8").replace("dtype: bfloat16", "dtype: float32", 1)
+    model.write_text(text, encoding="utf-8")
+    assert run(["build", "--root", str(tmp_path), "--site", str(tmp_path / "site")]) == 0
+    page = (tmp_path / "site" / "op-DeepseekV2RMSNorm.md").read_text(encoding="utf-8")
+    # the gain vector: h = 1280 fp32 elements, 4 bytes each = 5,120 bytes
+    assert "5,120" in page and "fp32" in page

@@ -48,6 +48,12 @@ BROKEN = {
     "comma_in_flow_mapping": ("DeepseekV2RMSNorm.yaml", "explain: One multiply per element.}",
                               "explain: One multiply, per element.}"),
     "undocumented_parameter": ("DeepseekV2RMSNorm.yaml", "    eps: {description: added before the square root}\n", ""),
+    # Several problems in one run are all reported, each at its place.
+    "two_bad_binds": [("model.yaml", "bind: {B: 1, S: 16}", "bind: {B: 1, S: 0}"),
+                      ("model.yaml", "bind: {B: 2, S: 4}", "bind: {B: 2.5, S: 4}")],
+    "two_undocumented_parameters": [
+        ("DeepseekV2RMSNorm.yaml", "    eps: {description: added before the square root}\n", ""),
+        ("DeepseekV2MLP.yaml", "    hidden_size: {description: width}\n", "")],
 }
 
 
@@ -57,11 +63,12 @@ def test_broken_spec_errors_match_golden(case, tmp_path, capsys, update_golden):
     code, _ = build(tmp_path, capsys)  # a good build first: the broken one must leave it untouched
     assert code == 0
     before = {p: p.read_bytes() for p in (tmp_path / "site").rglob("*") if p.is_file()}
-    name, old, new = BROKEN[case]
-    spec = tmp_path / SPECS / name
-    text = spec.read_text(encoding="utf-8")
-    assert old in text, f"case {case}: '{old}' not found in {name}"
-    spec.write_text(text.replace(old, new, 1), encoding="utf-8")
+    edits = BROKEN[case] if isinstance(BROKEN[case], list) else [BROKEN[case]]
+    for name, old, new in edits:
+        spec = tmp_path / SPECS / name
+        text = spec.read_text(encoding="utf-8")
+        assert old in text, f"case {case}: '{old}' not found in {name}"
+        spec.write_text(text.replace(old, new, 1), encoding="utf-8")
     code, output = build(tmp_path, capsys)
     assert code == 1
     assert "Traceback" not in output

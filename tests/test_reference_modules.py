@@ -46,7 +46,6 @@ from opdoc.models.deepseek_ocr.deepseek_v2 import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-# The released checkpoint's parameter names: beside the repository (../shared) or inside a checkout's shared/.
 S_FULL = 8192  # max_position_embeddings: the prefill example of model.yaml
 
 
@@ -203,10 +202,12 @@ def test_meta_forward_mlp_and_moe(cfg):
 
 
 def test_meta_even_split_is_exact():
-    idx = torch.empty(8192 * 6, dtype=torch.long, device="meta")
-    assert tokens_per_expert(idx, 64) == [768] * 64
-    odd = tokens_per_expert(torch.empty(10, dtype=torch.long, device="meta"), 4)
-    assert odd == [3, 3, 2, 2] and sum(odd) == 10
+    idx = torch.empty(8192, 6, dtype=torch.long, device="meta")  # 8192 tokens choosing 6 experts each
+    hits, counts = tokens_per_expert(idx, 64)
+    assert counts == [768] * 64  # 8192 * 6 / 64 = 768
+    assert hits.shape == (8192, 64)  # upstream's (tokens, experts) table of hits
+    _, odd = tokens_per_expert(torch.empty(5, 2, dtype=torch.long, device="meta"), 4)
+    assert odd == [3, 3, 2, 2] and sum(odd) == 10  # 10 slots = 4 * 2 + 2: the first two experts take one more
 
 
 @pytest.mark.parametrize("kernel", ["eager", "flash_attention_2"])
@@ -487,7 +488,7 @@ def test_causal_lm_cached_generation_equals_full():
 
 def import_sam_image_encoder():
     """segment_anything's image_encoder.py alone (its package __init__ needs torchvision): the checker's loader."""
-    from opdoc.check.independent import Missing, segment_anything_image_encoder
+    from opdoc.models.deepseek_ocr.independent import Missing, segment_anything_image_encoder
 
     try:
         return segment_anything_image_encoder()

@@ -1,6 +1,6 @@
 """The language-model slice evaluated at DeepSeek-OCR's configuration, against hand arithmetic and published totals.
 
-Configuration (../shared/facts): h=1280, d_ff=6848, d_e=896, E=64, k=6, E_s=2, H=10, d_h=128, V=129280, L=12.
+Configuration (config.json of deepseek-ai/DeepSeek-OCR): h=1280, d_ff=6848, d_e=896, E=64, k=6, E_s=2, H=10, d_h=128, V=129280, L=12.
 """
 
 import json
@@ -10,7 +10,7 @@ from opdoc_testing import ROOT
 from opdoc.pipeline import Paths, load
 
 CATALOG, EV = load(Paths(root=ROOT))
-INDEX = ROOT.parent / "shared" / "facts" / "deepseek-ocr-weight-index.json"
+INDEX = ROOT / "specs" / "deepseek_ocr" / "facts" / "model.safetensors.index.json"
 
 
 def at(op, example="prefill", variant=None, kernel=None):
@@ -94,7 +94,6 @@ CHECKPOINT_PREFIX = {
 }
 
 
-@pytest.mark.skipif(not INDEX.exists(), reason="../shared/facts is not beside this checkout")
 @pytest.mark.parametrize("op", sorted(CHECKPOINT_PREFIX))
 def test_spec_parameter_names_are_the_checkpoint_names(op):
     index = json.loads(INDEX.read_text(encoding="utf-8"))

@@ -207,12 +207,14 @@ class Context:
 def build(op: str, binding: dict[Any, Any], kernel: str = "fused", device: str = "fake",
           dtype: torch.dtype | str = torch.bfloat16, *, variant: str | None = None,
           config: dict[str, Any] | None = None, mode: Any = None, seed: int = 0,
-          modules: dict | None = None, scope_config: dict[str, Any] | None = None) -> Case:
+          modules: dict | None = None, scope_config: dict[str, Any] | None = None,
+          builder: Builder | None = None) -> Case:
     """The reference module of ``op`` and a forward on inputs shaped by ``binding``.
 
     ``binding`` maps symbols (sympy symbols or their names) to numbers, e.g. ``Evaluator.binding``.
     ``mode``: a FakeTensorMode to build in (a fresh one when None and device is "fake").
     ``modules``: a dict in which to keep and reuse modules between calls (with the same ``mode``).
+    ``builder``: builds the Case instead of the op's registered harness (the upstream check's vendor classes).
     """
     if kernel not in KERNELS:
         raise HarnessError(f"kernel must be one of {KERNELS}, got {kernel!r}")
@@ -226,7 +228,7 @@ def build(op: str, binding: dict[Any, Any], kernel: str = "fused", device: str =
 
         mode = FakeTensorMode()
     ctx = Context(op, values, kernel, device, dtype, variant, dict(config or {}), scope_config, mode, seed, modules)
-    case = harness.get(op)(ctx)
+    case = (builder or harness.get(op))(ctx)
     case.place = ctx.place
     return case
 

@@ -13,7 +13,7 @@ tolerances of ``TOLERANCES`` (the only place they are stated; the report prints 
 
 An op that runs an aten op without a rule fails, naming the op. Independent implementations
 (transformers, segment-anything) are measured the same way and compared with our formulas as extra
-rows (``opdoc.check.independent``). ``--device cuda`` runs real bf16 tensors on a GPU instead and
+rows (the model package's ``independent`` module, e.g. ``opdoc.models.deepseek_ocr.independent``). ``--device cuda`` runs real bf16 tensors on a GPU instead and
 writes ``site/measured/cuda-report.json``; the CPU run writes ``build/check-report.json``.
 """
 
@@ -264,9 +264,12 @@ def plan(ev, ops: Sequence[str], quick: bool) -> list[Task]:
     return tasks
 
 
-def check_task(ev, task: Task, modes: dict) -> tuple[list[Row], float]:
-    """Rows of one task; a harness or measuring failure becomes ERROR rows, never an exception."""
-    from opdoc.check.harness import build
+def check_task(ev, task: Task, modes: dict, build: Callable | None = None) -> tuple[list[Row], float]:
+    """Rows of one task; a harness or measuring failure becomes ERROR rows, never an exception.
+    ``build``: what makes the Case (default: the harness's reference modules; the upstream check
+    passes one that builds the vendor's classes)."""
+    if build is None:
+        from opdoc.check.harness import build
 
     spec = ev.catalog.specs[task.op].spec
     label = point_label(ev, spec.scope, task.point)
@@ -385,9 +388,7 @@ def run(root: Path, ops: Sequence[str] = (), *, quick: bool = False, independent
     tasks = plan(ev, names, quick)
     extra = []
     if independent:
-        from opdoc.check.independent import comparisons
-
-        extra = [c for c in comparisons(quick) if not ops or c.op in ops]
+        extra = [c for c in independent_comparisons(catalog, quick) if not ops or c.op in ops]
     bar = Progress(len(tasks) + len(extra), sys.stderr if progress else _Null())
     rows: list[Row] = []
     modes: dict = {}
@@ -400,6 +401,17 @@ def run(root: Path, ops: Sequence[str] = (), *, quick: bool = False, independent
         bar.step(comparison.title)
         rows += comparison.rows(ev)
     return Report(rows, problems, time.perf_counter() - start, "cpu", environment())
+
+
+def independent_comparisons(catalog, quick: bool) -> list:
+    """The model package's comparisons with implementations nobody here wrote (none if it has none)."""
+    import importlib
+    import importlib.util
+
+    name = f"{catalog.model.package}.independent"
+    if importlib.util.find_spec(name) is None:
+        return []
+    return importlib.import_module(name).comparisons(quick)
 
 
 class _Null:
@@ -562,6 +574,10 @@ def parser() -> argparse.ArgumentParser:
                    help="write the counting-rule page site/measured/conventions.md from the rule registry and exit")
     p.add_argument("--report", help="where to write the JSON report (default: build/check-report.json, "
                                     "or site/measured/cuda-report.json with --device cuda)")
+    p.add_argument("--upstream", metavar="DIR",
+                   help="measure the vendor's own classes from a model checkout instead of the reference "
+                        "modules, verify each spec's upstream location and list pages whose class changed "
+                        "(needs the vendor's transformers: `make check-upstream`)")
     return p
 
 
@@ -577,6 +593,10 @@ def run_check(argv: list[str]) -> int:
         target.write_text(conventions_markdown(), encoding="utf-8")
         print(f"wrote {target}")
         return 0
+    if args.upstream:
+        from opdoc.check.upstream import run_upstream_check
+
+        return run_upstream_check(args)
     if args.device == "cuda":
         import torch
 

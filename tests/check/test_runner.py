@@ -183,7 +183,7 @@ def test_report_json_lists_rows_and_tolerances():
 
 def test_transformers_llama_attention_matches_the_spec(loaded):
     pytest.importorskip("transformers")
-    from opdoc.check.independent import comparisons
+    from opdoc.models.deepseek_ocr.independent import comparisons
 
     _, ev = loaded
     chosen = [c for c in comparisons(quick=True) if c.op in ("LlamaAttention", "LlamaFlashAttention2")]
@@ -200,7 +200,7 @@ def test_transformers_llama_attention_matches_the_spec(loaded):
 
 
 def test_segment_anything_patch_embed_matches_the_spec(loaded):
-    from opdoc.check.independent import Missing, comparisons, segment_anything_image_encoder
+    from opdoc.models.deepseek_ocr.independent import Missing, comparisons, segment_anything_image_encoder
 
     try:
         segment_anything_image_encoder()

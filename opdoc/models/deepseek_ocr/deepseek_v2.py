@@ -131,27 +131,29 @@ def _is_fake_without_shape_env(t: Tensor) -> bool:
     return isinstance(t, FakeTensor) and t.fake_mode.shape_env is None
 
 
-def tokens_per_expert(flat_idx: Tensor, n_experts: int) -> list[int]:
-    """How many token-slots each expert receives, as Python ints (or unbacked SymInts under FakeTensorMode).
+def tokens_per_expert(topk_idx: Tensor, n_experts: int) -> tuple[Tensor, list[int]]:
+    """Count token-slots per expert as upstream's inference path does: a (tokens, experts) int64 table
+    with a 1 where a token chose an expert, summed over tokens. Returns the table (upstream keeps it
+    referenced until the dispatch ends) and the counts as Python ints (or unbacked SymInts).
 
     On the meta device (or a FakeTensorMode without a ShapeEnv) the routing is data the tensor does not
-    hold, so the slots are assumed spread evenly: S*k/E per expert, the remainder one each to the first
+    hold, so the slots are assumed spread evenly: N*k/E per expert, the remainder one each to the first
     experts. That keeps every total exact, because an expert's FLOPs and bytes moved are linear in its
-    token count and the counts always sum to S*k; only the per-expert split is an assumption.
-    With a ShapeEnv each count becomes an unbacked symbol u_e, checked to be >= 0 and to sum to S*k.
+    token count and the counts always sum to N*k; only the per-expert split is an assumption.
+    With a ShapeEnv each count becomes an unbacked symbol u_e, checked to be >= 0 and to sum to N*k.
     """
-    n = flat_idx.numel()
-    # The same tensor ops run on every device, so a dispatch-level count is the same on meta and real data.
-    counts = torch.zeros(n_experts, dtype=torch.long, device=flat_idx.device)
-    counts = counts.index_add_(0, flat_idx, torch.ones_like(flat_idx))
-    if flat_idx.is_meta or _is_fake_without_shape_env(flat_idx):
+    hits = topk_idx.new_zeros((topk_idx.shape[0], n_experts))
+    hits.scatter_(1, topk_idx, 1)
+    counts = hits.sum(dim=0)  # the same tensor ops on every device, so a dispatch-level count matches
+    n = topk_idx.numel()
+    if topk_idx.is_meta or _is_fake_without_shape_env(topk_idx):
         q, r = divmod(n, n_experts)
-        return [q + (1 if e < r else 0) for e in range(n_experts)]
-    counts = counts.tolist()  # one host sync, real data only
-    for c in counts:
+        return hits, [q + (1 if e < r else 0) for e in range(n_experts)]
+    per_expert = counts.tolist()  # one host sync, real data only (upstream: .cpu().numpy())
+    for c in per_expert:
         torch._check(c >= 0)
-    torch._check(sum(counts) == n)
-    return counts
+    torch._check(sum(per_expert) == n)
+    return hits, per_expert
 
 
 class DeepseekV2MoE(nn.Module):
@@ -175,7 +177,7 @@ class DeepseekV2MoE(nn.Module):
         identity, orig_shape = hidden_states, hidden_states.shape
         topk_idx, topk_weight, aux_loss = self.gate(hidden_states)
         # Training and inference share one dispatch; upstream's train path (repeat_interleave + masks) sums the same.
-        y = self.moe_infer(hidden_states.reshape(-1, orig_shape[-1]), topk_idx, topk_weight).view(orig_shape)
+        y = self.moe_infer(hidden_states.view(-1, orig_shape[-1]), topk_idx, topk_weight).view(orig_shape)
         if aux_loss is not None:
             y = AddAuxiliaryLoss.apply(y, aux_loss)
         if self.config.n_shared_experts:
@@ -183,19 +185,27 @@ class DeepseekV2MoE(nn.Module):
         return y
 
     def moe_infer(self, x: Tensor, topk_idx: Tensor, topk_weight: Tensor) -> Tensor:
-        """Dispatch: sort the N*k token-slots by expert, one matmul group per expert over just its tokens, combine."""
-        flat_idx = topk_idx.reshape(-1)
-        order = flat_idx.argsort()  # slot positions grouped by expert id
-        token_of_slot = order // self.num_experts_per_tok
-        counts = tokens_per_expert(flat_idx, len(self.experts))
-        chunks = x[token_of_slot].split(counts)  # gathered copies of activations, never of weights
-        # Experts that received no token are skipped, as upstream does: their weights are never read.
-        outs = torch.cat([expert(chunk) for expert, chunk, n in zip(self.experts, chunks, counts)
-                          if not isinstance(n, int) or n > 0])
-        # Weighted combine in the router's fp32, as upstream; index_add sums each token's k expert outputs.
-        weighted = outs.to(topk_weight.dtype) * topk_weight.reshape(-1)[order].unsqueeze(-1)
-        y = torch.zeros(x.shape[0], x.shape[1], dtype=weighted.dtype, device=x.device)
-        return y.index_add_(0, token_of_slot, weighted).to(x.dtype)
+        """Dispatch as upstream's inference path: sort the N*k token-slots by expert, one matmul group per
+        expert over just its tokens, put the outputs back in (token, choice) order, weight and sum in fp32.
+
+        The intermediates stay referenced until the dispatch returns, as upstream's locals do: the hit
+        table, the sorted token copies and the list of expert outputs all count towards the peak.
+        """
+        hits, counts = tokens_per_expert(topk_idx, len(self.experts))
+        order = topk_idx.view(-1).argsort()  # slot positions grouped by expert id
+        gathered = x[order // topk_idx.shape[1]]  # copies of activations, never of weights
+        outputs, start = [], 0
+        for expert, n in zip(self.experts, counts):
+            if isinstance(n, int) and n == 0:
+                continue  # an idle expert is skipped, as upstream does: its weights are never read
+            outputs.append(expert(gathered[start:start + n]))
+            start = start + n
+        outs = torch.cat(outputs, dim=0) if outputs else gathered.new_empty(0)
+        unsorted = torch.empty_like(outs)
+        unsorted[order] = outs  # back to slot order: row t*k + j is token t's j-th choice
+        # Weighted in the router's fp32, in place, then each token's k rows summed.
+        combined = unsorted.view(*topk_idx.shape, -1).to(topk_weight.dtype).mul_(topk_weight.unsqueeze(-1)).sum(dim=1)
+        return combined.to(unsorted.dtype)
 
 
 class LlamaRotaryEmbedding(nn.Module):

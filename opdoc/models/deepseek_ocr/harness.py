@@ -102,9 +102,10 @@ def _moe(ctx: Context) -> Case:
     return Case(module, lambda: module(x), **_routing(ctx, module))
 
 
-def _routing(ctx: Context, root: nn.Module) -> dict[str, Callable]:
-    """`notes` and `observed` for a Case: how the router(s) spread tokens, and the E_run it implies."""
-    notes = _routing_notes(ctx, root)
+def _routing(ctx: Context, root: nn.Module, moe_type: type | None = None) -> dict[str, Callable]:
+    """`notes` and `observed` for a Case: how the router(s) spread tokens, and the E_run it implies.
+    ``moe_type``: the MoE class to look for (default: the reference's; the upstream check passes the vendor's)."""
+    notes = _routing_notes(ctx, root, moe_type)
     seen = getattr(notes, "seen", None)
 
     def observed() -> dict[str, Any]:
@@ -118,12 +119,12 @@ def _routing(ctx: Context, root: nn.Module) -> dict[str, Callable]:
     return {"notes": notes, "observed": observed}
 
 
-def _routing_notes(ctx: Context, root: nn.Module) -> Callable[[], list[str]]:
+def _routing_notes(ctx: Context, root: nn.Module, moe_type: type | None = None) -> Callable[[], list[str]]:
     """How the router(s) under ``root`` spread the token slots: evenly without data (fake, meta),
     unevenly with real tensors (it must not matter: the formulas are linear in each expert's tokens)."""
     from opdoc.models.deepseek_ocr.deepseek_v2 import DeepseekV2MoE
 
-    moes = [m for m in root.modules() if isinstance(m, DeepseekV2MoE)]
+    moes = [m for m in root.modules() if isinstance(m, moe_type or DeepseekV2MoE)]
     if not moes:
         return lambda: []
     if not ctx.real:

@@ -1,0 +1,549 @@
+"""DeepSeek-OCR's own classes for `opdoc check --upstream`: load a model checkout and build each documented op.
+
+A user's checkout of the ``deepseek-ai/DeepSeek-OCR`` model repository holds the vendor code
+(``modeling_deepseekocr.py``, ``modeling_deepseekv2.py``, ``deepencoder.py``, ...) written for
+transformers 4.46.3, whose ``LlamaAttention`` and ``LlamaFlashAttention2`` run in every decoder
+layer (``use_mla`` is false). This module imports that folder as a package, without writing to it or
+copying from it, and builds the vendor class of each op at the configuration its spec documents:
+the checkout's ``config.json`` for the language model, and the values the vendor code itself
+hard-codes for the vision encoders (``build_sam_vit_b``, ``vit_model_cfg``).
+
+Running vendor code on CPU with fake tensors meets obstacles; each is met at run time, never by
+changing a vendor method (``VendorRun`` holds the patches of one forward):
+
+* ``modeling_deepseekocr.py`` imports torchvision, which does not import beside the pinned CPU torch:
+  a stand-in ``torchvision.transforms`` module is registered while the checkout is imported (only its
+  names are needed; using one outside image preprocessing raises);
+* the OCR forward moves tensors with ``.cuda()``: ``Tensor.cuda`` returns the tensor itself;
+* ``flash_attention_2`` needs the ``flash_attn`` package, which has no CPU build. The model is built
+  with the configuration marked as already checked (as ``from_pretrained`` leaves it), and the
+  kernel ``flash_attn_func`` that transformers' ``_flash_attention_forward`` calls is ``FlashStandIn``:
+  it records what the kernel receives (layouts, causality) and runs torch's fused CPU flash kernel,
+  so all the code around the kernel is transformers' and the vendor's, the check that position ids
+  ascend before a prefill included. That check reads a one-byte verdict on the host (``not tensor``),
+  which a fake tensor cannot answer: while it runs, a 0-dim boolean's truth is read with ``tolist``
+  (no aten op, as the spec counts it) and taken as true without data (the model's positions are an
+  arange);
+* the MoE inference path ``moe_infer`` copies the per-expert token counts to the host
+  (``.cpu().numpy()``), which a fake tensor cannot do: while a vendor MoE runs on fake tensors,
+  ``Tensor.numpy`` answers with forced counts, the same even split of the B·S·k slots the reference
+  assumes (so E_run = min(E, B·S·k)); with real tensors the router really routes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import importlib
+import importlib.machinery
+import importlib.util
+import json
+import sys
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from opdoc.check.harness import Case, Context, HarnessError, HarnessRegistry
+
+TRANSFORMERS_VERSION = "4.46.3"
+VENDOR_FILES = ("modeling_deepseekocr.py", "modeling_deepseekv2.py", "deepencoder.py",
+                "configuration_deepseek_v2.py", "conversation.py", "config.json")
+LLAMA_FILE = "transformers/models/llama/modeling_llama.py"
+
+
+class UpstreamError(RuntimeError):
+    """The checkout or its environment cannot be used (the message says what to do)."""
+
+
+# ------------------------------------------------------------------------------ import
+
+
+class _TorchvisionStandIn:
+    """A name imported from torchvision.transforms: fine to import, an error to use."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise UpstreamError(f"torchvision.transforms.{self.name} is a stand-in in the upstream check "
+                            "(image preprocessing is not profiled)")
+
+
+class InterpolationMode(enum.Enum):
+    """The members torchvision's InterpolationMode has; the vendor file only imports the name."""
+
+    NEAREST = "nearest"
+    NEAREST_EXACT = "nearest-exact"
+    BILINEAR = "bilinear"
+    BICUBIC = "bicubic"
+    BOX = "box"
+    HAMMING = "hamming"
+    LANCZOS = "lanczos"
+
+
+def _torchvision_stand_in() -> dict[str, types.ModuleType]:
+    root = types.ModuleType("torchvision")
+    transforms = types.ModuleType("torchvision.transforms")
+    functional = types.ModuleType("torchvision.transforms.functional")
+    transforms.__getattr__ = lambda name: _TorchvisionStandIn(name)  # type: ignore[method-assign]
+    functional.InterpolationMode = InterpolationMode  # type: ignore[attr-defined]
+    transforms.functional = functional  # type: ignore[attr-defined]
+    root.transforms = transforms  # type: ignore[attr-defined]
+    return {"torchvision": root, "torchvision.transforms": transforms,
+            "torchvision.transforms.functional": functional}
+
+
+def check_environment() -> None:
+    import transformers
+
+    if transformers.__version__ != TRANSFORMERS_VERSION:
+        raise UpstreamError(f"the vendor code targets transformers {TRANSFORMERS_VERSION}, this environment has "
+                            f"{transformers.__version__}; run `make check-upstream` (it sets up .venv-upstream)")
+
+
+def transformers_root() -> Path:
+    """The folder holding the installed ``transformers`` package (upstream paths are relative to it)."""
+    import transformers
+
+    return Path(transformers.__file__).resolve().parent.parent
+
+
+@dataclass
+class Vendor:
+    """The imported checkout: its package, modules, configuration file, and transformers' Llama module."""
+
+    path: Path
+    package: str
+    modules: dict[str, types.ModuleType]
+    config_json: dict[str, Any]
+    llama: types.ModuleType
+    torchvision: str  # "installed" or "stand-in"
+
+    def __getitem__(self, file_stem: str) -> types.ModuleType:
+        return self.modules[file_stem]
+
+
+def missing_files(path: Path) -> list[str]:
+    return [name for name in VENDOR_FILES if not (path / name).is_file()]
+
+
+def load_checkout(path: Path) -> Vendor:
+    """Import the checkout folder as a package (its files use relative imports), writing nothing there."""
+    path = path.resolve()
+    if not path.is_dir():
+        raise UpstreamError(f"{path}: no such folder; pass a checkout of deepseek-ai/DeepSeek-OCR")
+    missing = missing_files(path)
+    if missing:
+        raise UpstreamError(f"{path}: not a DeepSeek-OCR checkout, missing {', '.join(missing)}")
+    check_environment()
+    package = "deepseek_ocr_checkout_" + hashlib.sha256(str(path).encode()).hexdigest()[:10]
+    if package not in sys.modules:
+        spec = importlib.machinery.ModuleSpec(package, None, is_package=True)
+        spec.submodule_search_locations = [str(path)]
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[package] = module
+    torchvision = "installed" if importlib.util.find_spec("torchvision") is not None else "stand-in"
+    stand_in = _torchvision_stand_in() if torchvision == "stand-in" else {}
+    saved = {name: sys.modules.get(name) for name in stand_in}
+    writes = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # no __pycache__ inside the user's checkout
+    try:
+        sys.modules.update(stand_in)
+        modules = {stem: importlib.import_module(f"{package}.{stem}")
+                   for stem in ("configuration_deepseek_v2", "modeling_deepseekv2", "deepencoder",
+                                "modeling_deepseekocr")}
+    finally:
+        sys.dont_write_bytecode = writes
+        for name, previous in saved.items():
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
+    config_json = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    llama = importlib.import_module("transformers.models.llama.modeling_llama")
+    return Vendor(path, package, modules, config_json, llama, torchvision)
+
+
+# ------------------------------------------------------------------------------ run-time patches
+
+
+@dataclass
+class FlashCall:
+    """What transformers handed the flash kernel in one call."""
+
+    query: tuple[int, ...]
+    key: tuple[int, ...]
+    value: tuple[int, ...]
+    is_causal: bool
+
+    def describe(self) -> str:
+        return (f"flash kernel stand-in got q {self.query}, k {self.key}, v {self.value} (B, S, H, d), "
+                f"no mask, causal={self.is_causal}")
+
+
+class FlashStandIn:
+    """Stands in for flash-attn's ``flash_attn_func``: records the call, then computes it with torch's
+    fused CPU flash kernel (causal without a mask, as flash_attn applies causality itself).
+
+    flash_attn aligns the causal diagonal bottom-right and torch's kernel top-left; they agree when
+    the queries are all the keys (prefill from an empty cache) or one query (decode). For a chunk of
+    S > 1 queries over P > 0 cached keys the stand-in's numbers differ from flash_attn's; the counted
+    work does not (both compute the full S × (P+S) product).
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[FlashCall] = []
+
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0, softmax_scale: float | None = None,
+                 causal: bool = False, **kwargs: Any) -> Tensor:
+        self.calls.append(FlashCall(tuple(q.shape), tuple(k.shape), tuple(v.shape), bool(causal)))
+        # (B, S, H, d) -> (B, H, S, d): views; torch's CPU kernel writes its output (B, S, H, d)-major,
+        # so transposing back is a view too, as flash_attn's own output is.
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p=dropout_p,
+            is_causal=causal and q.shape[1] > 1, scale=softmax_scale)
+        return out.transpose(1, 2)
+
+
+def _verdict_truth(original: Callable[[Tensor], bool]) -> Callable[[Tensor], bool]:
+    """``bool(tensor)`` for the flash path's order check: a 0-dim boolean is read with ``tolist`` (a
+    host read without an aten op) or, on a fake tensor, taken as true; anything else as before."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    def truth(tensor: Tensor) -> bool:
+        if tensor.dim() == 0 and tensor.dtype == torch.bool:
+            return True if isinstance(tensor, FakeTensor) or tensor.is_meta else bool(tensor.tolist())
+        return original(tensor)
+    return truth
+
+
+class ForcedRouting:
+    """While a vendor MoE runs on fake tensors, ``Tensor.numpy`` returns its forced token counts (on
+    real tensors, a copy of the real ones).
+
+    ``moe_infer`` reads the per-expert counts on the host to slice the sorted tokens; a fake tensor
+    holds no counts. The forced counts split the N·k slots evenly (the first experts take the
+    remainder), so E_run = min(E, N·k) experts run, the value the spec's examples bind.
+    """
+
+    def __init__(self, moe_type: type, top_k: int) -> None:
+        self.moe_type, self.top_k = moe_type, top_k
+        self.active: list[int] = []  # slots of the MoE forwards running now (innermost last)
+        self.forced: list[list[int]] = []
+
+    @staticmethod
+    def even_split(slots: int, experts: int) -> list[int]:
+        q, r = divmod(slots, experts)
+        return [q + (1 if e < r else 0) for e in range(experts)]
+
+    def numpy(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        import numpy as np
+
+        from torch._subclasses.fake_tensor import FakeTensor
+
+        def numpy(tensor: Tensor, *args: Any, **kwargs: Any) -> Any:
+            if not isinstance(tensor, FakeTensor):
+                # On a GPU, .cpu() copies the counts to the host and the device tensor is freed when
+                # the vendor rebinds its name; on CPU tensors numpy() would share (and keep alive) the
+                # storage instead, so hand back a copy, as the GPU run has.
+                return original(tensor, *args, **kwargs).copy()
+            if not self.active or tensor.dim() != 1:
+                raise UpstreamError("a vendor op read a fake tensor's data outside the MoE token counts")
+            counts = self.even_split(self.active[-1], tensor.shape[0])
+            self.forced.append(counts)
+            return np.asarray(counts, dtype=np.int64)
+        return numpy
+
+    def hooks(self, root: nn.Module) -> list[Any]:
+        def enter(module: nn.Module, args: tuple) -> None:
+            x = args[0]
+            self.active.append(x.numel() // x.shape[-1] * self.top_k)
+
+        def leave(module: nn.Module, args: tuple, out: Any) -> None:
+            self.active.pop()
+
+        handles = []
+        for module in root.modules():
+            if isinstance(module, self.moe_type):
+                handles.append(module.register_forward_pre_hook(enter))
+                handles.append(module.register_forward_hook(leave, always_call=True))
+        return handles
+
+
+@contextlib.contextmanager
+def vendor_run(vendor: Vendor, root: nn.Module, flash: FlashStandIn, routing: ForcedRouting | None
+               ) -> Iterator[None]:
+    """The run-time patches of one vendor forward (see the module docstring)."""
+    flash_utils = importlib.import_module("transformers.modeling_flash_attention_utils")
+    saved_numpy, saved_cuda, saved_bool = Tensor.numpy, Tensor.cuda, Tensor.__bool__
+    missing = object()
+    saved_kernel = {name: getattr(flash_utils, name, missing) for name in ("flash_attn_func", "_flash_supports_window_size")}
+    handles = routing.hooks(root) if routing else []
+    try:
+        Tensor.cuda = lambda self, *args, **kwargs: self  # CPU run: the OCR forward's .cuda() stays put
+        if routing:
+            Tensor.numpy = routing.numpy(saved_numpy)
+        Tensor.__bool__ = _verdict_truth(saved_bool)
+        # What `import flash_attn` would have defined in transformers' flash module: the kernel, and
+        # whether it takes a sliding window (no model here uses one).
+        flash_utils.flash_attn_func = flash
+        flash_utils._flash_supports_window_size = True
+        yield
+    finally:
+        Tensor.numpy, Tensor.cuda, Tensor.__bool__ = saved_numpy, saved_cuda, saved_bool
+        for name, value in saved_kernel.items():
+            if value is missing:
+                delattr(flash_utils, name)
+            else:
+                setattr(flash_utils, name, value)
+        for handle in handles:
+            handle.remove()
+
+
+# ------------------------------------------------------------------------------ building the ops
+
+
+ATTENTION = {"eager": "eager", "fused": "flash_attention_2"}  # our kernel -> the vendor's implementation
+
+
+def language_config(vendor: Vendor, ctx: Context):
+    """The vendor's DeepseekV2Config from the checkout's config.json (as AutoConfig reads it), with the
+    point's overrides and the attention implementation; its values must give the point's symbols."""
+    config_class = vendor["modeling_deepseekocr"].DeepseekOCRConfig  # config.json's auto_map AutoConfig
+    values = {k: v for k, v in vendor.config_json.items() if not k.startswith("_")}
+    config = config_class(**{**values, **ctx.config})
+    config._attn_implementation_internal = ATTENTION[ctx.kernel]
+    # from_pretrained checks once that the implementation can load, then marks the config; a CPU run
+    # cannot pass the flash check (no flash_attn), the stand-in kernel replaces it.
+    config._attn_implementation_autoset = True
+    config.use_cache = True
+    ctx.check(h=config.hidden_size, H=config.num_attention_heads,
+              d_h=config.hidden_size // config.num_attention_heads, d_ff=config.intermediate_size,
+              d_e=config.moe_intermediate_size, E=config.n_routed_experts, k=config.num_experts_per_tok,
+              E_s=config.n_shared_experts, V=config.vocab_size, L=config.num_hidden_layers,
+              L_dense=config.first_k_dense_replace)
+    return config
+
+
+# op name -> builder of the vendor class: `builder(vendor, ctx) -> Case` (duplicates refused, as for the harness).
+upstream = HarnessRegistry()
+
+
+def _dynamic_cache(ctx: Context, layers: int):
+    """transformers' DynamicCache holding P positions in each layer (the vendor's cache class)."""
+    from transformers.cache_utils import DynamicCache
+
+    shape = (ctx["B"], ctx["H"], ctx["P"], ctx["d_h"])
+    keys = [ctx.tensor(*shape) for _ in range(layers)]
+    values = [ctx.tensor(*shape) for _ in range(layers)]
+
+    def fresh() -> Any:
+        cache = DynamicCache()
+        cache.key_cache, cache.value_cache = list(keys), list(values)
+        cache._seen_tokens = ctx["P"]
+        return cache
+    return fresh
+
+
+def _cache_tensors(cache: Any) -> list[Tensor]:
+    return [*cache.key_cache, *cache.value_cache]
+
+
+def _positions(ctx: Context) -> Tensor:
+    """position_ids P to P + S - 1 in B_pos rows: (1, S) as DeepseekV2Model makes them, shared by the
+    batch, or a row per sequence as generation passes them."""
+    with ctx.place():
+        return torch.arange(ctx["P"], ctx["P"] + ctx["S"], dtype=torch.long)[None].expand(ctx["B_pos"], -1).contiguous()
+
+
+def _vendor_mask(vendor: Vendor, ctx: Context, x: Tensor, implementation: str) -> Tensor | None:
+    """The mask DeepseekV2Model hands its layers: none under flash_attention_2 (unpadded batch), else
+    transformers' 4-D causal mask (None for a single query)."""
+    if implementation == "flash_attention_2":
+        return None
+    with ctx.place(), torch.no_grad():
+        return vendor["modeling_deepseekv2"]._prepare_4d_causal_attention_mask(
+            None, (ctx["B"], ctx["S"]), x, ctx["P"])
+
+
+def _with_patches(vendor: Vendor, ctx: Context, module: nn.Module, call: Callable[[], Any],
+                  kv_cache: Callable[[Any], list[Tensor]] = lambda out: [], **extra: Any) -> Case:
+    """A Case whose forward runs under the vendor patches; notes say how it ran."""
+    from opdoc.models.deepseek_ocr.harness import _routing
+
+    mod = vendor["modeling_deepseekv2"]
+    flash = FlashStandIn()
+    moes = [m for m in module.modules() if isinstance(m, mod.DeepseekV2MoE)]
+    routing = ForcedRouting(mod.DeepseekV2MoE, moes[0].num_experts_per_tok) if moes else None
+    routed = _routing(ctx, module, mod.DeepseekV2MoE) if moes else {}
+
+    def run() -> Any:
+        with vendor_run(vendor, module, flash, routing):
+            return call()
+
+    def notes() -> list[str]:
+        out = list(routed["notes"]()) if routed else []
+        if routing and routing.forced:
+            out.append(f"moe_infer's host counts forced: even split, {sum(1 for c in routing.forced[-1] if c)} "
+                       f"of {len(routing.forced[-1])} experts run")
+        if flash.calls:
+            out.append(flash.calls[-1].describe() + f" ×{len(flash.calls)}")
+        return out
+    return Case(module, run, kv_cache, notes=notes, **({"observed": routed["observed"]} if routed else {}),
+                **extra)
+
+
+def _hidden(name: str, make: Callable[[Any, Any], nn.Module]) -> None:
+    """A builder for a language op called on one (B, S, h) tensor: `make(module_of_file, config)`."""
+    def builder(vendor: Vendor, ctx: Context) -> Case:
+        cfg = language_config(vendor, ctx)
+        module = ctx.module(lambda: make(vendor["modeling_deepseekv2"], cfg))
+        x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
+        return _with_patches(vendor, ctx, module, lambda: module(x))
+    upstream(name)(builder)
+
+
+_hidden("DeepseekV2RMSNorm", lambda m, cfg: m.DeepseekV2RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps))
+_hidden("DeepseekV2MLP", lambda m, cfg: m.DeepseekV2MLP(cfg))
+_hidden("MoEGate", lambda m, cfg: m.MoEGate(cfg))
+_hidden("DeepseekV2MoE", lambda m, cfg: m.DeepseekV2MoE(cfg))
+
+
+def _layer_call(vendor: Vendor, ctx: Context, module: nn.Module, layer_idx: int, implementation: str,
+                tables: bool = False) -> Case:
+    """One attention or decoder layer called as DeepseekV2Model calls it: position_ids (no rotary
+    tables, unless `tables`: the shared_tables variant), the model's mask for `implementation`, a
+    DynamicCache holding P positions for every layer up to this one."""
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
+    positions = _positions(ctx)
+    mask = _vendor_mask(vendor, ctx, x, implementation)
+    cache = _dynamic_cache(ctx, layer_idx + 1)
+    extra = {}
+    if tables:  # built before the measured forward, by transformers' own rotary class
+        with ctx.place(), torch.no_grad():
+            extra["position_embeddings"] = module.rotary_emb(x, positions)
+
+    def call() -> Any:
+        return module(x, attention_mask=mask, position_ids=positions, past_key_value=cache(), use_cache=True, **extra)
+    # LlamaAttention returns (out, weights, cache); the decoder layer (out, cache) without weights. The
+    # cache also holds the earlier layers' seeded positions: only this layer's entry is its KV cache.
+    return _with_patches(vendor, ctx, module, call,
+                         lambda out: [out[-1].key_cache[layer_idx], out[-1].value_cache[layer_idx]])
+
+
+def _attention_class(implementation: str) -> Callable[[Vendor, Context], Case]:
+    """transformers' attention class that DeepseekV2DecoderLayer builds for `implementation`
+    (ATTENTION_CLASSES["mha_" + implementation]); each class has one path, whatever the kernel."""
+    def builder(vendor: Vendor, ctx: Context) -> Case:
+        if ctx.variant not in ("per_layer", "shared_tables"):
+            raise HarnessError(f"{ctx.op}: variant must be per_layer or shared_tables, got {ctx.variant!r}")
+        cfg = language_config(vendor, ctx)
+        cfg._attn_implementation_internal = implementation
+        table = vendor["modeling_deepseekv2"].ATTENTION_CLASSES
+        module = ctx.module(lambda: table["mha_" + implementation](config=cfg, layer_idx=0))
+        return _layer_call(vendor, ctx, module, 0, implementation, tables=ctx.variant == "shared_tables")
+    return builder
+
+
+upstream("LlamaAttention")(_attention_class("eager"))
+upstream("LlamaFlashAttention2")(_attention_class("flash_attention_2"))
+
+
+@upstream("LlamaRotaryEmbedding")
+def _llama_rotary(vendor: Vendor, ctx: Context) -> Case:
+    # What each vendor attention layer constructs as its rotary_emb (the configuration has no rope_scaling).
+    cfg = language_config(vendor, ctx)
+    module = ctx.module(lambda: vendor.llama.LlamaRotaryEmbedding(config=cfg))
+    values = ctx.tensor(ctx["B"], ctx["H"], ctx["S"], ctx["d_h"])
+    positions = _positions(ctx)
+    return _with_patches(vendor, ctx, module, lambda: module(values, positions))
+
+
+@upstream("DeepseekV2DecoderLayer", attention=True)
+def _decoder_layer(vendor: Vendor, ctx: Context) -> Case:
+    cfg = language_config(vendor, ctx)
+    if ctx.variant not in ("dense", "moe"):
+        raise HarnessError(f"DeepseekV2DecoderLayer: variant must be dense or moe, got {ctx.variant!r}")
+    layer_idx = 0 if ctx.variant == "dense" else cfg.first_k_dense_replace
+    module = ctx.module(lambda: vendor["modeling_deepseekv2"].DeepseekV2DecoderLayer(cfg, layer_idx))
+    return _layer_call(vendor, ctx, module, layer_idx, cfg._attn_implementation)
+
+
+def _whole(name: str, cache_at: int) -> None:
+    def builder(vendor: Vendor, ctx: Context) -> Case:
+        cfg = language_config(vendor, ctx)
+        module = ctx.module(lambda: getattr(vendor["modeling_deepseekv2"], name)(cfg))
+        ids = ctx.ids(ctx["B"], ctx["S"], high=cfg.vocab_size)
+        cache = _dynamic_cache(ctx, cfg.num_hidden_layers)
+        # B_pos = 1: the model makes its arange row; B_pos = B > 1: a row per sequence, as generation passes.
+        positions = _positions(ctx) if ctx["B_pos"] > 1 else None
+        return _with_patches(vendor, ctx, module,
+                             lambda: module(ids, position_ids=positions, past_key_values=cache(), use_cache=True,
+                                            return_dict=False),
+                             lambda out: _cache_tensors(out[cache_at]))
+    upstream(name, attention=True)(builder)
+
+
+_whole("DeepseekV2Model", cache_at=1)
+_whole("DeepseekV2ForCausalLM", cache_at=1)
+
+
+@upstream("PatchEmbed")
+def _patch_embed(vendor: Vendor, ctx: Context) -> Case:
+    # The patch embedding of the SAM-B encoder exactly as build_sam_vit_b constructs it.
+    module = ctx.module(lambda: vendor["deepencoder"].build_sam_vit_b().patch_embed)
+    conv = module.proj
+    ctx.check(p=conv.kernel_size[0], C_in=conv.in_channels, h=conv.out_channels)
+    x = ctx.tensor(ctx["B"], ctx["C_in"], ctx["H_img"], ctx["W_img"])
+    return _with_patches(vendor, ctx, module, lambda: module(x))
+
+
+@upstream("NoTPAttention", attention=True)
+def _clip_attention(vendor: Vendor, ctx: Context) -> Case:
+    # CLIP-L's attention with the configuration the vendor hard-codes (vit_model_cfg, used by build_clip_l).
+    encoder = vendor["deepencoder"]
+    cfg = encoder.vit_model_cfg
+    ctx.check(h=cfg.hidden_size, H=cfg.num_attention_heads, d_h=cfg.hidden_size // cfg.num_attention_heads)
+    module = ctx.module(lambda: encoder.NoTPAttention(cfg))
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
+    return _with_patches(vendor, ctx, module, lambda: module(x), context=ctx.sdpa_context())
+
+
+# The vendor classes each op's spec documents, by file; used to list what has no spec yet.
+def vendor_classes(vendor: Vendor) -> dict[str, list[str]]:
+    """nn.Module classes defined in each vendor file (and the Llama classes OCR instantiates)."""
+    found: dict[str, list[str]] = {}
+    for stem, module in vendor.modules.items():
+        names = [name for name, value in vars(module).items()
+                 if isinstance(value, type) and issubclass(value, nn.Module) and value.__module__ == module.__name__]
+        found[f"{stem}.py"] = sorted(names)
+    found[LLAMA_FILE] = ["LlamaAttention", "LlamaFlashAttention2", "LlamaRotaryEmbedding"]
+    return found
+
+
+# ------------------------------------------------------------------------------ known deviations
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """A difference the upstream check found between the vendor's class and the spec, not fixed yet.
+
+    Its rows are reported as ``known`` (both numbers and the differing aten ops still printed); an
+    entry whose op and kernel no longer differ is an error, so the list cannot outlive the fix.
+    """
+
+    op: str
+    kernels: tuple[str, ...]
+    finding: str
+    resolution: str
+
+
+# No known deviation: issue 12 rewrote the LlamaAttention, LlamaFlashAttention2, decoder-layer and
+# model specs to what the vendor runs (rotary tables per layer, a mask only on the eager path).
+KNOWN_DEVIATIONS: tuple[Deviation, ...] = ()

@@ -1,0 +1,105 @@
+"""Stage 3a (continued): the reference implementation's class source, read with `ast`, never imported.
+
+An op's implementation resolves only inside the package its model declares (model.yaml `package`):
+a spec cannot make the build import anything else. Without an `implementation` field, the class is
+found by its op name in the package's modules.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from opdoc.catalog import Catalog, ParsedSpec
+from opdoc.spec import SpecError, SpecProblem
+
+
+@dataclass
+class ClassSource:
+    file: str
+    first: int
+    last: int
+    source: str
+    signature: str
+    params: list[tuple[str, str | None]]  # (name, default as written)
+
+
+def package_folder(catalog: Catalog) -> Path | None:
+    """The model package's folder, located without running any module but the package's own parents."""
+    package = catalog.model.package
+    try:
+        found = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
+        return None
+    return Path(next(iter(found.submodule_search_locations)))
+
+
+def class_source(item: ParsedSpec, catalog: Catalog) -> ClassSource:
+    """The class that implements `item`'s op: its file, lines, source and constructor signature."""
+    package = catalog.model.package
+    where = ("implementation",) if item.spec.implementation else ("op",)
+
+    def fail(message: str) -> SpecError:
+        return SpecError([SpecProblem(item.path, item.line(*where), where[0], message)])
+
+    folder = package_folder(catalog)
+    if folder is None:
+        return_message = (f"the model package '{package}' (model.yaml `package`) was not found; "
+                          "install it or set `package_path`")
+        raise fail(return_message)
+    if item.spec.implementation:
+        module, _, name = item.spec.implementation.rpartition(".")
+        if module != package and not module.startswith(package + "."):
+            raise fail(f"'{item.spec.implementation}' is outside the model package '{package}'; implementations "
+                       "resolve only inside it")
+        relative = module[len(package):].lstrip(".").replace(".", "/")
+        candidates = [folder / f"{relative}.py", folder / relative / "__init__.py"] if relative else [folder / "__init__.py"]
+        files = [path for path in candidates if path.is_file()]
+        if not files:
+            raise fail(f"module '{module}' not found in {folder}; write it or fix the path")
+    else:
+        name = item.spec.op
+        files = sorted(folder.rglob("*.py"))
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        for node in ast.parse(text).body:
+            if isinstance(node, ast.ClassDef) and node.name == name:
+                return _source(path, text, node, catalog.root)
+    if item.spec.implementation:
+        raise fail(f"class '{name}' not found in {files[0].name}")
+    raise fail(f"no class '{name}' in the model package '{package}'; write it there or name the class in "
+               "`implementation`")
+
+
+def _source(path: Path, text: str, node: ast.ClassDef, root: Path) -> ClassSource:
+    first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    lines = text.splitlines()[first - 1:node.end_lineno]
+    init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+    signature, params = _signature(init)
+    return ClassSource(_relative(path, root), first, node.end_lineno, "\n".join(lines), signature, params)
+
+
+def _relative(path: Path, root: Path) -> str:
+    """The file as the reader finds it: relative to the repository being built, else to opdoc's own."""
+    for base in (root, Path(__file__).resolve().parent.parent):
+        try:
+            return str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return path.name
+
+
+def _signature(init: ast.FunctionDef | None) -> tuple[str, list[tuple[str, str | None]]]:
+    if init is None:
+        return "def __init__(self)", []
+    args = init.args
+    positional = [*args.posonlyargs, *args.args]
+    defaults = [None] * (len(positional) - len(args.defaults)) + [ast.unparse(d) for d in args.defaults]
+    params = [(a.arg, d) for a, d in zip(positional, defaults) if a.arg != "self"]
+    params += [(a.arg, ast.unparse(d) if d is not None else None) for a, d in zip(args.kwonlyargs, args.kw_defaults)]
+    header = f"def __init__({ast.unparse(args)})"
+    return header, params

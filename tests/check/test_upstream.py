@@ -1,0 +1,137 @@
+"""`opdoc check --upstream`: locations and source hashes against the vendor checkout, the staleness
+report, the gate step without a checkout, and one run of the vendor's classes in .venv-upstream.
+
+The vendor checkout is found at $OPDOC_UPSTREAM or ../shared/upstream/deepseek-ocr. Without one these
+tests skip saying "no vendor checkout"; under CI=true they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from opdoc.check.upstream import check_locations, find_class, source_hash, staleness
+from opdoc.pipeline import Paths, load
+
+ROOT = Path(__file__).resolve().parents[2]
+UPSTREAM_VENV = ROOT / ".venv-upstream"
+
+
+def _checkout() -> Path:
+    path = Path(os.environ.get("OPDOC_UPSTREAM", ROOT.parent / "shared" / "upstream" / "deepseek-ocr"))
+    if not (path / "modeling_deepseekv2.py").is_file():
+        message = f"no vendor checkout at {path} (set OPDOC_UPSTREAM)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + ": CI requires one")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkout() -> Path:
+    return _checkout()
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load(Paths(root=ROOT))[0]
+
+
+def _vendor_transformers() -> tuple[Path, str] | None:
+    """transformers 4.46.3 as installed in .venv-upstream, found without importing it here."""
+    for dist in sorted(UPSTREAM_VENV.glob("lib/python*/site-packages/transformers-*.dist-info")):
+        return dist.parent, dist.name.removeprefix("transformers-").removesuffix(".dist-info")
+    return None
+
+
+def test_find_class_starts_at_the_first_decorator(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("import x\n\n@dec\n@dec2(1)\nclass A:\n    a = 1\n\n    def f(self):\n        return 2\n\nb = 3\n")
+    first, last, digest = find_class(source, "A")
+    assert (first, last) == (3, 9)  # "@dec" on line 3, "return 2" on line 9
+    assert digest == source_hash(source.read_text().splitlines()[2:9])
+    assert find_class(source, "B") is None
+
+
+def test_every_spec_location_matches_the_checkout(checkout, catalog):
+    locations = check_locations(catalog, checkout, _vendor_transformers())
+    assert len(locations) == len(catalog.specs)
+    for loc in locations:
+        if loc.file.startswith("transformers/") and _vendor_transformers() is None:
+            assert "not installed here" in loc.problem  # verified by `make check-upstream` instead
+            continue
+        assert loc.problem == "", loc.problem
+        assert loc.found == loc.lines and not loc.stale, loc.op
+    assert staleness(locations) == []
+
+
+def _edit(path: Path, line: int, change) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[line - 1] = change(lines[line - 1])
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def test_one_changed_line_names_the_affected_page(checkout, catalog, tmp_path):
+    copy = tmp_path / "checkout"
+    shutil.copytree(checkout, copy)
+    for path in copy.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # the shared checkout is read-only
+    mlp = catalog.specs["DeepseekV2MLP"].spec.upstream
+    # One line inside DeepseekV2MLP (its last one, the return) changes; nothing moves.
+    _edit(copy / mlp.file, mlp.lines[1], lambda text: text.replace("return down_proj", "return down_proj * 1"))
+    locations = check_locations(catalog, copy, None)
+    stale = staleness(locations)
+    assert len(stale) == 1 and stale[0].startswith("site/op-DeepseekV2MLP.md: upstream class DeepseekV2MLP changed")
+    assert [loc.op for loc in locations if loc.problem and not loc.file.startswith("transformers/")] == []
+
+
+def test_a_moved_class_is_a_location_error(checkout, catalog, tmp_path):
+    copy = tmp_path / "checkout"
+    shutil.copytree(checkout, copy)
+    for path in copy.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    patch = catalog.specs["PatchEmbed"].spec.upstream
+    _edit(copy / patch.file, patch.lines[0], lambda text: "\n" + text)  # one blank line above the class
+    problems = {loc.op: loc.problem for loc in check_locations(catalog, copy, None) if loc.problem}
+    first, last = patch.lines
+    assert f"write [{first + 1}, {last + 1}]" in problems["PatchEmbed"]
+    assert "NoTPAttention" not in problems  # above the inserted line: unmoved
+
+
+@pytest.mark.parametrize("ci, code", [("", 0), ("true", 1)])
+def test_gate_step_without_a_checkout(tmp_path, ci, code):
+    env = {**os.environ, "OPDOC_UPSTREAM": str(tmp_path / "absent"), "CI": ci}
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "check-upstream.sh")], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == code
+    assert "no vendor checkout" in result.stdout + result.stderr
+
+
+def test_vendor_classes_run_in_the_upstream_environment(checkout, tmp_path):
+    """The vendor's MoE at a full-size point (forced even routing) and at the real-routing point,
+    and transformers' LlamaFlashAttention2 with the kernel stand-in, measured in .venv-upstream."""
+    if not (UPSTREAM_VENV / "bin" / "opdoc").exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("no .venv-upstream: `make test` sets it up")
+        pytest.skip("no .venv-upstream (run `make check-upstream`)")
+    report = tmp_path / "report.json"
+    result = subprocess.run([str(UPSTREAM_VENV / "bin" / "opdoc"), "check", "--upstream", str(checkout),
+                             "DeepseekV2MoE", "LlamaFlashAttention2", "--quick", "--report", str(report)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    data = json.loads(report.read_text())
+    rows = [r for r in data["rows"] if r["op"] == "DeepseekV2MoE"]
+    assert rows and all(r["status"] == "pass" for r in rows), result.stdout[-3000:]
+    notes = " ".join(r["note"] for r in rows)
+    assert "even split, 64 of 64 experts run" in notes  # prefill: 8192 * 6 slots reach every expert
+    assert "even split, 6 of 64 experts run" in notes  # decode: 1 * 6 slots
+    # transformers' own flash path around the kernel (its order check of the position ids included)
+    flash_rows = [r for r in data["rows"] if r["op"] == "LlamaFlashAttention2"]
+    assert flash_rows and all(r["status"] == "pass" for r in flash_rows), result.stdout[-3000:]
+    flash = " ".join(r["note"] for r in flash_rows)
+    assert "flash kernel stand-in got q (1, 8192, 10, 128)" in flash and "no mask, causal=True" in flash
+    assert data["sources"]["transformers"] == "4.46.3"

@@ -116,10 +116,11 @@ class Evaluator:
     def _compose(self, item: ParsedSpec, variant: str | None, kernel: str) -> Quantities:
         spec = item.spec
         q = Quantities()
-        tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors)}
+        # Tensors of this variant (a tensor of another variant does not exist here: 0 bytes in the peak).
+        tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors) if tensor.only in (None, variant)}
         zero = sympy.Integer(0)
         for i, operation in enumerate(spec.operations):
-            if operation.kernel not in (None, kernel):
+            if operation.kernel not in (None, kernel) or operation.only not in (None, variant):
                 continue
             flops = item.exprs[f"operations.{i}.flops"]
             if operation.unit == "tensor":
@@ -131,9 +132,10 @@ class Evaluator:
             q.io_write_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.writes), zero)
         # What the op returns, wherever it was produced: a parent holding it reads out(child).
         q.output_bytes = sum((self.tensor_bytes(item, i) for i, tensor in enumerate(spec.tensors)
-                              if tensor.role == "output" and tensor.kernel in (None, kernel)), zero)
+                              if tensor.role == "output" and tensor.kernel in (None, kernel)
+                              and tensor.only in (None, variant)), zero)
         for i, tensor in enumerate(spec.tensors):
-            if tensor.from_child or tensor.kernel not in (None, kernel):
+            if tensor.from_child or tensor.kernel not in (None, kernel) or tensor.only not in (None, variant):
                 continue
             if tensor.role == "parameter":
                 q.parameters += self.tensor_numel(item, i)
@@ -167,8 +169,11 @@ class Evaluator:
               tensor_index: dict[str, int]) -> sympy.Expr:
         key = kernel if kernel in item.spec.memory.peak else "any"
         expr = item.exprs[f"memory.peak.{key}.formula"]
-        replace = {sympy.Symbol(f"bytes[{name}]"): self.tensor_bytes(item, i)
-                   for name, i in tensor_index.items() if name.isidentifier()}
+        zero = sympy.Integer(0)
+        replace = {sympy.Symbol(f"bytes[{tensor.name}]"): zero for tensor in item.spec.tensors
+                   if tensor.name.isidentifier()}  # tensors of other variants
+        replace.update({sympy.Symbol(f"bytes[{name}]"): self.tensor_bytes(item, i)
+                        for name, i in tensor_index.items() if name.isidentifier()})
         replace.update({sympy.Symbol(name): value for name, value in child_peaks.items()})
         return expr.xreplace(replace)
 
@@ -411,7 +416,7 @@ class Evaluator:
         totals = {name: number(expr, name) for name, expr in formulas.items()}
         operations = []
         for index, operation in enumerate(item.spec.operations):
-            if operation.kernel not in (None, kernel):
+            if operation.kernel not in (None, kernel) or operation.only not in (None, variant):
                 continue
             expr = item.exprs[f"operations.{index}.flops"]
             operations.append(Part(index, operation.name, operation.unit, expr,
@@ -431,7 +436,7 @@ class Evaluator:
                                       number(instances, f"child '{child.name}' instances"), contribution))
         tensors = []
         for index, tensor in enumerate(item.spec.tensors):
-            if tensor.kernel not in (None, kernel):
+            if tensor.kernel not in (None, kernel) or tensor.only not in (None, variant):
                 continue
             shape = tuple(number(item.exprs[f"tensors.{index}.shape.{axis}"], f"tensor '{tensor.name}' shape",
                                  ("tensors", index, "shape", axis)) for axis in range(len(tensor.shape)))

@@ -231,6 +231,108 @@ harness("DeepseekV2Model", attention=True)(_on_token_ids("DeepseekV2Model", cach
 harness("DeepseekV2ForCausalLM", attention=True)(_on_token_ids("DeepseekV2ForCausalLM", cache_at=2))
 
 
+# ------------------------------------------------------------------------------ DeepSeek-V2-Lite (multi-head latent attention)
+
+
+MLA_VARIANTS = ("lite", "q_compressed")  # queries projected directly (V2-Lite), or through a latent (V2)
+
+
+def mla_config(ctx: Context):
+    """V2-Lite's attention configuration; the q_compressed variant sets DeepSeek-V2's q_lora_rank."""
+    from opdoc.models.deepseek_ocr.config import MlaConfig
+
+    if ctx.variant not in (None, *MLA_VARIANTS):
+        raise HarnessError(f"{ctx.op}: variant must be one of {MLA_VARIANTS}, got {ctx.variant!r}")
+    cfg = MlaConfig.from_scope(values=ctx.scope_config, **ctx.config)
+    if ctx.variant == "q_compressed":
+        cfg.q_lora_rank = cfg.v2_q_lora_rank
+        ctx.check(d_cq=cfg.q_lora_rank)
+    ctx.check(h=cfg.hidden_size, H=cfg.num_attention_heads, d_c=cfg.kv_lora_rank, d_r=cfg.qk_rope_head_dim,
+              d_n=cfg.qk_nope_head_dim, d_v=cfg.v_head_dim)
+    return cfg
+
+
+def _rebuild_on_call(rotary: nn.Module, past: int) -> None:
+    """Put a DeepSeek-V2 rotary table in the state the call meets in use: never used (a fresh model at
+    prefill, whose constructor-built table is marked stale) or holding the previous step's P positions.
+    Either way the call needs more positions than the table holds and rebuilds it, as in generation."""
+    rotary.max_seq_len_cached = past or None
+
+
+def _mla(name: str) -> Builder:
+    def builder(ctx: Context) -> Case:
+        cfg = mla_config(ctx)
+        module = ctx.module(lambda: _mla_reference(name)(cfg, layer_idx=0))
+        B, S, P, H = ctx["B"], ctx["S"], ctx["P"], ctx["H"]
+        x = ctx.tensor(B, S, ctx["h"])
+        positions = _position_ids(ctx)
+        if name == "DeepseekV2Attention":
+            # The cache holds the rotary keys (key slot) and the normalised latents (value slot); the class
+            # needs an additive mask even for one query (all zeros then: one query sees every key).
+            past = (ctx.tensor(B, 1, P, ctx["d_r"]), ctx.tensor(B, 1, P, ctx["d_c"]))
+            with ctx.place(), torch.no_grad():
+                from opdoc.models.deepseek_ocr.deepseek_v2 import causal_mask_4d
+
+                mask = causal_mask_4d(B, S, P, ctx.dtype, x.device)
+                if mask is None:
+                    mask = torch.zeros(1, 1, 1, P + S, dtype=ctx.dtype).expand(B, 1, 1, P + S)
+        else:
+            width = ctx["d_n"] + ctx["d_r"]  # keys and zero-padded values, per head
+            past = (ctx.tensor(B, H, P, width), ctx.tensor(B, H, P, width))
+            mask = None
+
+        def call() -> Any:
+            _rebuild_on_call(module.rotary_emb, P)
+            return module(x, mask, positions, past, use_cache=True)
+        return Case(module, call, _present)
+    return builder
+
+
+def _mla_reference(name: str) -> Any:
+    from opdoc.models.deepseek_ocr import mla
+
+    return getattr(mla, name)
+
+
+def rotary_kwargs(name: str, cfg) -> dict[str, Any]:
+    """Constructor arguments of each DeepSeek-V2 rotary class at V2-Lite's settings: its rope dimension,
+    context and base, and the scaling factor (40) for the scaled classes; YaRN takes every key of the
+    config's rope_scaling, the others only the factor."""
+    kwargs: dict[str, Any] = dict(dim=cfg.qk_rope_head_dim, max_position_embeddings=cfg.max_position_embeddings,
+                                  base=cfg.rope_theta)
+    scaling = cfg.rope_scaling or {}
+    if name != "DeepseekV2RotaryEmbedding":
+        kwargs["scaling_factor"] = scaling["factor"]
+    if name == "DeepseekV2YarnRotaryEmbedding":
+        kwargs.update({key: scaling[key] for key in ("original_max_position_embeddings", "beta_fast", "beta_slow",
+                                                     "mscale", "mscale_all_dim")})
+    return kwargs
+
+
+def _v2_rotary(name: str) -> Builder:
+    """One call of a DeepSeek-V2 rotary class for P + S positions, in the state generation leaves it."""
+    def builder(ctx: Context) -> Case:
+        cfg = mla_config(ctx)
+        module = ctx.module(lambda: _mla_reference(name)(**rotary_kwargs(name, cfg)))
+        x = ctx.tensor(ctx["B"], ctx["H"], ctx["S"], ctx["d_r"])  # the rotary queries: dtype and device only
+        length = ctx["P"] + ctx["S"]
+
+        def call() -> Any:
+            _rebuild_on_call(module, ctx["P"])
+            return module(x, seq_len=length)
+        return Case(module, call)
+    return builder
+
+
+for _name in ("DeepseekV2RotaryEmbedding", "DeepseekV2LinearScalingRotaryEmbedding",
+              "DeepseekV2DynamicNTKScalingRotaryEmbedding", "DeepseekV2YarnRotaryEmbedding"):
+    harness(_name)(_v2_rotary(_name))
+
+
+harness("DeepseekV2Attention")(_mla("DeepseekV2Attention"))
+harness("DeepseekV2FlashAttention2")(_mla("DeepseekV2FlashAttention2"))
+
+
 # ------------------------------------------------------------------------------ vision
 
 

@@ -284,6 +284,7 @@ def vendor_run(vendor: Vendor, root: nn.Module, flash: FlashStandIn, routing: Fo
     saved_numpy, saved_cuda, saved_bool = Tensor.numpy, Tensor.cuda, Tensor.__bool__
     missing = object()
     saved_kernel = {name: getattr(flash_utils, name, missing) for name in ("flash_attn_func", "_flash_supports_window_size")}
+    saved_vendor_kernel = getattr(vendor["modeling_deepseekv2"], "flash_attn_func", missing)
     handles = routing.hooks(root) if routing else []
     try:
         Tensor.cuda = lambda self, *args, **kwargs: self  # CPU run: the OCR forward's .cuda() stays put
@@ -294,6 +295,8 @@ def vendor_run(vendor: Vendor, root: nn.Module, flash: FlashStandIn, routing: Fo
         # whether it takes a sliding window (no model here uses one).
         flash_utils.flash_attn_func = flash
         flash_utils._flash_supports_window_size = True
+        # DeepseekV2FlashAttention2 calls the kernel from its own module's globals.
+        vendor["modeling_deepseekv2"].flash_attn_func = flash
         yield
     finally:
         Tensor.numpy, Tensor.cuda, Tensor.__bool__ = saved_numpy, saved_cuda, saved_bool
@@ -302,6 +305,10 @@ def vendor_run(vendor: Vendor, root: nn.Module, flash: FlashStandIn, routing: Fo
                 delattr(flash_utils, name)
             else:
                 setattr(flash_utils, name, value)
+        if saved_vendor_kernel is missing:
+            vars(vendor["modeling_deepseekv2"]).pop("flash_attn_func", None)
+        else:
+            vendor["modeling_deepseekv2"].flash_attn_func = saved_vendor_kernel
         for handle in handles:
             handle.remove()
 
@@ -492,6 +499,87 @@ def _whole(name: str, cache_at: int) -> None:
 
 _whole("DeepseekV2Model", cache_at=1)
 _whole("DeepseekV2ForCausalLM", cache_at=1)
+
+
+# ------------------------------------------------------------------------------ DeepSeek-V2-Lite (MLA)
+
+
+def v2_lite_config(vendor: Vendor, ctx: Context):
+    """The vendor's DeepseekV2Config at DeepSeek-V2-Lite's attention settings (the v2_lite scope), with
+    DeepSeek-V2's q_lora_rank for the q_compressed variant."""
+    values = dict(ctx.scope_config or {})
+    v2_rank = values.pop("v2_q_lora_rank")
+    if ctx.variant == "q_compressed":
+        values["q_lora_rank"] = v2_rank
+    config = vendor["configuration_deepseek_v2"].DeepseekV2Config(**{**values, **ctx.config})
+    ctx.check(h=config.hidden_size, H=config.num_attention_heads, d_c=config.kv_lora_rank,
+              d_r=config.qk_rope_head_dim, d_n=config.qk_nope_head_dim, d_v=config.v_head_dim)
+    return config
+
+
+def _mla(implementation: str) -> Callable[[Vendor, Context], Case]:
+    """DeepseekV2Attention (eager) or DeepseekV2FlashAttention2, as ATTENTION_CLASSES builds them with
+    use_mla, called as the harness calls the reference: a DynamicCache holding P positions of what the
+    class caches, and a mask for the eager class (zeros for one query: it asserts one)."""
+    def builder(vendor: Vendor, ctx: Context) -> Case:
+        from transformers.cache_utils import DynamicCache
+
+        from opdoc.models.deepseek_ocr.deepseek_v2 import causal_mask_4d
+
+        cfg = v2_lite_config(vendor, ctx)
+        cfg._attn_implementation_internal = implementation
+        module = ctx.module(lambda: vendor["modeling_deepseekv2"].ATTENTION_CLASSES["mla_" + implementation](
+            config=cfg, layer_idx=0))
+        B, S, P, H = ctx["B"], ctx["S"], ctx["P"], ctx["H"]
+        x = ctx.tensor(B, S, ctx["h"])
+        positions = _positions(ctx)
+        if implementation == "eager":
+            slots = ((B, 1, P, ctx["d_r"]), (B, 1, P, ctx["d_c"]))
+            with ctx.place(), torch.no_grad():
+                mask = causal_mask_4d(B, S, P, ctx.dtype, x.device)
+                if mask is None:
+                    mask = torch.zeros(1, 1, 1, P + S, dtype=ctx.dtype).expand(B, 1, 1, P + S)
+        else:
+            slots = ((B, H, P, ctx["d_n"] + ctx["d_r"]),) * 2
+            mask = None
+        keys, values = ctx.tensor(*slots[0]), ctx.tensor(*slots[1])
+
+        def call() -> Any:
+            cache = DynamicCache()
+            cache.key_cache, cache.value_cache = [keys], [values]
+            cache._seen_tokens = P
+            # The rotary table as generation leaves it: marked stale at construction, or P positions long.
+            module.rotary_emb.max_seq_len_cached = P or None
+            return module(x, attention_mask=mask, position_ids=positions, past_key_value=cache, use_cache=True)
+        return _with_patches(vendor, ctx, module, call, lambda out: _cache_tensors(out[-1]))
+    return builder
+
+
+def _v2_rotary(name: str) -> Callable[[Vendor, Context], Case]:
+    """A vendor rotary class with the arguments DeepseekV2Attention._init_rope would pass at V2-Lite's
+    settings (the scaled classes with its factor), called for P + S positions in the state generation
+    leaves it (see the reference harness)."""
+    def builder(vendor: Vendor, ctx: Context) -> Case:
+        from opdoc.models.deepseek_ocr.harness import mla_config, rotary_kwargs
+
+        kwargs = rotary_kwargs(name, mla_config(ctx))
+        module = ctx.module(lambda: getattr(vendor["modeling_deepseekv2"], name)(**kwargs))
+        x = ctx.tensor(ctx["B"], ctx["H"], ctx["S"], ctx["d_r"])
+
+        def call() -> Any:
+            module.max_seq_len_cached = ctx["P"] or None
+            return module(x, seq_len=ctx["P"] + ctx["S"])
+        return _with_patches(vendor, ctx, module, call)
+    return builder
+
+
+for _name in ("DeepseekV2RotaryEmbedding", "DeepseekV2LinearScalingRotaryEmbedding",
+              "DeepseekV2DynamicNTKScalingRotaryEmbedding", "DeepseekV2YarnRotaryEmbedding"):
+    upstream(_name)(_v2_rotary(_name))
+
+
+upstream("DeepseekV2Attention")(_mla("eager"))
+upstream("DeepseekV2FlashAttention2")(_mla("flash_attention_2"))
 
 
 @upstream("PatchEmbed")

@@ -11,7 +11,7 @@ from pathlib import Path
 from opdoc.catalog import Catalog, load_catalog
 from opdoc.evaluate import Evaluator
 from opdoc.render import Rendered, differences, render_all, write
-from opdoc.spec import SpecError, SpecProblem
+from opdoc.spec import GpuReport, Located, SpecError, SpecProblem, read_yaml, validate
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -76,9 +76,16 @@ def gpu_report(site: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise SpecError([SpecProblem(str(path), 0, "", f"not valid JSON ({exc}); rerun `opdoc check --device cuda`")])
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise SpecError([SpecProblem(str(path), getattr(exc, "lineno", 0), "",
+                                     f"not valid JSON ({exc}); rerun `opdoc check --device cuda`")]) from None
+    try:  # JSON is YAML, read again only for the line of each key (YAML 1.1 types numbers differently)
+        lines = read_yaml(path, str(path)).lines
+    except SpecError:
+        lines = {}
+    validate(Located(path, report, lines), GpuReport, str(path))
+    return report
 
 
 def build(paths: Paths, check: bool = False) -> tuple[list[str], Timings]:

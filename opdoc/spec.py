@@ -15,9 +15,11 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StrictFloat, StrictInt, StrictStr, ValidationError,
-    field_validator,
+    AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, NonNegativeInt, PrivateAttr, StrictFloat, StrictInt,
+    StrictStr, ValidationError, field_validator, model_validator,
 )
+
+NonNegativeFloat = Annotated[FiniteFloat, Field(ge=0)]
 
 from opdoc.charset import hidden_character, name_problem
 from opdoc.formula import check_formula
@@ -285,6 +287,40 @@ class OpSpec(_Strict):
         return [(("flow", "participants", index, "tensor"), f"no tensor named '{participant['tensor']}'")
                 for index, participant in enumerate(self.flow.participants)
                 if "tensor" in participant and participant["tensor"] not in tensors]
+
+
+# --------------------------------------------------------------------------- the committed GPU report
+
+
+class _Report(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)  # the report may carry more than pages show
+
+
+class GpuResult(_Report):
+    """One measured case of `opdoc check --device cuda`; the fields pages print must be there and sane."""
+
+    op: str
+    variant: str | None = None
+    kernel: str = ""
+    example: str = ""
+    point: str = ""
+    error: str | None = None
+    peak_bytes: NonNegativeInt | None = None
+    formula_peak_bytes: NonNegativeInt | NonNegativeFloat | None = None
+    median_seconds: NonNegativeFloat | None = None
+    flops_per_second: NonNegativeFloat | None = None
+
+    @model_validator(mode="after")
+    def _measured(self) -> "GpuResult":
+        if self.error is None and None in (self.peak_bytes, self.formula_peak_bytes, self.median_seconds):
+            raise ValueError("a result without an error needs peak_bytes, formula_peak_bytes and median_seconds")
+        return self
+
+
+class GpuReport(_Report):
+    device: str
+    torch: str
+    results: list[GpuResult]
 
 
 # --------------------------------------------------------------------------- YAML with line numbers

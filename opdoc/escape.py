@@ -55,6 +55,9 @@ _TOKENS = re.compile(
             # (Markdown also joins spans across lines, but a line break may be a block boundary, such
             # as the next list item, where the span would not hold; such spans are escaped instead.)
             r"(?P<code>(?<!\\)(?P<ticks>`+)(?!`)[^\n]+?(?<!`)(?P=ticks)(?!`))",
+            # Any other backtick would open a span that a backtick after the prose closes: the page's
+            # own text in between would become code and a code span of the page's would become text.
+            r"(?P<tick>`)",
             # A backslash escape is taken whole, so `\$` or `\`` never opens math or code.
             r"(?P<bslash>\\[\s\S])",
             # Allowed markup.
@@ -67,6 +70,10 @@ _TOKENS = re.compile(
             # A `{` would open an attribute list ({onclick=...}) and becomes an entity. (Placeholders
             # such as {{flops}} are filled before prose is escaped, so none is left here.)
             r"(?P<brace>\{)",
+            # `](` opens a link destination; left unclosed in the prose, the page's text after it
+            # (another field's value) would become the destination. Closed on the line, it stays.
+            r"(?P<link>\]\((?=[^()\n]*(?:\([^()\n]*\)[^()\n]*)*\)))",
+            r"(?P<opener>\](?=\())",
             # Anything else that HTML treats specially.
             r"(?P<special>[<>&])",
         ]
@@ -102,6 +109,12 @@ def _escape_paragraph(text: str) -> str:
             return _escape_text(match.group("dest")) + _escape_text(scheme) + colon
         if match.group("brace") is not None:
             return "&#123;"
+        if match.group("tick") is not None:
+            return "&#96;"
+        if match.group("link") is not None:
+            return token
+        if match.group("opener") is not None:
+            return "&#93;"
         return _HTML[token]
 
     return _TOKENS.sub(replace, text)
@@ -188,7 +201,7 @@ def _defuse_fences(text: str) -> str:
 # Plain text (a title, a name, a symbol's meaning) is not Markdown: every character that Markdown or
 # HTML would read as syntax becomes an entity, which the reader sees as the character itself.
 _TEXT = {**_HTML, "`": "&#96;", "\\": "&#92;", "[": "&#91;", "]": "&#93;", "{": "&#123;", "}": "&#125;",
-         "|": "&#124;", "$": "&#36;", "\r": " ", "\n": " "}
+         "|": "&#124;", "$": "&#36;", "*": "&#42;", "\r": " ", "\n": " "}
 _TEXT_CHARS = re.compile("[" + re.escape("".join(_TEXT)) + "]")
 def escape_text(text: str) -> str:
     """Plain text within a line of Markdown, shown exactly as typed: no markup, no link, no code, no math.

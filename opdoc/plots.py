@@ -34,6 +34,7 @@ MARKER_COLOR = "#D55E00"
 RC = {
     "svg.hashsalt": "opdoc",
     "svg.fonttype": "none",
+    "text.parse_math": False,  # titles and labels come from specs: a `$` is a dollar, not TeX
     "svg.image_inline": True,
     "font.family": "DejaVu Sans",
     "font.size": 9.0,

@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opdoc.escape import escape_mermaid_label, escape_mermaid_sequence_step, escape_prose
+from opdoc.escape import (
+    code_span, escape_mermaid_label, escape_mermaid_sequence_step, escape_prose, escape_text, fence_block,
+)
 
 markdown = pytest.importorskip("markdown", reason="the site extra (mkdocs, pymdown-extensions) is not installed")
 pytest.importorskip("pymdownx")
@@ -229,6 +231,68 @@ def test_no_generated_prose_produces_raw_html(prose):
 def test_no_generated_prose_produces_raw_html_inside_a_table_cell(prose):
     cell = escape_prose(prose.replace("\n", " "))
     assert_no_raw_html(to_html(f"| a | b |\n|---|---|\n| {cell} | z |\n"))
+
+
+# A page puts other values after a field's prose; what an unbalanced backtick or `](` in the prose
+# would do to them is what these check. The code span holds raw markup (a code span shows it as typed),
+# and the plain value a scheme: either would be live if the prose captured it.
+AFTER_PROSE = " " + code_span("<img src=x onerror=alert(1)>") + " and " + escape_text("javascript:alert(1)") + ")"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(PROSE_ALPHABET, max_size=30).map("".join))
+def test_prose_cannot_capture_the_page_text_after_it(prose):
+    for layout in ("- {p}{rest}\n- item {rest}\n", "{p}{rest}\n\nnext {rest}\n"):
+        assert_no_raw_html(to_html(layout.format(p=escape_prose(prose), rest=AFTER_PROSE)))
+
+
+def test_a_backtick_left_open_in_prose_is_shown_not_paired():
+    assert escape_prose("costs ``") == "costs &#96;&#96;"
+    html = to_html("- " + escape_prose("costs ``") + AFTER_PROSE)
+    assert "<code>&lt;img src=x onerror=alert(1)&gt;</code>" in html
+
+
+def test_a_link_left_open_in_prose_cannot_take_the_next_value_as_destination():
+    assert escape_prose("see [x](") == "see [x&#93;("
+    assert escape_prose("see [x](https://a.b/(c)) ok") == "see [x](https://a.b/(c)) ok"
+    html = to_html(escape_prose("see [x](") + escape_text("javascript:alert(1)") + ")")
+    assert "href" not in html
+
+
+# ---------------------------------------------------------------- plain text, code, fences
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PROSE_ALPHABET, max_size=30).map("".join))
+def test_plain_text_is_shown_as_typed_with_no_markup(text):
+    html = to_html(f"| a | b |\n|---|---|\n| x {escape_text(text)} | `c` |\n")
+    assert_no_raw_html(html)
+    # No link, code or math from the text (`_a_` may still emphasise: harmless, and `_` stays as
+    # typed so that names such as language_model are left alone).
+    assert [tag for tag, _ in Elements(html).tags if tag in ("a", "code", "span")] == ["code"]
+    if "_" not in text:
+        shown = " ".join("".join(Elements(html).text).split())
+        assert " ".join(("x " + text).split()) in shown
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PROSE_ALPHABET, max_size=20).map("".join))
+def test_code_spans_and_fences_hold_any_text_as_typed(text):
+    text = text.replace("\t", "    ")  # Markdown expands tabs itself
+
+    def shown(html: str) -> str:
+        return unescape(re.search(r"<code>(.*)</code>", html, re.S).group(1))
+
+    line = " ".join(text.splitlines())
+    html = to_html("x " + code_span(line) + " y")
+    assert_no_raw_html(html)
+    if line.strip():
+        assert " ".join(shown(html).split()) == " ".join(line.split())
+    html = to_html("before\n\n" + fence_block(text + "\n", "") + "\nafter <b>\n")
+    assert_no_raw_html(html.replace("after <b>", ""))
+    if text.strip():  # line by line, but for blank lines at either end, which Markdown drops
+        assert [row.rstrip() for row in shown(html).strip("\n").split("\n")] == [
+            row.rstrip() for row in text.strip("\n").split("\n")]
 
 
 # ---------------------------------------------------------------- mermaid

@@ -32,14 +32,14 @@ from sympy.printing.str import StrPrinter
 from opdoc.charset import hidden_character, lookalike
 
 MAX_FORMULA_CHARS = 2000
-MAX_NODES = 1000  # syntax-tree nodes; the largest formula in the DeepSeek-OCR specs has under 200
+MAX_NODES = 500  # syntax-tree nodes; the largest formula in the DeepSeek-OCR specs has under 200
 MAX_DEPTH = 50  # syntax-tree nesting; deeper trees overflow sympy's recursion (the specs reach 15)
 MAX_EXPONENT = 64  # formulas are polynomials in the dimensions; a larger power is a mistake or an attack
-MAX_DEGREE = 32  # total degree after expansion ((S**8)**8 is degree 64); the specs reach 7
-MAX_TERMS = 5000  # an upper bound on the terms after expansion; the specs reach 11
+MAX_DEGREE = 16  # total degree after expansion ((S**8)**8 is degree 64); the specs reach 7
+MAX_TERMS = 100  # an upper bound on the terms after expansion (proofs simplify them); the specs reach 11
 MAX_LITERAL = 10**21  # larger than any FLOP count we document, small enough to print
 MIN_LITERAL = Fraction(1, 10**21)  # smaller non-zero literals are refused, not rounded to 0
-MAX_CONSTANT_DIGITS = 64  # digits of a computed constant's numerator or denominator
+_LITERAL_DIGITS = math.log10(MAX_LITERAL)  # so also every computed number, numerator and denominator
 
 
 class FormulaError(ValueError):
@@ -78,6 +78,8 @@ class _Extremum(sympy.Function):
     def eval(cls, *args):
         if all(arg.is_Number for arg in args):
             return cls.pick(args)
+        if all(arg.is_number and arg.is_extended_real for arg in args):  # sqrt(8), log2(3): compared exactly
+            return cls.pick(args, key=lambda arg: (arg, sympy.default_sort_key(arg)))
         return None
 
 
@@ -169,9 +171,17 @@ def _parse(text: str | int | float, symbols: Mapping[str, sympy.Expr],
         raise FormulaError("formula is nested too deeply") from None
     _check_size(tree)
     try:
-        return _Converter(source, symbols, extra_functions, screen).convert(tree.body).expr
+        expr = _Converter(source, symbols, extra_functions, screen).convert(tree.body).expr
     except RecursionError:  # a last guard; the size check keeps sympy well inside its recursion limit
         raise FormulaError("formula is nested too deeply") from None
+    for number in expr.atoms(sympy.Rational):  # coefficients too: (10**12*S)**2 is 10**24*S**2
+        if max(abs(number.p), number.q) > MAX_LITERAL:
+            raise FormulaError(f"this formula holds {_size(number)}; numbers in formulas stay within 1e21")
+    return expr
+
+
+def _size(number: sympy.Rational) -> str:
+    return f"a number of about {round(max(abs(number.p), number.q).bit_length() * math.log10(2))} digits"
 
 
 # Page notation: `×` for `*` and superscript exponents (`S²`, `S⁻¹`).
@@ -192,16 +202,27 @@ def _superscript(exponent: int) -> str:
 
 
 def _check_size(tree: ast.AST) -> None:
-    """Refuse a syntax tree too large or too deep before anything is built from it (iteratively)."""
-    count, stack = 0, [(tree, 1)]
+    """Refuse a syntax tree too large or too deep before anything is built from it (iteratively).
+
+    A chain of the same operator (a + b + c, a * b / c) is as deep as it is long in Python's tree,
+    but sympy keeps it flat: it counts as one level, and its length is bounded by MAX_NODES.
+    """
+    count, deepest, stack = 0, 0, [(tree, 1)]
     while stack:
         node, depth = stack.pop()
         count += 1
         if count > MAX_NODES:
             raise FormulaError(f"formula has more than {MAX_NODES} parts; split it or simplify it")
-        if depth > MAX_DEPTH:
-            raise FormulaError(f"formula is nested more than {MAX_DEPTH} levels deep; simplify it")
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+        deepest = max(deepest, depth)
+        for child in ast.iter_child_nodes(node):
+            chained = (isinstance(node, ast.BinOp) and isinstance(child, ast.BinOp) and child is node.left
+                       and _CHAINS.get(type(node.op)) == _CHAINS.get(type(child.op)) is not None)
+            stack.append((child, depth if chained else depth + 1))
+    if deepest > MAX_DEPTH:
+        raise FormulaError(f"formula is nested more than {MAX_DEPTH} levels deep; simplify it")
+
+
+_CHAINS = {ast.Add: "sum", ast.Sub: "sum", ast.Mult: "product", ast.Div: "product"}
 
 
 def _number(value: int | float | Fraction, written: str | None = None) -> sympy.Expr:
@@ -262,8 +283,8 @@ class _Converter:
     def _check_constant(self, value: sympy.Expr, node: ast.AST) -> None:
         if value in _NOT_FINITE_REAL or not value.is_Rational:
             raise FormulaError(f"'{self._text(node)}' is not a finite real number")
-        if max(abs(value.p), value.q).bit_length() > MAX_CONSTANT_DIGITS * 3.33:
-            raise FormulaError(f"'{self._text(node)}' is a number with more than {MAX_CONSTANT_DIGITS} digits")
+        if max(abs(value.p), value.q) > MAX_LITERAL:
+            raise FormulaError(f"'{self._text(node)}' is {_size(value)}; numbers in formulas stay within 1e21")
 
     def _finite(self, part: _Part, node: ast.AST, why: str) -> _Part:
         """Division, negative powers, sqrt and log2 are where a non-finite or complex value can appear."""
@@ -329,9 +350,9 @@ class _Converter:
         if base.expr.is_Rational and base.expr != 0:
             # Estimate the size before computing it: ((9**64)**64)**64 would take minutes.
             digits = abs(power) * math.log10(max(abs(base.expr.p), base.expr.q))
-            if digits > MAX_CONSTANT_DIGITS:
+            if digits > _LITERAL_DIGITS:
                 raise FormulaError(f"'{self._text(node)}' is a number with about {digits:.0f} digits; "
-                                   f"the limit is {MAX_CONSTANT_DIGITS}")
+                                   "numbers in formulas stay within 1e21")
         terms = math.comb(power + base.terms - 1, base.terms - 1) if power > 0 else 1
         part = _Part(base.expr ** power, base.degree * abs(power), terms)
         return self._finite(part, node, "a power of zero") if power < 0 else part
@@ -427,21 +448,28 @@ _LOG2_SHOWN = sympy.Function("log2")  # log2(3) as written; sympy itself keeps i
 def _fold_log2(expr: sympy.Expr) -> sympy.Expr:
     """log(3)/log(2) -> log2(3), so that a number's base-2 logarithm prints as the formula wrote it."""
 
-    def is_quotient(term: sympy.Expr) -> bool:
-        return term.is_Mul and any(_log_power(factor)[0] == 2 and _log_power(factor)[1] < 0 for factor in term.args)
-
-    def fold(term: sympy.Expr) -> sympy.Expr:
-        logs, others, denominator = [], [], 0
-        for factor in term.args:
+    def powers(term: sympy.Expr) -> tuple[int, list[tuple[sympy.Expr, int]], list[sympy.Expr]]:
+        """(power of log(2), [(x, power of log(x))], other factors) of a product."""
+        base2, logs, others = 0, [], []
+        for factor in sympy.Mul.make_args(term):
             argument, power = _log_power(factor)
-            if argument == 2 and power < 0:
-                denominator = -power
-            elif argument is not None and power > 0:
+            if argument == 2:
+                base2 = power
+            elif argument is not None:
                 logs.append((argument, power))
             else:
                 others.append(factor)
-        if sum(power for _, power in logs) != denominator:
-            return term
+        return base2, logs, others
+
+    def is_quotient(term: sympy.Expr) -> bool:
+        if not term.is_Mul:
+            return False
+        base2, logs, _ = powers(term)
+        # log2(x)**n is log(x)**n * log(2)**-n: the powers of the other logs add up to minus log(2)'s.
+        return bool(base2 and logs) and sum(p for _, p in logs) == -base2
+
+    def fold(term: sympy.Expr) -> sympy.Expr:
+        _, logs, others = powers(term)
         return sympy.Mul(*others, *(_LOG2_SHOWN(argument) ** power for argument, power in logs))
 
     return expr.replace(is_quotient, fold) if expr.has(sympy.log) else expr

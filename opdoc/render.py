@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +61,7 @@ class FenceExtension(jinja2.ext.Extension):
 
 def _page(op: str) -> Markup:
     # Op names are Python class names (spec.py checks), so the link needs no escaping; refuse otherwise.
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", op):
+    if not str(op).isidentifier():
         raise ValueError(f"not an op name: {op!r}")
     return Markup(f"op-{op}.md")
 

@@ -19,8 +19,6 @@ from pydantic import (
     StrictStr, ValidationError, field_validator, model_validator,
 )
 
-NonNegativeFloat = Annotated[FiniteFloat, Field(ge=0)]
-
 from opdoc.charset import hidden_character, name_problem
 from opdoc.formula import check_formula
 
@@ -292,6 +290,9 @@ class OpSpec(_Strict):
 # --------------------------------------------------------------------------- the committed GPU report
 
 
+NonNegativeFloat = Annotated[FiniteFloat, Field(ge=0)]
+
+
 class _Report(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)  # the report may carry more than pages show
 
@@ -345,8 +346,8 @@ class Located:
 # libyaml's parser when PyYAML was built with it (same safe constructors, same line marks), else Python's.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-# Bounds on the work one file can cause. The largest DeepSeek-OCR spec is 18 kB with under 3,000
-# values nested 6 deep; a YAML alias bomb (nine aliases of nine aliases ...) expands to millions.
+# Bounds on the work one file can cause. The largest DeepSeek-OCR spec is 18 kB, holds 627 values
+# and nests 6 deep; a YAML alias bomb (nine aliases of nine aliases ...) expands to 387 million.
 MAX_SPEC_BYTES = 1_000_000
 MAX_YAML_VALUES = 100_000  # mappings, sequences and scalars, counting each alias as often as it is used
 MAX_YAML_DEPTH = 64

@@ -178,3 +178,21 @@ def test_the_command_after_a_killed_build_finishes_it(tmp_path, capsys):
     assert main(["build", "--check", "--root", str(root), "--site", str(root / "site")]) == 0
     leftovers = [p.name for p in (root / "site").rglob(".opdoc-*") if p.name != opdoc.write.MANIFEST]
     assert leftovers == []
+
+
+def test_temporary_files_left_by_an_older_opdoc_are_reported_then_removed(tmp_path, capsys):
+    """opdoc 0.1 wrote each file through `.opdoc-*.tmp` beside it; a kill leaked them for good."""
+    root = tiny_copy(tmp_path / "repo")
+    site = root / "site"
+    assert main(["build", "--root", str(root), "--site", str(site)]) == 0
+    leaked = [site / ".opdoc-k2j4.tmp", site / "plots" / ".opdoc-9x1.tmp", site / ".opdoc-staging-abc" / "00001"]
+    for path in leaked:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("half a page", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["build", "--check", "--root", str(root), "--site", str(site)]) == 1
+    out = capsys.readouterr().out
+    assert all(f"leftover  {path if path.parent.name != '.opdoc-staging-abc' else path.parent}" in out for path in leaked)
+    assert main(["build", "--root", str(root), "--site", str(site)]) == 0
+    assert not any(path.exists() for path in leaked) and not (site / ".opdoc-staging-abc").exists()
+    assert main(["build", "--check", "--root", str(root), "--site", str(site)]) == 0

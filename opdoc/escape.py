@@ -14,6 +14,11 @@ were typed. Two places take prose:
 * Mermaid diagram text — `escape_mermaid_label` for a label, `escape_mermaid_sequence_step` for one
   statement of a sequence diagram. Mermaid has its own escapes (`#60;`), and only `<br/>` is allowed.
 
+Everything else a page shows is not Markdown but text, and goes through one of: `escape_text` (plain
+text within a line: every character Markdown or HTML would read becomes an entity), `code_span` and
+`fence_block` (code as typed, delimited by more backticks than it holds), `comment_text` (inside an
+HTML comment) and `tex_text` (display math). opdoc/render.py applies them where values enter a page.
+
 The rules lean to safety: where this module cannot be sure Markdown will treat something as code or
 math (an unclosed fence, a fence that does not start a block, a code span across lines, math that
 is not a paragraph of its own), it escapes. The worst outcome is then a visible `&lt;` in the page,

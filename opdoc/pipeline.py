@@ -10,8 +10,9 @@ from pathlib import Path
 
 from opdoc.catalog import Catalog, load_catalog
 from opdoc.evaluate import Evaluator
-from opdoc.render import Rendered, differences, render_all, write
+from opdoc.render import Rendered, render_all
 from opdoc.spec import GpuReport, Located, SpecError, SpecProblem, read_yaml, validate
+from opdoc.write import differences, write
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"

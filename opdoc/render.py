@@ -26,7 +26,7 @@ from opdoc.catalog import Catalog
 from opdoc.evaluate import Evaluator
 from opdoc.spec import FAMILIES
 from opdoc.view import OpView, ViewBuilder
-from opdoc.write import MANIFEST, differences, write  # noqa: F401 - the writer's home is opdoc/write.py
+from opdoc.write import differences, write  # noqa: F401 - moved to opdoc/write.py; old imports keep working
 
 
 @jinja2.pass_eval_context

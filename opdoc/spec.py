@@ -385,6 +385,8 @@ def read_yaml(path: Path, display: str) -> Located:
         raise SpecError([SpecProblem(display, line, "", f"YAML syntax: {exc.problem or exc.context}")]) from None
     except yaml.YAMLError as exc:  # an error without a position (e.g. from the reader)
         raise SpecError([SpecProblem(display, 0, "", f"YAML: {exc}")]) from None
+    except RecursionError:  # Python's YAML composer (without libyaml) recurses into nested collections
+        raise SpecError([SpecProblem(display, 0, "", f"nested more than {MAX_YAML_DEPTH} levels deep")]) from None
     finally:
         loader.dispose()
     return Located(path, data, {(): node.start_mark.line + 1, **reader.lines})
@@ -400,7 +402,8 @@ class _Reader:
         self.count = 0
 
     def problem(self, node: yaml.Node, at: tuple, message: str) -> SpecError:
-        return SpecError([SpecProblem(self.display, node.start_mark.line + 1, ".".join(map(str, at)), message)])
+        field = ".".join(map(str, at[:8])) + (".(...)" if len(at) > 8 else "")
+        return SpecError([SpecProblem(self.display, node.start_mark.line + 1, field, message)])
 
     def value(self, node: yaml.Node, at: tuple, depth: int) -> Any:
         self.count += 1

@@ -330,3 +330,28 @@ def test_mermaid_label_output_has_only_br_markup_and_mermaid_escapes(text):
 ])
 def test_sequence_steps_keep_syntax_and_escape_text(line, expected):
     assert escape_mermaid_sequence_step(line) == expected
+
+
+# ---------------------------------------------------------------- the one door: render.environment
+
+
+def test_every_value_a_template_prints_is_escaped_unless_a_filter_marked_it():
+    from markupsafe import Markup
+
+    from opdoc.render import environment
+    from opdoc_testing import ROOT
+
+    env = environment(ROOT / "templates")
+    value = "<b>x</b> ``` [a](javascript:b) {: onclick=c}"
+    page = env.from_string(
+        "text {{ v }}\ncode {{ v | code }}\nsafe {{ m }}\nnumber {{ n }}\n<!-- {{ '-->' | comment }} -->\n"
+        "{% fence 'python' %}\n{{ v }}\n{% endfence %}"
+        "- {% fence '', '    ' %}\n{{ v }}\n{% endfence %}").render(v=value, m=Markup("<br/>"), n=3)
+    lines = page.split("\n")
+    assert lines[0] == "text &lt;b&gt;x&lt;/b&gt; &#96;&#96;&#96; &#91;a&#93;(javascript:b) &#123;: onclick=c&#125;"
+    assert lines[1] == "code ````<b>x</b> ``` [a](javascript:b) {: onclick=c}````"
+    assert lines[2:4] == ["safe <br/>", "number 3"]
+    assert lines[4] == "<!-- &#45;-&gt; -->"  # no `-->` can end the comment early
+    assert lines[5:8] == ["````python", value, "````"]  # printed as typed, fenced longer than its ```
+    assert lines[8:11] == ["-     ````", "    " + value, "    ````"]
+    assert_no_raw_html(to_html(page.replace("<!-- &#45;-&gt; -->", "").replace("safe <br/>", "")))

@@ -55,3 +55,21 @@ def test_a_broken_spec_is_a_located_error(name, tmp_path, capsys):
         else:
             assert located and int(located.group("line")) >= 1, f"{name}: not located: {problem}"
     assert any(re.search(CASES[name][1], problem) for problem in problems), f"{name}: {problems}"
+
+
+YAML_CASES = ["10,000 nested [", "alias bomb", "alias that contains itself", "unhashable key", "duplicate key",
+              "lone surrogate in a formula", "lone surrogate in a title", "YAML float that rounds to zero",
+              "YAML integer past the digit limit", "NUL character in prose", "bidi override typed into prose"]
+
+
+@pytest.mark.parametrize("name", YAML_CASES)
+def test_the_same_yaml_errors_without_libyaml(name, tmp_path, capsys, monkeypatch):
+    """PyYAML's pure-Python reader (no libyaml) recurses and lets surrogate escapes through: same result."""
+    import yaml
+
+    import opdoc.spec
+
+    monkeypatch.setattr(opdoc.spec, "_LOADER", yaml.SafeLoader)
+    code, problems = run_case(name, tmp_path / "repo", capsys)
+    assert code == 1 and problems
+    assert all(LOCATED.match(problem) or "nested more than" in problem for problem in problems), problems

@@ -114,7 +114,7 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
 def _display(path: Path, root: Path) -> str:
     try:
         return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symbolic link loop (Python 3.11)
         return str(path)
 
 

@@ -69,7 +69,7 @@ def load(paths: Paths, timings: Timings | None = None) -> tuple[Catalog, Evaluat
         model_package_path(catalog)
     with timings.stage("evaluate"):
         evaluator = Evaluator(catalog)
-        problems = evaluator.check_bindings() or evaluator.prove_closed_forms()
+        problems = evaluator.check_bindings() or evaluator.check_signs() or evaluator.prove_closed_forms()
         if problems:
             raise SpecError(problems)
     return catalog, evaluator

@@ -43,6 +43,7 @@ class LintDoc:
     decode_error: str | None = None
     md: MarkdownDoc | None = None
     empty_dir: bool = False  # a directory argument that holds no op-*.md file
+    cache: dict[str, Any] = field(default_factory=dict)  # results several rules share
 
     @property
     def class_name(self) -> str | None:

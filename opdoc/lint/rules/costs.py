@@ -10,9 +10,18 @@ from ..registry import Finding, finding, rule
 from ._common import find_flops, find_memory, section_text
 
 _SYMBOL = r"[A-Za-z](?:_[A-Za-z0-9]+)?"
-_FORMULA = re.compile(
-    rf"(?:=|≈)\s*.*?(?:(?<![A-Za-z0-9_]){_SYMBOL}(?![A-Za-z0-9_(])\s*(?:[×*·/^²]|\*\*)|(?:[×*·/]|\*\*)\s*{_SYMBOL}(?![A-Za-z0-9_(]))"
+# A symbol next to an operator, somewhere after the line's first `=` or `≈` (searched from there
+# rather than with a lazy `.*?`, which would make the search quadratic in the line's length).
+_RELATION_MARK = re.compile(r"=|≈")
+_SYMBOL_OPERATOR = re.compile(
+    rf"(?<![A-Za-z0-9_]){_SYMBOL}(?![A-Za-z0-9_(])\s*(?:[×*·/^²]|\*\*)|(?:[×*·/]|\*\*)\s*{_SYMBOL}(?![A-Za-z0-9_(])"
 )
+
+
+def _is_formula(line: str) -> bool:
+    mark = _RELATION_MARK.search(line)
+    return mark is not None and _SYMBOL_OPERATOR.search(line, mark.end()) is not None
+
 _ASSUME = re.compile(r"^\s*(?:[-*+]\s+)?(?:\*\*)?(?:assume|assuming|where|with)\b", re.IGNORECASE)
 _DEFINITION_BULLET = re.compile(rf"^\s*[-*+]\s+`?(?:{_SYMBOL}|[A-Za-z]\w*)`?\s*(?:=|:|—|–|-)\s*[A-Za-z(]")
 _INLINE_WHERE = re.compile(rf"\bwhere\s+`?{_SYMBOL}`?\s*(?:=|is|:)\s*[A-Za-z]", re.IGNORECASE)
@@ -47,7 +56,7 @@ def flops_formula(doc: LintDoc, context: LintContext) -> list[Finding]:
     if found is None:
         return []
     start, lines = found
-    if any(_FORMULA.search(line) for line in lines):
+    if any(_is_formula(line) for line in lines):
         return []
     return [finding("OD801", doc, start, "no FLOP formula in symbols (like `FLOPs = 2 × B × S × h × d_ff`)")]
 
@@ -160,12 +169,10 @@ def _units(md: MarkdownDoc) -> list[tuple[int, int, list[tuple[int, str]]]]:
 def _enclosing_section(md: MarkdownDoc, line: int) -> str:
     """The text of the innermost section (H2 or deeper) holding ``line``:
     a dtype named anywhere in it covers every byte computation it holds."""
-    above = [h for h in md.headings if h.line <= line and h.level >= 2]
-    if not above:
+    section = md.enclosing(line)
+    if section is None or section.heading.level < 2:
         return ""
-    heading = above[-1]
-    end = next((h.line - 1 for h in md.headings if h.line > heading.line and h.level <= heading.level), md.line_count)
-    return md.text_between(heading.line, end)
+    return md.text_between(section.start, section.end)
 
 
 @rule("OD807", "error", "Bytes are computed in a section that never names the dtype (bf16, fp32, ...) or bytes per element.")

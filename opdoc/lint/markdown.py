@@ -112,6 +112,7 @@ class MarkdownDoc:
     _ends: list[int] | None = field(default=None, repr=False)  # last line governed by each heading
     _parents: list[int] = field(default_factory=list, repr=False)  # enclosing heading of each heading
     _heading_lines: list[int] = field(default_factory=list, repr=False)
+    _recognised_h2: list | None = field(default=None, repr=False)  # filled by the rules' section finder
 
     # -- line access -------------------------------------------------------
     @property

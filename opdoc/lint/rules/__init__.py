@@ -10,5 +10,6 @@ from . import (  # noqa: F401  (imported for their registrations)
     naming,
     sections,
     shapes,
+    spec_compare,
     traceability,
 )

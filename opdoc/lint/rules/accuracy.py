@@ -9,6 +9,7 @@ from urllib.parse import unquote
 from ..calc import CalcFinding, audit_document
 from ..context import LintContext, LintDoc
 from ..registry import Finding, finding, rule
+from ._common import declared_symbols
 
 _MENTION = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*op-[A-Za-z_][A-Za-z0-9_]*\.md)\b")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
@@ -17,7 +18,7 @@ _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 def _calculations(doc: LintDoc, context: LintContext) -> list[CalcFinding]:
     if "calc" not in doc.cache:
         assert doc.md is not None
-        doc.cache["calc"] = audit_document(doc.md, context.symbols)
+        doc.cache["calc"] = audit_document(doc.md, declared_symbols(doc, context))
     return doc.cache["calc"]
 
 

@@ -16,17 +16,13 @@ from ._common import (
     find_h2,
     find_memory,
     normalize_title,
+    recognised_h2,
 )
 
 
 def _recognised(doc: LintDoc) -> list[tuple[int, Section, bool]]:
     assert doc.md is not None
-    result = []
-    for section in doc.md.sections(2):
-        index, exact = canonical_h2(section.title)
-        if index is not None:
-            result.append((index, section, exact))
-    return result
+    return recognised_h2(doc.md)
 
 
 @rule("OD201", "error", "A required section (template sections 2-9) is missing.")
@@ -122,8 +118,9 @@ def extra_sections(doc: LintDoc, context: LintContext) -> list[Finding]:
     md = doc.md
     assert md is not None
     findings = []
+    known = {section.start for _, section, _ in _recognised(doc)}
     for section in md.sections(2):
-        if canonical_h2(section.title)[0] is None:
+        if section.start not in known:
             hint = ""
             if normalize_title(section.title).startswith("optimization"):
                 hint = "; the template lists optimization opportunities under `## Key Performance Characteristics`"
@@ -145,7 +142,7 @@ def heading_wording(doc: LintDoc, context: LintContext) -> list[Finding]:
                     "OD205",
                     doc,
                     section.start,
-                    f"heading `## {section.title}` should read exactly `## {ALL_H2[index]}`",
+                    f"heading `## {section.title}` is misworded: the template's section is `## {ALL_H2[index]}`",
                 )
             )
     flops = find_flops(md)

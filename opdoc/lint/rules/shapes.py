@@ -11,7 +11,9 @@ from typing import Iterator
 
 from ..context import LintContext, LintDoc
 from ..registry import Finding, finding, rule
-from ._common import PYTHON_LANGS, find_h2
+from ..symbols import BUILTIN_MEANINGS, concepts
+from ._common import PYTHON_LANGS, definitions, find_h2
+from ._common import declared_symbols as doc_symbols
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _ATOM = rf"(?:{_NAME}|\d+)"
@@ -123,11 +125,12 @@ def find_shapes(doc: LintDoc, context: LintContext, start: int = 1, end: int | N
     md = doc.md
     assert md is not None
     last = md.line_count if end is None else end
+    symbols = doc_symbols(doc, context)
     shapes = []
     for number, searchable, full, docstring_role in _scan_units(doc, start, last):
         for match in SHAPE_TUPLE.finditer(searchable):
             names = tuple(_IDENT.findall(match.group("body")))
-            if not _classify(names, context.symbols):
+            if not _classify(names, symbols):
                 continue
             role = docstring_role
             if _OUTPUT_WORDS.search(full):
@@ -170,17 +173,18 @@ def io_shapes(doc: LintDoc, context: LintContext) -> list[Finding]:
 
 def _declared_list(context: LintContext) -> str:
     names = sorted(context.symbols, key=lambda s: (s.lower(), s))
-    shown = ", ".join(names[:24]) + (", ..." if len(names) > 24 else "")
-    return f"{shown} from {context.symbols_origin}"
+    shown = ", ".join(names[:40]) + (", ..." if len(names) > 40 else "")
+    return f"{shown} from {context.symbols_origin}, or define it in the document (`where X = ...`)"
 
 
 @rule("OD702", "error", "A shape uses a dimension symbol the knowledge base does not declare.")
 def declared_symbols(doc: LintDoc, context: LintContext) -> list[Finding]:
     reported: set[str] = set()
     findings = []
+    symbols = doc_symbols(doc, context)
     for shape in find_shapes(doc, context):
         for name in shape.names:
-            if name in context.symbols or name in reported or not _SYMBOL_LIKE.match(name):
+            if name in symbols or name in reported or not _SYMBOL_LIKE.match(name):
                 continue
             reported.add(name)
             findings.append(
@@ -199,19 +203,20 @@ def consistent_symbols(doc: LintDoc, context: LintContext) -> list[Finding]:
     findings = []
     reported: set[str] = set()
     first_use: dict[str, int] = {}
+    symbols = doc_symbols(doc, context)
     for shape in find_shapes(doc, context):
         for name in shape.names:
             first_use.setdefault(name, shape.line)
-            if name in context.symbols or name in reported or _SYMBOL_LIKE.match(name):
+            if name in symbols or name in reported or _SYMBOL_LIKE.match(name):
                 continue
             reported.add(name)
-            candidates = [s for s in _SYNONYMS.get(name, ()) if s in context.symbols]
+            candidates = [s for s in _SYNONYMS.get(name, ()) if s in symbols]
             hint = f"; write `{candidates[0]}`" if candidates else "; use a declared symbol"
             findings.append(
                 finding("OD703", doc, shape.line, f"shape `{shape.text}` spells a dimension as `{name}`{hint}")
             )
     for group in _SAME_DIMENSION:
-        used = sorted((n for n in group if n in first_use and n in context.symbols), key=lambda n: first_use[n])
+        used = sorted((n for n in group if n in first_use and n in symbols), key=lambda n: first_use[n])
         if len(used) > 1:
             later = used[1]
             findings.append(
@@ -222,4 +227,37 @@ def consistent_symbols(doc: LintDoc, context: LintContext) -> list[Finding]:
                     f"shapes use both `{used[0]}` (line {first_use[used[0]]}) and `{later}` for what is usually one dimension",
                 )
             )
+    return findings
+
+
+@rule("OD704", "error", "The document defines a declared dimension symbol with another meaning.")
+def symbol_meanings(doc: LintDoc, context: LintContext) -> list[Finding]:
+    findings = []
+    reported: set[str] = set()
+    for definition in definitions(doc):
+        name = definition.name
+        if name in reported or name not in context.symbols:
+            continue
+        said = concepts(definition.meaning)
+        known = context.kb_meanings.get(name, "")
+        accepted = concepts(known) | concepts(BUILTIN_MEANINGS.get(name, ""))
+        if not said or not accepted or said & accepted:
+            continue
+        reported.add(name)
+        meaning = known or BUILTIN_MEANINGS.get(name, "")
+        where = "the knowledge base" if known else "the op-doc template"
+        others = sorted(
+            other for other, text in {**BUILTIN_MEANINGS, **context.kb_meanings}.items()
+            if other != name and said <= concepts(text) and other in context.symbols
+        )
+        hint = f"; the symbol for that is `{others[0]}`" if others else "; pick a symbol that is not declared"
+        findings.append(
+            finding(
+                "OD704",
+                doc,
+                definition.line,
+                f"`{name}` is defined here as \"{definition.meaning[:60]}\", but {where} uses `{name}` for "
+                f"{meaning}{hint}",
+            )
+        )
     return findings

@@ -33,7 +33,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Callable, Iterable
 
-from .units import BILLION, DTYPE_BYTES, RATIO, UNIT_PATTERN, UNITS, Unit
+from .units import BILLION, DTYPE_BYTES, RATIO, UNITS, Unit
 
 __all__ = [
     "ArithIssue",
@@ -56,6 +56,7 @@ MAX_EXPONENT = 64
 MAX_BITS = 4096  # numerator or denominator of any intermediate value
 MAX_CLAUSE_TOKENS = 400
 MAX_DEPTH = 40  # nested parentheses
+MAX_DIGITS = 40  # characters in one written number
 
 
 def safe_eval(expression: str) -> float:
@@ -117,7 +118,7 @@ _NUMBER = r"(?:\d{1,3}(?:,\d{3})+(?![\d,])(?:\.\d+)?|\d+(?:\.\d+)?(?:[eE][-+]?\d
 _TOKEN = re.compile(
     rf"""
     (?P<space>\s+)
-  | (?P<num>{_NUMBER})(?:(?P<xunit>x)(?![A-Za-z0-9_])|(?P<usp>[ ]?)(?P<unit>{UNIT_PATTERN})(?![A-Za-z0-9_]))?
+  | (?P<num>{_NUMBER})
   | (?P<rel>~=|≈|≃|≅|==?)
   | (?P<tilde>~)
   | (?P<op>\*\*|[×*·∙⋅/÷+\-−–^²³])
@@ -129,6 +130,8 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
+# What may follow a number as its unit; looked up in UNITS (one big alternation would be slow).
+_UNIT_AFTER = re.compile(r"(x)(?![A-Za-z0-9_])|[ ]?(%|[A-Za-zµμ]+(?:/s)?)(?![A-Za-z0-9_/])")
 _LATEX = {r"\times": "×", r"\cdot": "·", r"\approx": "≈", r"\div": "÷", r"\,": "", r"\sim": "~"}
 _LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX))
 _BOLD = re.compile(r"\*\*|__")
@@ -149,8 +152,11 @@ class Token:
 
 def _clean(text: str) -> str:
     """Markup that is not arithmetic, replaced by spaces of the same length (offsets stay valid)."""
-    text = _LATEX_RE.sub(lambda m: _LATEX[m.group(0)].ljust(len(m.group(0))), text)
+    if "\\" in text:
+        text = _LATEX_RE.sub(lambda m: _LATEX[m.group(0)].ljust(len(m.group(0))), text)
     text = text.replace("`", " ").replace("$", " ")
+    if "**" not in text and "__" not in text:
+        return text
 
     def bold(match: re.Match[str]) -> str:
         # ``2 ** 10`` is a power; ``**Total**`` is emphasis
@@ -177,8 +183,6 @@ def tokenize(text: str, lines: list[tuple[int, int]] | None = None) -> list[Toke
         while line_index + 1 < len(marks) and marks[line_index + 1][0] <= position:
             line_index += 1
         kind = match.lastgroup or "other"
-        if kind in ("usp", "unit", "xunit"):
-            kind = "num"
         position = match.end()
         if kind == "space":
             spaced = True
@@ -186,16 +190,17 @@ def tokenize(text: str, lines: list[tuple[int, int]] | None = None) -> list[Toke
         token = Token(kind, match.group(0), match.start(), match.end(), marks[line_index][1], spaced_before=spaced,
                       index=len(tokens))
         spaced = False
-        if kind == "num":
-            token.text = match.group("num")
-            if match.group("xunit"):
-                token.unit = RATIO
-            elif match.group("unit"):
-                token.unit = UNITS[match.group("unit")]
-                if match.group("unit") == "B":
-                    rest = text[match.end() : match.end() + 12].lstrip().lower()
+        if kind == "num" and len(match.group(0)) > MAX_DIGITS:
+            token.kind = "other"  # a number no op-doc writes: not evaluated
+        elif kind == "num":
+            unit = _UNIT_AFTER.match(text, position)
+            if unit is not None and (unit.group(1) or unit.group(2) in UNITS):
+                token.unit = RATIO if unit.group(1) else UNITS[unit.group(2)]
+                if unit.group(2) == "B":
+                    rest = text[unit.end() : unit.end() + 12].lstrip().lower()
                     if rest.startswith(("param", "token", "model")):
                         token.unit = BILLION
+                position = token.end = unit.end()
         tokens.append(token)
     _mark_context(tokens, text)
     return tokens
@@ -244,9 +249,11 @@ class Number:
         digits = token.text.replace(",", "")
         mantissa, _, exponent = digits.lower().partition("e")
         power = int(exponent) if exponent else 0
-        decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
+        whole, _, fraction = mantissa.partition(".")
+        decimals = len(fraction)
         scale = token.unit.scale if token.unit else Fraction(1)
-        value = Fraction(mantissa) * Fraction(10) ** power * scale
+        # built from integers: Fraction("1.87") parses a string with a regex, far slower
+        value = Fraction(int(whole + fraction or "0"), 10**decimals) * (10**power if power >= 0 else Fraction(1, 10**-power)) * scale
         stripped = mantissa.rstrip("0") if "." not in mantissa else mantissa
         zeros = len(mantissa) - len(stripped) if stripped else 0
         ulp = Fraction(10) ** (power - decimals) * scale
@@ -853,6 +860,8 @@ def _in_unit_of(computed: Val, number: Number) -> str:
         return _format(computed.value, Fraction(1), number.digits)
     suffix = number.text[len(number.digits) :]
     decimal = _format(computed.value, unit.scale, number.digits)
+    if "," in number.digits and (computed.value / unit.scale).denominator == 1:
+        decimal = f"{(computed.value / unit.scale).numerator:,}"
     text = decimal + suffix
     if unit.binary is not None and unit.family == "bytes" and _power_of_two_based(computed.value):
         binary = _format(computed.value, unit.binary, number.digits)

@@ -30,7 +30,11 @@ from .units import DTYPE_BYTES, UNITS, dtype_bytes
 
 __all__ = ["CalcFinding", "audit_document"]
 
-MAX_STATEMENTS = 20_000  # an op-doc has hundreds; past this the audit stops (and says so)
+MAX_STATEMENTS = 2_000  # an op-doc has hundreds; past this the audit stops (and says so)
+MAX_ITEMS = 4_000  # lines read as list items, and table rows, likewise
+MAX_STATEMENT_CHARS = 4_000  # no worked calculation is longer; a longer "statement" is not one
+_WORTH = re.compile(r"\d")  # a statement without a digit states no value to check
+_CLAIMS = re.compile(r"[=≈≃≅:]")
 
 _LIST_MARK = re.compile(r"^(\s*)(?:[-*+•]|\d{1,3}[.)])(\s+)")
 _CONTINUES = re.compile(r"^\s*(?:=|≈|~=|[×*·+/÷])")
@@ -84,6 +88,7 @@ class _DocumentAudit:
         self.scope = _Scope(dimensions=dimensions)
         self.findings: list[CalcFinding] = []
         self.statements = 0
+        self.items = 0
         self.stopped_at: int | None = None
         self._section_dtypes: dict[int, frozenset[Fraction]] = {}
         self._h2_lines = sorted(h.line for h in md.headings if h.level <= 2)
@@ -100,11 +105,16 @@ class _DocumentAudit:
             if self.stopped_at is not None:
                 break
         for table in self._tables():
+            self.items += len(table)
+            if self.items > MAX_ITEMS:
+                self.stopped_at = self.stopped_at or table[0][0]
+                break
             self._table_totals(table)
         if self.stopped_at is not None:
             self.findings.append(
                 CalcFinding("OD901", self.stopped_at,
-                            f"arithmetic audit stopped here after {MAX_STATEMENTS:,} calculations; the rest is not checked")
+                            f"arithmetic audit stopped here after {MAX_STATEMENTS:,} calculations or {MAX_ITEMS:,} list "
+                            "items and table rows; the rest is not checked")
             )
         return self.findings
 
@@ -120,7 +130,9 @@ class _DocumentAudit:
             if block.lang in _PYTHON and _parses(block):
                 lines = list(_python_comments(block))
             if lines:
-                yield block.line, lines, block.text
+                # the lines that introduce a block ("Example (B=1, bf16):") are part of its context
+                before = [md.line(n) for n in range(max(block.line - 3, 1), block.line) if n not in md.code_lines]
+                yield block.line, lines, "\n".join(before) + "\n" + block.text
         paragraph: list[tuple[int, str]] = []
         headings = {h.line for h in md.headings}
         for number, text in md.prose_lines():
@@ -136,11 +148,12 @@ class _DocumentAudit:
         if paragraph:
             yield paragraph[0][0], paragraph, "\n".join(t for _, t in paragraph)
 
-    def _dtypes(self, statement: str, unit_text: str, line: int) -> frozenset[Fraction]:
-        for text in (statement, unit_text):
-            found = dtype_bytes(text)
-            if found:
-                return frozenset(found)
+    def _dtypes(self, statement: str, unit_dtypes: frozenset[Fraction], line: int) -> frozenset[Fraction]:
+        found = dtype_bytes(statement)
+        if found:
+            return frozenset(found)
+        if unit_dtypes:
+            return unit_dtypes
         section = self.md.enclosing(line)
         if section is None:
             return frozenset()
@@ -151,12 +164,15 @@ class _DocumentAudit:
     # --- calculations ------------------------------------------------------------------------------------------
 
     def _audit_unit(self, lines: list[tuple[int, str]], unit_text: str) -> None:
+        unit_dtypes = frozenset(dtype_bytes(unit_text))  # once per block, not once per statement
         for text, marks in _statements(lines):
+            if len(text) > MAX_STATEMENT_CHARS or not _CLAIMS.search(text) or not _WORTH.search(text):
+                continue
             self.statements += 1
             if self.statements > MAX_STATEMENTS:
                 self.stopped_at = marks[0][1]
                 return
-            statement = Statement(text, marks, self._dtypes(text, unit_text, marks[0][1]))
+            statement = Statement(text, marks, self._dtypes(text, unit_dtypes, marks[0][1]))
             for issue in audit_statement(statement, self.scope.resolve, self.scope.define):
                 self.findings.append(CalcFinding("OD901", issue.line, f"arithmetic: {issue.message}"))
 
@@ -168,7 +184,13 @@ class _DocumentAudit:
             if not text.strip() or text.lstrip().startswith("|"):
                 group = []
                 continue
-            item = _item(number, text)
+            item = None
+            if _WORTH.search(text):
+                self.items += 1
+                if self.items > MAX_ITEMS:
+                    self.stopped_at = self.stopped_at or number
+                    return
+                item = _item(number, text)
             if item is None:
                 if text.rstrip().endswith(":"):
                     group = []  # a sub-heading starts a new list
@@ -334,11 +356,15 @@ _LABEL = re.compile(r"^(?P<label>[^:=≈|]{1,80}?)\s*(?::|=|≈)\s*(?P<rest>.*)$
 def _item(number: int, raw: str) -> _Item | None:
     """``label: value`` (or ``label = ... = value``): the value of one line of a list."""
     indent = len(raw) - len(raw.lstrip())
+    if len(raw) > 1_100:
+        return None
     text = _LIST_MARK.sub(lambda m: " " * len(m.group(0)), raw, count=1).replace("**", "  ").replace("`", " ")
     match = _LABEL.match(text.strip())
     if not match:
         return None
     label, rest = match.group("label"), match.group("rest")
+    if len(rest) > 1_000:
+        return None  # not a list item
     values, computed = _final_values(rest, number)
     if not values:
         return None

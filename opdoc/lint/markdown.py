@@ -112,7 +112,7 @@ class MarkdownDoc:
     _ends: list[int] | None = field(default=None, repr=False)  # last line governed by each heading
     _parents: list[int] = field(default_factory=list, repr=False)  # enclosing heading of each heading
     _heading_lines: list[int] = field(default_factory=list, repr=False)
-    _recognised_h2: list | None = field(default=None, repr=False)  # filled by the rules' section finder
+    cache: dict = field(default_factory=dict, repr=False)  # what the rules' section finders worked out
 
     # -- line access -------------------------------------------------------
     @property
@@ -152,9 +152,12 @@ class MarkdownDoc:
         return self._ends
 
     def sections(self, level: int) -> list[Section]:
-        """Every heading of ``level`` with its extent."""
-        ends = self._heading_ends()
-        return [Section(h, h.line, ends[i]) for i, h in enumerate(self.headings) if h.level == level]
+        """Every heading of ``level`` with its extent (a new list; the sections are computed once)."""
+        key = ("sections", level)
+        if key not in self.cache:
+            ends = self._heading_ends()
+            self.cache[key] = [Section(h, h.line, ends[i]) for i, h in enumerate(self.headings) if h.level == level]
+        return list(self.cache[key])
 
     def subsections(self, parent: Section, level: int) -> list[Section]:
         return [s for s in self.sections(level) if parent.start < s.start <= parent.end and s.end <= parent.end]

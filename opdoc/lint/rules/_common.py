@@ -4,6 +4,7 @@ find a section even when its title is slightly off."""
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 
 from ..markdown import MarkdownDoc, Section
@@ -38,6 +39,7 @@ _NUMBERING = re.compile(r"^(?:\d+(?:\.\d+)*[.):]?|[ivx]+\.)\s+", re.IGNORECASE)
 _OPTIONAL_MARK = re.compile(r"\s*[\[(]\s*optional\s*[\])]\s*$", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_title(title: str) -> str:
     text = re.sub(r"[*_`]", "", title).strip()
     text = _NUMBERING.sub("", text)
@@ -82,7 +84,7 @@ def recognised_h2(doc: MarkdownDoc) -> list[tuple[int, Section, bool]]:
 
     A title that is not the template's but close to a template title missing from the document
     (``## Usage Examples``) counts as that section, misworded."""
-    cached = getattr(doc, "_recognised_h2", None)
+    cached = doc.cache.get("recognised_h2")
     if cached is not None:
         return cached
     sections = doc.sections(2)
@@ -102,7 +104,7 @@ def recognised_h2(doc: MarkdownDoc) -> list[tuple[int, Section, bool]]:
             found[position] = (index, sections[position], False)
             present.add(index)
     result = [found[p] for p in sorted(found)]
-    doc._recognised_h2 = result
+    doc.cache["recognised_h2"] = result
     return result
 
 
@@ -115,12 +117,12 @@ def find_h2(doc: MarkdownDoc, canonical: str) -> Section | None:
 
 
 def _h3_matching(doc: MarkdownDoc, prefixes: tuple[str, ...]) -> Section | None:
-    parent = find_h2(doc, "FLOP Count and Memory Usage Impact")
-    candidates = doc.subsections(parent, 3) if parent else doc.sections(3)
-    for section in candidates:
-        if normalize_title(section.title).startswith(prefixes):
-            return section
-    return None
+    key = ("h3", prefixes)
+    if key not in doc.cache:
+        parent = find_h2(doc, "FLOP Count and Memory Usage Impact")
+        candidates = doc.subsections(parent, 3) if parent else doc.sections(3)
+        doc.cache[key] = next((s for s in candidates if normalize_title(s.title).startswith(prefixes)), None)
+    return doc.cache[key]
 
 
 def find_flops(doc: MarkdownDoc) -> Section | None:

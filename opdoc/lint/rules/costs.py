@@ -25,7 +25,7 @@ def _is_formula(line: str) -> bool:
 _ASSUME = re.compile(r"^\s*(?:[-*+]\s+)?(?:\*\*)?(?:assume|assuming|where|with)\b", re.IGNORECASE)
 _DEFINITION_BULLET = re.compile(rf"^\s*[-*+]\s+`?(?:{_SYMBOL}|[A-Za-z]\w*)`?\s*(?:=|:|—|–|-)\s*[A-Za-z(]")
 _INLINE_WHERE = re.compile(rf"\bwhere\s+`?{_SYMBOL}`?\s*(?:=|is|:)\s*[A-Za-z]", re.IGNORECASE)
-_FLOP_EXAMPLE = re.compile(r"\d(?:[\d,]*\d)?(?:\.\d+)?\s*[KkMGTPE]?FLOP(?:s|S)?\b")
+_FLOP_EXAMPLE = re.compile(r"(?<![\d.,])\d(?:[\d,]*\d)?(?:\.\d+)?\s*[KkMGTPE]?FLOP(?:s|S)?\b")
 _TOTAL = re.compile(r"(?<![A-Za-z])total(?![A-Za-z])", re.IGNORECASE)
 _DOMINANT = re.compile(r"\bdominat(?:e|es|ed|ing|ion)\b|\bdominant\b|\bdominance\b", re.IGNORECASE)
 _PARAMETERS = re.compile(r"\bparam(?:eter)?s?\b|\bweights?\b", re.IGNORECASE)
@@ -35,7 +35,7 @@ _DTYPE = re.compile(
     r"|[×*]\s*\d+(?:\.\d+)?\s*bytes?\b",
     re.IGNORECASE,
 )
-_BYTE_VALUE = re.compile(r"\d+(?:[.,]\d+)*\s*(?:[KMGTP]i?B|kB|bytes?)\b")
+_BYTE_VALUE = re.compile(r"(?<![\d.,])\d+(?:[.,]\d+)*\s*(?:[KMGTP]i?B|kB|bytes?)\b")
 _RELATION = re.compile(r"\s(?:=|≈)\s|≈")
 _OPERATOR = re.compile(r"[×*]")
 _MODULE_NAME = re.compile(r"\b[A-Z][a-z0-9]+[A-Z]\w*")

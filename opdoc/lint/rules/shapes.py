@@ -125,19 +125,26 @@ def find_shapes(doc: LintDoc, context: LintContext, start: int = 1, end: int | N
     md = doc.md
     assert md is not None
     last = md.line_count if end is None else end
+    key = ("shapes", start, last)
+    if key not in doc.cache:
+        doc.cache[key] = _find_shapes(doc, context, start, last)
+    return doc.cache[key]
+
+
+def _find_shapes(doc: LintDoc, context: LintContext, start: int, last: int) -> list[Shape]:
+    md = doc.md
+    assert md is not None
     symbols = doc_symbols(doc, context)
     shapes = []
     for number, searchable, full, docstring_role in _scan_units(doc, start, last):
+        line_role: str | None = None  # worked out once per line, not once per shape on it
         for match in SHAPE_TUPLE.finditer(searchable):
             names = tuple(_IDENT.findall(match.group("body")))
             if not _classify(names, symbols):
                 continue
-            role = docstring_role
-            if _OUTPUT_WORDS.search(full):
-                role = "output"
-            elif _INPUT_WORDS.search(full):
-                role = "input"
-            shapes.append(Shape(number, match.group(0), names, full, role))
+            if line_role is None:
+                line_role = "output" if _OUTPUT_WORDS.search(full) else "input" if _INPUT_WORDS.search(full) else docstring_role
+            shapes.append(Shape(number, match.group(0), names, full, line_role))
     shapes.sort(key=lambda s: s.line)
     return shapes
 

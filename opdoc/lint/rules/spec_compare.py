@@ -27,7 +27,7 @@ from ..specs import Specs, open_specs
 from ..symbols import BUILTIN_MEANINGS, concepts
 from ._common import definitions
 
-_NUM = r"(?<![\w.])(?P<num>\d{1,3}(?:,\d{3})+(?![\d,])|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)(?![\w.]|,\d)"
+_NUM = r"(?<![\w.])(?P<num>\d{1,3}(?:,\d{3}){1,5}(?![\d,])|\d{1,15}(?:\.\d{1,15})?(?:[eE][-+]?\d{1,3})?)(?![\w.]|,\d)"
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,9 @@ _HEDGE = re.compile(
 )
 _VISION = re.compile(r"\b(?:vision|visual|image|images|sam|clip|vit|patch(?:es)?|pixels?|deepencoder)\b", re.IGNORECASE)
 _LANGUAGE = re.compile(r"\b(?:language|llm|decoder|text|vocab\w*|moe|experts?|lm)\b", re.IGNORECASE)
-_BINDING = re.compile(r"(?<![\w.])(?P<name>B|S|P|K)\s*=\s*(?P<value>\d[\d,]*)(?![\d.])")
+_BINDING = re.compile(r"(?<![\w.])(?P<name>B|S|P|K)\s*=\s*(?P<value>\d{1,3}(?:,\d{3}){1,4}(?![\d,])|\d{1,12})(?![\d.])")
 _SYMBOL_VALUE = re.compile(
-    r"(?<![\w.`])`?(?P<name>[A-Za-z][A-Za-z0-9_]{0,7})`?\s*=\s*(?P<value>\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?![\w.]|,\d|\s*[×*/+^-])"
+    r"(?<![\w.`])`?(?P<name>[A-Za-z][A-Za-z0-9_]{0,7})`?\s*=\s*(?P<value>\d{1,3}(?:,\d{3}){1,4}(?![\d,])|\d{1,15})(?![\w.]|,\d|\s*[×*/+^-])"
 )
 _PARAM_WORD = re.compile(r"\bparam(?:eter)?s?\b|\bweights\b", re.IGNORECASE)
 _MULTI = re.compile(r"\b\d+\s+(?:\w+\s+)?layers\b|\ball (?:\d+ )?layers\b|whole model|entire model|per (?:decode )?step for", re.IGNORECASE)
@@ -124,17 +124,21 @@ def _lines(doc: LintDoc) -> Iterator[tuple[int, str]]:
     headings = {h.line for h in md.headings if h.level == 1}
     for number, text in enumerate(md.lines, start=1):
         if number not in mermaid and number not in headings and number not in md.comment_lines:
-            yield number, text
+            yield number, text[:MAX_LINE]  # what a line states is read from its start, boundedly
+
+
+_WINDOW = 240  # characters either side of a value that can qualify it (bounded: lines may be long)
 
 
 def _clause_at(text: str, position: int) -> str:
     """The sentence part around ``position``: from the previous ``.``/``;``/``(`` to the next."""
-    start = max(text.rfind(". ", 0, position), text.rfind(";", 0, position), text.rfind("(", 0, position), -1)
-    ends = [i for i in (text.find(". ", position), text.find(";", position)) if i >= 0]
-    end = min(ends) if ends else len(text)
+    low, high = max(position - _WINDOW, 0), min(position + _WINDOW, len(text))
+    start = max(text.rfind(". ", low, position), text.rfind(";", low, position), text.rfind("(", low, position), low - 1)
+    ends = [i for i in (text.find(". ", position, high), text.find(";", position, high)) if i >= 0]
+    end = min(ends) if ends else high
     clause = text[start + 1 : end]
     # a remark in parentheses right after the value belongs to it: "4096 (illustrative)"
-    after = re.match(r"\s*[^\s(]*\s*\(([^)]*)\)", text[position:])
+    after = re.match(r"\s*[^\s(]{0,40}\s*\(([^)]{0,120})\)", text[position:high])
     return clause + (" " + after.group(1) if after else "")
 
 
@@ -161,8 +165,18 @@ def _other_scope(scope: str) -> re.Pattern[str]:
     return _VISION if scope == "language" else _LANGUAGE
 
 
+MAX_LINE = 10_000  # characters of one line the comparison reads
+MAX_CANDIDATES = 2_000  # values looked at per page: far more than any op-doc states, bounded for any file
+
+
 def config_claims(doc: LintDoc, context: LintContext, specs: Specs, op: str) -> list[tuple[Claim, str, Fraction]]:
     """(claim, config key, configured value) for every configuration value the page gets wrong."""
+    if "config_claims" not in doc.cache:
+        doc.cache["config_claims"] = _config_claims(doc, context, specs, op)
+    return doc.cache["config_claims"]
+
+
+def _config_claims(doc: LintDoc, context: LintContext, specs: Specs, op: str) -> list[tuple[Claim, str, Fraction]]:
     config = specs.config(op)
     bound = specs.bound(op)
     scope = specs.scope(op)
@@ -170,7 +184,12 @@ def config_claims(doc: LintDoc, context: LintContext, specs: Specs, op: str) -> 
     found: dict[tuple[str, Fraction], Claim] = {}
     expected: dict[str, tuple[str, Fraction]] = {}
 
+    budget = [MAX_CANDIDATES]
+
     def claim(concept: Concept, text: str, value_text: str, number: int, position: int) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return
         value = _number(value_text)
         if value is None:
             return
@@ -196,6 +215,8 @@ def config_claims(doc: LintDoc, context: LintContext, specs: Specs, op: str) -> 
     symbol_concepts = _symbol_concepts(doc, context)
     code = _python_lines(doc)
     for number, text in _lines(doc):
+        if budget[0] < 0:
+            break
         if key_pattern is not None:
             for match in key_pattern.finditer(text):
                 concept = by_key.get(match.group("key")) or Concept(match.group("key"), match.group("key"),
@@ -293,6 +314,7 @@ class Stated:
     text: str
     family: str
     label: str  # the line's text from the start of the value's clause up to the value
+    position: int = 0  # where the value starts on its line
 
 
 _NOT_TOTAL = re.compile(
@@ -332,8 +354,12 @@ def _stated_values(text: str, number: int) -> list[Stated]:
             family = "params"
         approximate = previous is not None and (previous.kind == "tilde" or previous.text in ("≈", "~="))
         values.append(Stated(number, parsed.value, parsed.stated_error(approximate), parsed.text, family,
-                             text[clause_start : token.start]))
+                             text[max(clause_start, token.start - _WINDOW) : token.start], token.start))
     return values
+
+
+def _after(text: str, stated: Stated) -> str:
+    return text[stated.position : stated.position + 60]
 
 
 def _fmt(value: Fraction | int) -> str:
@@ -451,23 +477,27 @@ def example_claims(doc: LintDoc, specs: Specs, op: str) -> list[tuple[Stated, st
     wrong: list[tuple[Stated, str, str, int]] = []
     seen: set[tuple[str, Fraction]] = set()
     own = [(op, v, op) for v in specs.variants(op)]
+    budget = MAX_CANDIDATES
     for index, (number, text) in enumerate(lines):
-        if text.lstrip().startswith("|"):
+        if text.lstrip().startswith("|") or not re.search(r"\d", text):
             continue  # tables: which column is which is not read
-        values = _stated_values(text, number)
+        values = _stated_values(text, number)[:budget]
+        budget -= len(values)
+        if budget <= 0:
+            break
         if not values:
             continue
         for stated in values:
             if _HEDGE.search(stated.label) or _NOT_TOTAL.search(stated.label):
                 continue
-            label_and_more = stated.label + " " + text[len(stated.label):][:40]
+            label_and_more = stated.label + " " + _after(text, stated)
             if stated.family == "params" or (stated.family == "count" and re.search(r"\bparam", stated.label, re.IGNORECASE)
                                              and stated.value >= 1000):
                 if _MULTI.search(label_and_more) or _PART.search(label_and_more) or ("params", stated.value) in seen:
                     continue
                 if re.search(r"[×*]", stated.label) and not re.search(r"(?<![\d.])1\s*[×*]", stated.label):
                     continue  # "L × DeepseekV2DecoderLayer = ...": several modules
-                targets = _named_module(stated.label or text, op, specs)
+                targets = _named_module(stated.label or text[:_WINDOW], op, specs)
                 if targets is None and not _TOTAL.search(stated.label):
                     targets = _named_module(_lead_in(md, lines, index), op, specs)
                 if targets == [] or targets is None and not (

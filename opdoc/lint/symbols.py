@@ -145,14 +145,22 @@ def document_definitions(md: MarkdownDoc) -> list[Definition]:
                 if not found_here:
                     break
                 pairs.extend(found_here)
-        for name, meaning in dict(pairs).items():
+        first: dict[str, str] = {}
+        for name, meaning in pairs:
+            first.setdefault(name, meaning)  # the whole bullet's reading before its comma-separated parts
+        for name, meaning in first.items():
             found.append(Definition(name, meaning, number))
     return found
 
 
 def _code_lines(md: MarkdownDoc) -> Iterable[tuple[int, str]]:
-    """Lines of plain-text blocks: a ``where:`` list often sits under a formula there."""
+    """Lines of plain-text blocks (a ``where:`` list often sits under a formula there) and the
+    comments of python blocks (``# (B, S, n) where n = groups``)."""
     for block in md.code_blocks:
         if block.lang in ("", "text", "plaintext", "math"):
             for offset, line in enumerate(block.text_lines):
                 yield block.first_text_line + offset, line
+        elif block.lang in ("python", "py", "python3"):
+            for offset, line in enumerate(block.text_lines):
+                if "#" in line:
+                    yield block.first_text_line + offset, "#" + line.split("#", 1)[1]

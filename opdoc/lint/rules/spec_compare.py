@@ -84,6 +84,8 @@ _SYMBOL_VALUE = re.compile(
 _PARAM_WORD = re.compile(r"\bparam(?:eter)?s?\b|\bweights\b", re.IGNORECASE)
 _MULTI = re.compile(r"\b\d+\s+(?:\w+\s+)?layers\b|\ball (?:\d+ )?layers\b|whole model|entire model|per (?:decode )?step for", re.IGNORECASE)
 _TOTAL = re.compile(r"\btotal\b|_total\b", re.IGNORECASE)
+# A count of modules times a module (or times a per-module value): not one module's count.
+_SEVERAL = re.compile(r"(?<![\d.])(?!1\s)\w+\s*[×*]\s*[A-Z]\w*[a-z]\w*|\d\s*[KMGB]\b\s*[×*]|[×*]\s*\d+(?:\.\d+)?\s*[KMGB]\b")
 # Parameters a token uses, or a part of the module: not the module's own count.
 _PART = re.compile(r"\btokens?\b|\bactive\b|\bactivated\b|\btouch|\buses?\b|\bread|\bcompute\b|\bcost\b|\bper (?:expert|head)|\beach\b",
                    re.IGNORECASE)
@@ -428,6 +430,12 @@ def _named_module(text: str, op: str, specs: Specs) -> list[tuple[str, str | Non
     return None
 
 
+def _variant_of(text: str, op: str, specs: Specs) -> list[tuple[str, str | None, str]]:
+    """The page's own module in the variant the text names (``Dense layer (layer 0):``), if any."""
+    named = [v for v in specs.variants(op) if v and re.search(rf"\b{re.escape(v)}\b", text, re.IGNORECASE)]
+    return [(op, v, f"{op} ({v})") for v in named[:1]]
+
+
 def _example_bindings(lines: list[tuple[int, str]]) -> dict[str, dict[str, int]]:
     """Named examples the page defines: ``Typical prefill: B=1, S=8192``."""
     named: dict[str, dict[str, int]] = {}
@@ -495,8 +503,8 @@ def example_claims(doc: LintDoc, specs: Specs, op: str) -> list[tuple[Stated, st
                                              and stated.value >= 1000):
                 if _MULTI.search(label_and_more) or _PART.search(label_and_more) or ("params", stated.value) in seen:
                     continue
-                if re.search(r"[×*]", stated.label) and not re.search(r"(?<![\d.])1\s*[×*]", stated.label):
-                    continue  # "L × DeepseekV2DecoderLayer = ...": several modules
+                if _SEVERAL.search(stated.label):
+                    continue  # "L × DeepseekV2DecoderLayer = ...", "12 × 6.55M": several modules
                 targets = _named_module(stated.label or text[:_WINDOW], op, specs)
                 if targets is None and not _TOTAL.search(stated.label):
                     targets = _named_module(_lead_in(md, lines, index), op, specs)
@@ -519,7 +527,7 @@ def example_claims(doc: LintDoc, specs: Specs, op: str) -> list[tuple[Stated, st
                 binding = _binding_for(lines, index, named, headings)
                 if binding is None or (binding.get("S") == 1 and "P" not in binding):
                     continue
-                targets = _named_module(stated.label, op, specs) or own
+                targets = _named_module(stated.label, op, specs) or _variant_of(lead, op, specs) or own
                 expected_flops = []
                 for target, variant, _ in targets:
                     at = specs.quantities(target, B=binding["B"], S=binding["S"], P=binding.get("P", 0), variant=variant)
@@ -542,6 +550,7 @@ _RELEVANT_BY_MODULE = {
     "MoE": {"hidden", "expert_width", "experts", "topk", "shared"},
     "Norm": {"hidden"},
     "DecoderLayer": {"hidden", "heads", "kv_heads", "head_dim", "intermediate", "expert_width", "experts", "topk", "shared"},
+    "(dense)": {"hidden", "heads", "kv_heads", "head_dim", "intermediate"},
 }
 
 

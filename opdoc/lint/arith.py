@@ -206,6 +206,12 @@ def tokenize(text: str, lines: list[tuple[int, int]] | None = None) -> list[Toke
     return tokens
 
 
+def _is_hyphen(tokens: list[Token], index: int, text: str) -> bool:
+    after = text[tokens[index].end : tokens[index].end + 1]
+    before = text[tokens[index].start - 1 : tokens[index].start] if tokens[index].start else ""
+    return bool(after) and not after.isspace() and (after.isalpha() or before.isalpha())
+
+
 def _mark_context(tokens: list[Token], text: str) -> None:
     for index, token in enumerate(tokens):
         if token.kind == "rel":
@@ -220,6 +226,8 @@ def _mark_context(tokens: list[Token], text: str) -> None:
                 numeric = left is not None and left.kind in ("num", "rp") and right is not None and right.kind in ("num", "lp")
                 if not numeric:
                     token.kind = "sep"  # ``B=1``: a binding, not a claim
+        elif token.kind == "op" and token.text == "-" and not token.spaced_before and _is_hyphen(tokens, index, text):
+            token.kind = "other"  # "512-wide", "tensor-core": a hyphen, not a minus
         elif token.kind == "op" and token.text in "-–" and not token.spaced_before:
             # ``1-39`` and ``2025-01-17`` are ranges and dates, not subtractions
             left = tokens[index - 1] if index else None
@@ -298,6 +306,7 @@ class Val:
     bytes_seen: bool = False  # an operand is in bytes, or is a dtype's element size
     lead: "Val | None" = None  # the first operand, for running chains
     number: Number | None = None  # set when the value is one stated number
+    alternative: "Val | None" = None  # the value with bare addends read in the unit of the others
     names: tuple[tuple[str, "Known"], ...] = ()  # document values it used, by name
 
 
@@ -322,6 +331,9 @@ _BREAKS = {
     "with", "when", "if", "vs", "versus", "that", "because", "since", "for", "is", "are", "was", "to", "at",
     "in", "by", "from", "minus", "plus", "times", "of", "on", "i", "e", "ie", "eg", "see", "as",
 }
+# Words that end the description of a value before a relation ("the MLP (64%) and ... at S = 257").
+_LABEL_BREAKS = {"and", "or", "but", "so", "then", "while", "which", "where", "when", "if", "because", "since", "at",
+                 "is", "are", "was", "dominate", "dominates"}
 _PRECEDENCE = {"+": 1, "-": 1, "−": 1, "×": 2, "*": 2, "·": 2, "∙": 2, "⋅": 2, "/": 2, "÷": 2, "^": 3, "**": 3}
 _CANON = {"×": "*", "·": "*", "∙": "*", "⋅": "*", "÷": "/", "−": "-", "**": "^", "x": "*"}
 
@@ -342,6 +354,7 @@ class _Parser:
         self.tokens = tokens
         self.source = source
         self.resolve = resolve
+        self.bare_scale: Fraction | None = None  # read unitless operands in this unit (an interpretation)
 
     def text(self, start: int, end: int) -> str:
         if start >= end:
@@ -438,6 +451,11 @@ class _Parser:
                       bytes_seen=token.unit is not None and token.unit.family == "bytes", number=number)
             self.words = []
             self._absorb_words()
+        elif token.kind == "word" and self._labels_a_number():
+            # "attention 451.0 GFLOPs + MLP 430.8 GFLOPs": words naming the number that follows
+            while self.tokens[self.pos].kind == "word":
+                self.pos += 1
+            return self._term(depth)
         elif token.kind == "word":
             self.pos += 1
             val = self._name(token, depth)
@@ -456,6 +474,16 @@ class _Parser:
             raise ValueError("expected a value")
         self._skip_annotations()
         return val
+
+    def _labels_a_number(self) -> bool:
+        """Up to four words that are not known names, then a number."""
+        index = self.pos
+        while index < self.stop and index - self.pos < 4 and self.tokens[index].kind == "word":
+            word = self.tokens[index].text
+            if self.resolve(word) is not None or word == "x" or word.lower() == "sizeof":
+                return False
+            index += 1
+        return index > self.pos and index < self.stop and self.tokens[index].kind == "num"
 
     def _name(self, token: Token, depth: int) -> Val:
         name = token.text
@@ -506,6 +534,12 @@ class _Parser:
             self.pos = index + 1
 
     def _combine(self, left: Val, op: str, right: Val) -> Val:
+        if self.bare_scale is not None and op in "+-" and left.unit_seen != right.unit_seen:
+            # "881.8 + 11 × 903.3 GFLOPs": a bare addend is in the unit of the other
+            bare = right if left.unit_seen else left
+            scaled = Val(bare.value * self.bare_scale, bare.error * self.bare_scale, bare.text, bare.line,
+                         bare.operators, True, bare.bytes_seen, bare.lead)
+            left, right = (left, scaled) if left.unit_seen else (scaled, right)
         value = _apply(left.value, op, right.value)
         a, b = abs(left.value), abs(right.value)
         ea, eb = left.error, right.error
@@ -541,6 +575,8 @@ class ArithIssue:
     correct: str
     message: str
     line: int = 1
+    computed: Fraction | None = None  # what the stated value should be
+    stated: Fraction | None = None
 
 
 @dataclass
@@ -613,26 +649,33 @@ class _Auditor:
 
     def run(self) -> list[ArithIssue]:
         label: str | None = None
+        self.carry: Val | None = None  # the last value of the clause before, for "; × 64 = ..."
         for start, end, separator in _clauses(self.tokens):
+            carried, self.carry = self.carry, None
             if end - start <= MAX_CLAUSE_TOKENS:
-                self._clause(start, end, label)
+                self._clause(start, end, label, carried)
             # ``name: ...`` labels the clause after the colon
             single = self._single_word(_Segment(start, end, ""))
             label = single if separator == ":" else None
         return self.issues
 
     # A clause may hold several chains when a value is followed by a new sentence part.
-    def _clause(self, start: int, end: int, label: str | None) -> None:
+    def _clause(self, start: int, end: int, label: str | None, carried: Val | None = None) -> None:
         segments = _segments(self.tokens, start, end)
         if len(segments) < 2:
             if label is not None and self.define is not None:
                 self._define_single(label, segments[0])
+            self.carry = self._single_value(segments[0])
             return
         defined = self._single_word(segments[0])
         name = defined or label
         chain: list[tuple[_Segment, Parse]] = []
         # ``name = ...`` defines name: it is not read as a value (it may hold an older one)
         first = None if defined is not None else self._parse_suffix(segments[0])
+        opening = self.tokens[start]
+        if carried is not None and opening.kind == "op" and opening.text in _PRECEDENCE and segments[0].end > start + 1:
+            # "...= 3,440,640; × 64 experts = 220,200,960": a running chain across the separator
+            first = self._continue(carried, opening.text, _Segment(start + 1, segments[0].end, "")) or first
         if first is not None:
             chain.append((segments[0], first))
         for position in range(1, len(segments)):
@@ -640,7 +683,7 @@ class _Auditor:
             last = position == len(segments) - 1
             skip = self._skip_hedges(segment)
             try:
-                parsed = self.parser.parse(skip, segment.end)
+                parsed = self._parse(skip, segment.end)
             except ValueError:
                 parsed = None
             if parsed is None:
@@ -665,6 +708,32 @@ class _Auditor:
                     name = self._single_word(rest)
         self._evaluate(chain, name)
 
+    def _continue(self, carried: Val, op: str, rest: _Segment) -> Parse | None:
+        try:
+            parsed = self._parse(rest.start, rest.end)
+        except ValueError:
+            return None
+        if parsed.val is None or parsed.end != rest.end:
+            return None
+        try:
+            combined = self.parser._combine(carried, _CANON.get(op, op), parsed.val)
+        except UnsafeExpression:
+            return None
+        combined.text = f"{carried.text} {op} {parsed.val.text}"
+        combined.line = parsed.val.line
+        combined.lead = carried
+        return Parse(combined, parsed.end, parsed.words, parsed.annotations)
+
+    def _single_value(self, segment: _Segment) -> Val | None:
+        try:
+            parsed = self.parser.parse(self._skip_hedges(segment), segment.end)
+        except ValueError:
+            return None
+        val = parsed.val
+        if val is not None and val.operators == 0 and val.number is not None:
+            return Val(val.value, val.number.stated_error(False), val.text, val.line, number=val.number)
+        return None
+
     def _define_single(self, name: str, segment: _Segment) -> None:
         """``attention: 61.4M`` names a value too."""
         try:
@@ -676,6 +745,25 @@ class _Auditor:
             approximate = _is_approximate("=", self.tokens, segment)
             assert self.define is not None
             self.define(name, Val(val.value, val.number.stated_error(approximate), val.text, val.line, number=val.number))
+
+    def _parse(self, start: int, end: int) -> Parse:
+        """Parse, and when bare and unit-bearing addends mix, also the reading with one unit."""
+        parsed = self.parser.parse(start, end)
+        val = parsed.val
+        if val is not None and val.operators:
+            used = self.tokens[start : parsed.end]
+            scales = {t.unit.scale for t in used if t.kind == "num" and t.unit is not None and t.unit.prefixed}
+            if len(scales) == 1 and any(t.kind == "num" and t.unit is None for t in used):
+                self.parser.bare_scale = next(iter(scales))
+                try:
+                    again = self.parser.parse(start, end).val
+                    if again is not None and again.value != val.value:
+                        val.alternative = again
+                except ValueError:
+                    pass
+                finally:
+                    self.parser.bare_scale = None
+        return parsed
 
     def _skip_hedges(self, segment: _Segment) -> int:
         index = segment.start
@@ -696,17 +784,19 @@ class _Auditor:
             before = self.tokens[index - 1] if index > segment.start else None
             if token.kind not in ("num", "word", "lp", "op", "tilde"):
                 continue
-            if before is not None and (before.kind in ("op", "lp", "tilde") or before.kind == "num" and token.kind == "word"):
-                continue
+            if before is not None and before.kind in ("op", "lp", "tilde", "num", "rp"):
+                continue  # inside an expression, or a remark after a value
             tries += 1
             if tries > 12:
                 return None
             start = self._skip_hedges(_Segment(index, segment.end, ""))
             try:
-                parsed = self.parser.parse(start, segment.end)
+                parsed = self._parse(start, segment.end)
             except ValueError:
                 continue
-            if parsed.end == segment.end:
+            if parsed.end == segment.end and not any(w.text.lower() in _LABEL_BREAKS for w in parsed.words):
+                if parsed.val is not None and parsed.val.operators == 0 and self.tokens[start].kind == "word":
+                    continue  # "... bytes in bf16 =": a name after words is a label, not a value
                 return parsed
         return None
 
@@ -751,6 +841,8 @@ class _Auditor:
                                f"{_plain(reference.value)}", val.line)
                 )
             reference = val
+        if reference is not None:
+            self.carry = reference
         if name is not None and self.define is not None:
             final = computed or reference
             if final is not None:
@@ -758,8 +850,9 @@ class _Auditor:
 
     def _agree(self, expected: Val, actual: Val, approximate: bool) -> bool:
         tolerance = expected.error + actual.error
+        mine = [actual.value] + ([actual.alternative.value] if actual.alternative is not None else [])
         for candidate in self._interpretations(expected, actual.number):
-            if abs(candidate - actual.value) <= tolerance:
+            if any(abs(candidate - value) <= tolerance for value in mine):
                 return True
         return False
 
@@ -767,6 +860,8 @@ class _Auditor:
         """The computed value, and what it is if its operands are read in the result's unit or a
         bytes result leaves a named dtype's element size implicit."""
         values = [computed.value]
+        if computed.alternative is not None:
+            values.append(computed.alternative.value)
         if stated is None or stated.unit is None:
             return values
         unit = stated.unit
@@ -800,7 +895,8 @@ class _Auditor:
         correct = _in_unit_of(computed, number)
         named = "".join(f"; `{n}` is {k.text} (line {k.line})" for n, k in computed.names[:2])
         self.issues.append(
-            ArithIssue(computed.text, shown, correct, f"`{computed.text}` evaluates to {correct}, not {shown}{named}", line)
+            ArithIssue(computed.text, shown, correct, f"`{computed.text}` evaluates to {correct}, not {shown}{named}", line,
+                       computed.value, number.value)
         )
 
     def _compare_remarks(self, reference: Val | None, parsed: Parse) -> None:

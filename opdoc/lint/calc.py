@@ -89,6 +89,9 @@ class _DocumentAudit:
         self.findings: list[CalcFinding] = []
         self.statements = 0
         self.items = 0
+        # (line, stated value) -> computed value, for each value the audit found wrong: a total is
+        # checked against what its items should be, so one wrong item is reported once, where it is
+        self.corrections: dict[tuple[int, Fraction], Fraction] = {}
         self.stopped_at: int | None = None
         self._section_dtypes: dict[int, frozenset[Fraction]] = {}
         self._h2_lines = sorted(h.line for h in md.headings if h.level <= 2)
@@ -175,6 +178,8 @@ class _DocumentAudit:
             statement = Statement(text, marks, self._dtypes(text, unit_dtypes, marks[0][1]))
             for issue in audit_statement(statement, self.scope.resolve, self.scope.define):
                 self.findings.append(CalcFinding("OD901", issue.line, f"arithmetic: {issue.message}"))
+                if issue.computed is not None and issue.stated is not None:
+                    self.corrections[(issue.line, issue.stated)] = issue.computed
 
     # --- itemised totals ---------------------------------------------------------------------------------------
 
@@ -203,24 +208,30 @@ class _DocumentAudit:
             group.append(item)
 
     def _check_total(self, total: "_Item", items: list["_Item"]) -> None:
-        family, stated = total.values[0]
-        parts = _matching(items, family)
-        if parts is None:
-            return
-        addends, bare = parts
-        value = sum((p.value for p in addends), Fraction(0))
-        tolerance = sum((p.error for p in addends), Fraction(0)) + stated.error
-        if abs(value - stated.value) <= tolerance:
-            return
-        if bare and stated.number is not None and stated.number.unit is not None:
-            if abs(value * stated.number.unit.scale - stated.value) <= tolerance * stated.number.unit.scale:
+        items = [i for i in items if not _ASIDE.search(i.label)]  # "for comparison, ...", "... alone"
+        first: tuple[str, Val, list[Val], bool] | None = None
+        for family, stated in total.values:
+            parts = _matching(items, family)
+            if parts is None:
+                continue
+            addends = [self._corrected(v) for v in parts[0]]
+            if _sums_to(addends, stated, parts[1]):
                 return
+            first = first or (family, stated, addends, parts[1])
+        if first is None:
+            return
+        _, stated, addends, _ = first
+        value = sum((p.value for p in addends), Fraction(0))
         lines = f"lines {addends[0].line}-{addends[-1].line}"
         shown = _shown_like(value, stated)
         self.findings.append(
             CalcFinding("OD903", total.line,
                         f"total: the {len(addends)} items above ({lines}) sum to {shown}, not {stated.text}")
         )
+
+    def _corrected(self, val: Val) -> Val:
+        better = self.corrections.get((val.line, val.value))
+        return val if better is None else Val(better, Fraction(0), val.text, val.line, number=val.number)
 
     # --- tables ------------------------------------------------------------------------------------------------
 
@@ -350,6 +361,7 @@ class _Item:
     computed: bool  # the line computes its value (an operator before it)
 
 
+_STATES_VALUE = re.compile(r"\s*(?:[~≈]|about|approx\w*|roughly)?\s*[(\d.]")
 _LABEL = re.compile(r"^(?P<label>[^:=≈|]{1,80}?)\s*(?::|=|≈)\s*(?P<rest>.*)$")
 
 
@@ -365,6 +377,8 @@ def _item(number: int, raw: str) -> _Item | None:
     label, rest = match.group("label"), match.group("rest")
     if len(rest) > 1_000:
         return None  # not a list item
+    if not _STATES_VALUE.match(rest) and not re.search(r"\s(?:=|≈)\s", rest):
+        return None  # "Linear 768 -> 3072 with bias": a description with numbers in it, not a value
     values, computed = _final_values(rest, number)
     if not values:
         return None
@@ -401,7 +415,7 @@ def _final_values(text: str, number: int) -> tuple[list[tuple[str, Val]], bool]:
             )
             last = (_family(number_, following), Val(number_.value, number_.stated_error(approximate), number_.text,
                                                         token.line, number=number_))
-        elif depth == 0 and token.kind == "sep" and token.text in ",;":
+        elif depth == 0 and token.kind == "sep" and token.text in ",;→⇒":
             if last is not None and last[0] not in families:
                 values.append(last)
                 families.add(last[0])
@@ -420,6 +434,20 @@ def _family(number: Number, following) -> str:
     if following is not None and following.kind == "word" and following.text.lower() in _FAMILY_WORDS:
         return _FAMILY_WORDS[following.text.lower()]
     return "count"
+
+
+_ASIDE = re.compile(r"\bfor comparison\b|\balone\b|\bwould\b|\be\.\s?g\.|\bvs\.?\b|\bof which\b|\bincluding\b|"
+                    r"\bexcluding\b|\bcompared\b|\bif\b", re.IGNORECASE)
+
+
+def _sums_to(addends: list[Val], stated: Val, bare: bool) -> bool:
+    """The items add up to the total (read in the total's unit when they carry none)."""
+    value = sum((p.value for p in addends), Fraction(0))
+    tolerance = sum((p.error for p in addends), Fraction(0)) + stated.error
+    if abs(value - stated.value) <= tolerance:
+        return True
+    unit = stated.number.unit if stated.number is not None else None
+    return bare and unit is not None and abs(value * unit.scale - stated.value) <= tolerance * unit.scale
 
 
 def _matching(items: list[_Item], family: str) -> tuple[list[Val], bool] | None:

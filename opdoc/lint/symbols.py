@@ -23,7 +23,6 @@ BUILTIN_MEANINGS: dict[str, str] = {
     "S": "sequence length (tokens)",
     "d": "hidden dimension",
     "h": "hidden size",
-    "D": "hidden dimension",
     "H": "number of attention heads; image height",
     "W": "image width",
     "C": "channels",
@@ -32,7 +31,6 @@ BUILTIN_MEANINGS: dict[str, str] = {
     "M": "rows of a matrix product",
     "K": "inner dimension of a matrix product; cached context length; kernel size",
     "P": "",
-    "T": "sequence length (tokens)",
     "V": "vocabulary size",
     "E": "number of experts",
     "k": "top-k experts per token; kernel size",
@@ -51,7 +49,10 @@ _CONCEPTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("batch", r"\bbatch|\bnchw\b"),
         ("head_dim", r"head[_ ]?dim|head size|per[- ]head|of (?:one|each|an?) (?:attention )?head|head width|d_head"),
         ("heads", r"\bheads?\b|num_attention_heads|n_heads"),
-        ("intermediate", r"intermediate|\bffn\b|feed[- ]?forward|\bmlp\b|expansion|d_ff"),
+        ("expert_width", r"(?:expert|moe)\S*\s+(?:intermediate|hidden|inner)|(?:intermediate|inner|hidden) (?:width|size|dim\w*) "
+                         r"of (?:one|each|an?) (?:routed )?expert|moe_intermediate"),
+        ("shared", r"\bshared\b"),
+        ("intermediate", r"intermediate|\bffn\b|feed[- ]?forward|\bmlp\b|expansion|d_ff|inner (?:width|size|dim)"),
         ("topk", r"top[- ]?k|per token|chosen|selected|activated|routed to"),
         ("experts", r"\bexperts?\b"),
         ("cached", r"\bcache|cached|\bpast\b|kv length|prefix"),
@@ -72,8 +73,25 @@ _CONCEPTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 
 
 def concepts(meaning: str) -> set[str]:
-    """What a symbol's description is about, as a set of concept names (empty if unclear)."""
+    """What a symbol's description is about, as a set of concept names (empty if unclear).
+
+    Only the description's first part counts ("shared experts, applied to every token as one wider
+    MLP" is about shared experts); a description that starts with a number gives a value, and what
+    follows it is a remark ("896 (one expert)"), not a meaning."""
+    found: set[str] = set()
+    for alternative in meaning.split(";"):  # the template's "number of heads; image height"
+        found |= _concepts(re.split(r"[,(]", alternative, maxsplit=1)[0])
+    return found
+
+
+def _concepts(meaning: str) -> set[str]:
+    if re.match(r"\s*[~≈]?\s*\d", meaning):
+        return set()
     found = {name for name, pattern in _CONCEPTS if pattern.search(meaning)}
+    if "expert_width" in found:
+        found -= {"intermediate", "experts", "hidden"}
+    if "shared" in found:
+        found -= {"experts", "intermediate"}
     if "head_dim" in found:
         found -= {"heads", "hidden"}
     if "intermediate" in found:
@@ -82,7 +100,12 @@ def concepts(meaning: str) -> set[str]:
         found -= {"experts", "sequence"}
     if "layers" in found and "hidden" in found:
         found -= {"layers"}  # "hidden size of every layer"
+    if found & _SAME_WIDTH:
+        found |= _SAME_WIDTH  # a vision block's channels are its hidden width
     return found
+
+
+_SAME_WIDTH = {"hidden", "channels", "features"}
 
 
 @dataclass(frozen=True)
@@ -103,6 +126,7 @@ _LIST_HEAD = re.compile(
 )
 _INLINE = re.compile(r"\b(?:where|with|assume|assuming|for)\b\s*:?", re.IGNORECASE)
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
+_SEVERAL_PAIRS = re.compile(r"[,;]\s*(?=[`*_]*[A-Za-z][A-Za-z0-9_]{0,15}[`*_]*\s*(?:=|:))")
 _WORDS = frozenset("a an the it its this that these is are be of to in on at by we and or as for".split())
 
 
@@ -133,7 +157,9 @@ def document_definitions(md: MarkdownDoc) -> list[Definition]:
             continue
         pairs: list[tuple[str, str]] = []
         if in_list and (_BULLET.match(text) or text[:1].isspace()):
-            pairs.extend(_pairs(text))
+            # "- `h` = 1280, `L` = 12 layers": one definition per comma-separated part
+            for part in _SEVERAL_PAIRS.split(text):
+                pairs.extend(_pairs(part))
             # a bullet may carry several bindings: "Typical decode: B=1, S=1"
             for piece in re.split(r",|;", text.split(":", 1)[-1]):
                 pairs.extend(_pairs(piece))

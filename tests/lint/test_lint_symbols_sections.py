@@ -63,8 +63,12 @@ def test_concepts_of_meanings():
     assert concepts("width of one attention head") == {"head_dim"}
     assert concepts("number of attention heads") == {"heads"}
     assert concepts("routed experts chosen per token (top-k)") == {"topk"}
-    assert concepts("intermediate width of one routed expert") == {"intermediate"}
-    assert concepts("hidden size, the width of the residual stream") == {"hidden"}
+    assert concepts("intermediate width of one routed expert") == {"expert_width"}
+    assert concepts("intermediate width of a dense MLP") == {"intermediate"}
+    assert concepts("shared experts, applied to every token as one wider MLP") == {"shared"}
+    assert concepts("896 (one expert)") == set()  # a value with a remark, not a meaning
+    assert concepts("number of attention heads; image height") == {"heads", "height"}
+    assert "hidden" in concepts("hidden size, the width of the residual stream")  # and its kin: channels
     assert concepts("whatever this is") == set()
 
 

@@ -21,6 +21,7 @@ _ELEMENT = rf"{_ATOM}(?:\s*(?:\*\*|//|[*×/+\-])\s*{_ATOM})*(?:²|\^2)?"
 SHAPE_TUPLE = re.compile(rf"(?<![\w.\]\)])\(\s*(?P<body>{_ELEMENT}(?:\s*,\s*{_ELEMENT})+)\s*,?\s*\)")
 _IDENT = re.compile(_NAME)
 
+_UNIT_WORDS = frozenset({"x", "B", "KB", "MB", "GB", "TB", "G", "M", "K", "T", "s", "ms", "us", "ns", "e", "pi"})
 _SYMBOL_LIKE = re.compile(r"^[A-Za-z]{1,2}(?:_[A-Za-z0-9]+)?$")
 _DIM_WORD = re.compile(
     r"^(?:batch(?:_size)?|bsz|seq(?:_?len(?:gth)?)?|sequence_length|tokens?|hidden(?:_size|_dim)?|dim|embed_dim"
@@ -184,11 +185,52 @@ def _declared_list(context: LintContext) -> str:
     return f"{shown} from {context.symbols_origin}, or define it in the document (`where X = ...`)"
 
 
-@rule("OD702", "error", "A shape uses a dimension symbol the knowledge base does not declare.")
+_FORMULA_SYMBOL = re.compile(r"(?<![\w.])([A-Za-z]{1,2}(?:_[A-Za-z0-9]{1,4})?)(?![\w(])")
+# Products written with × or * (a "·" between two capitals is a matrix product: Q·Kᵀ).
+_PRODUCT = re.compile(r"[A-Za-z_][\w]*\s*[×*]\s*[\w(]|[\w)]\s*[×*]\s*[A-Za-z_]")
+_TIMES = re.compile(r"\s*[×*/]\s*$|^\s*(?:[×*/²]|\^)")
+
+
+def formula_symbols(doc: LintDoc) -> list[tuple[int, str, str]]:
+    """(line, symbol, formula text) for the factors of symbolic products in the cost section: the
+    ``T`` of ``4 × B × T × d × d_ff``.  Names the page uses in its python code are variables."""
+    md = doc.md
+    assert md is not None
+    section = find_h2(md, "FLOP Count and Memory Usage Impact")
+    if section is None:
+        return []
+    code_names = {name for block in md.code_blocks if block.lang in PYTHON_LANGS for name in _IDENT.findall(block.text)}
+    python = {n for b in md.code_blocks if b.lang in PYTHON_LANGS for n in range(b.line, b.end_line + 1)}
+    found = []
+    for number in range(section.start, section.end + 1):
+        text = re.sub(r"\*\*|__", "  ", md.line(number))  # bold is not multiplication
+        if number in python or number in md.comment_lines or not _PRODUCT.search(text):
+            continue
+        for match in _FORMULA_SYMBOL.finditer(text):
+            name = match.group(1)
+            before, after = text[: match.start()], text[match.end() :]
+            if not (_TIMES.search(before) or _TIMES.match(after)):
+                continue  # only factors of a product
+            if re.search(r"\d\s*$", before) or name in code_names:
+                continue  # "2 B" is two bytes; a python variable is not a dimension
+            found.append((number, name, text.strip()))
+    return found
+
+
+@rule("OD702", "error", "A shape or a formula uses a dimension symbol neither the template, the knowledge base nor the page declares.")
 def declared_symbols(doc: LintDoc, context: LintContext) -> list[Finding]:
     reported: set[str] = set()
     findings = []
     symbols = doc_symbols(doc, context)
+    for number, name, formula in formula_symbols(doc):
+        if name in symbols or name in reported or name in _UNIT_WORDS:
+            continue
+        reported.add(name)
+        shown = formula if len(formula) <= 60 else formula[:57] + "..."
+        findings.append(
+            finding("OD702", doc, number,
+                    f"`{name}` in formula `{shown}` is not a declared dimension symbol (declared: {_declared_list(context)})")
+        )
     for shape in find_shapes(doc, context):
         for name in shape.names:
             if name in symbols or name in reported or not _SYMBOL_LIKE.match(name):
@@ -222,8 +264,11 @@ def consistent_symbols(doc: LintDoc, context: LintContext) -> list[Finding]:
             findings.append(
                 finding("OD703", doc, shape.line, f"shape `{shape.text}` spells a dimension as `{name}`{hint}")
             )
-    for group in _SAME_DIMENSION:
-        used = sorted((n for n in group if n in first_use and n in symbols), key=lambda n: first_use[n])
+    defined = {d.name: concepts(d.meaning) for d in definitions(doc)}
+    for group, concept in zip(_SAME_DIMENSION, ("hidden", "head_dim")):
+        # a symbol the page itself defines as something else ("`d` = head dim") is not in the group
+        members = {n for n in group if not defined.get(n) or concept in defined[n]}
+        used = sorted((n for n in members if n in first_use and n in symbols), key=lambda n: first_use[n])
         if len(used) > 1:
             later = used[1]
             findings.append(
@@ -243,7 +288,8 @@ def symbol_meanings(doc: LintDoc, context: LintContext) -> list[Finding]:
     reported: set[str] = set()
     for definition in definitions(doc):
         name = definition.name
-        if name in reported or name not in context.symbols:
+        # the knowledge base's meanings bind; the template's letters are notation a page may redefine
+        if name in reported or name not in context.kb_meanings:
             continue
         said = concepts(definition.meaning)
         known = context.kb_meanings.get(name, "")

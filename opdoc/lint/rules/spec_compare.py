@@ -38,6 +38,7 @@ class Concept:
     symbol_concept: str | None  # what a symbol meaning this maps from (see symbols.concepts)
     after: str | None  # phrase, then the number: "hidden size of 4096"
     before: str | None  # the number, then a noun: "40 layers"
+    also: tuple[str, ...] = ()  # other concepts the same words may mean ("6 experts": routed or per token)
 
 
 CONCEPTS = (
@@ -46,28 +47,35 @@ CONCEPTS = (
             r"[- ]?(?:dim(?:ensional)?|wide)\s+(?:hidden|residual|embeddings?)\b"),
     Concept("layers", "layers", ("num_hidden_layers", "num_layers", "depth"), "layers",
             r"(?:number of|total) (?:decoder |transformer )?layers",
-            r"(?:[- ](?:decoder|transformer|hidden|encoder|vit))?[- ]layers?\b"),
+            r"(?:[- ](?:decoder|transformer|hidden|encoder|vit))[- ]layers?\b"),
+    Concept("layers_any", "layers", ("num_hidden_layers", "num_layers", "depth"), None, None, r"[- ]layers?\b",
+            ("moe_layers", "dense_layers")),
     Concept("moe_layers", "MoE layers", (), None, None, r"[- ](?:moe|sparse)[- ]layers?\b"),
     Concept("dense_layers", "dense layers", ("first_k_dense_replace",), None, None, r"[- ]dense(?:[- ]mlp)?[- ]layers?\b"),
     Concept("kv_heads", "key/value heads", ("num_key_value_heads",), None, r"number of (?:key[/-]value|kv) heads",
             r"[- ](?:key[/-]value|kv) heads\b"),
     Concept("heads", "attention heads", ("num_attention_heads", "num_heads"), "heads",
             r"number of (?:attention )?heads",
-            r"[- ](?:attention[- ]|query[- ])?heads\b(?!\s+of\b)"),
+            r"[- ](?:attention[- ]|query[- ])?heads\b(?!\s+of\b)", ("kv_heads",)),
     Concept("head_dim", "head dimension", (), "head_dim", r"head[ _-]?dim(?:ension)?|head size|per-head (?:dim(?:ension)?|width)", None),
     Concept("intermediate", "intermediate size", ("intermediate_size", "ffn_hidden_size"), "intermediate",
-            r"intermediate[ _]size|ffn[ _](?:hidden[ _])?(?:size|dim(?:ension)?)|mlp (?:hidden |intermediate )?(?:size|width)", None),
-    Concept("expert_width", "expert intermediate size", ("moe_intermediate_size",), None,
-            r"expert (?:intermediate |hidden )?(?:size|width|dim(?:ension)?)", None),
+            r"intermediate[ _]size|ffn[ _](?:hidden[ _])?(?:size|dim(?:ension)?)|mlp (?:hidden |intermediate )?(?:size|width)|"
+            r"inner (?:width|size|dim(?:ension)?)", None, ("expert_width", "shared_width")),
+    Concept("expert_width", "expert intermediate size", ("moe_intermediate_size",), "expert_width",
+            r"expert (?:intermediate |hidden |inner )?(?:size|width|dim(?:ension)?)|moe_intermediate_size", None),
     Concept("topk", "experts per token", ("num_experts_per_tok",), "topk", r"top[- ]?k",
-            r"[- ](?:routed[- ])?experts?\s+(?:per token|(?:are\s+)?(?:active|activated|selected|chosen))|[- ](?:active|activated|selected) experts\b"),
-    Concept("shared", "shared experts", ("n_shared_experts",), None, None, r"[- ]shared[- ]experts?\b"),
+            r"[- ](?:routed[- ])?experts?\s+(?:per token|(?:are\s+)?(?:active|activated|selected|chosen|kept))|[- ](?:active|activated|selected) experts\b"),
+    Concept("shared", "shared experts", ("n_shared_experts",), "shared", None, r"[- ]shared[- ]experts?\b"),
     Concept("experts", "routed experts", ("n_routed_experts",), "experts", r"number of (?:routed )?experts",
-            r"[- ](?:routed[- ])?experts\b(?!\s+(?:per|are\s+(?:active|activated|selected|chosen)|active|activated|selected|chosen))"),
+            r"[- ]routed[- ]experts\b(?!\s+(?:per|are\s+(?:active|activated|selected|chosen)|active|activated|selected|chosen))"),
+    Concept("experts_any", "routed experts", ("n_routed_experts",), None, None,
+            r"[- ]experts\b(?!\s+(?:per|are\s+(?:active|activated|selected|chosen)|active|activated|selected|chosen))",
+            ("topk", "shared")),
     Concept("vocab", "vocabulary size", ("vocab_size",), "vocab", r"vocab(?:ulary)?(?:[ _]size)?", r"[- ](?:token|entry)[- ]vocab(?:ulary)?\b"),
     Concept("patch", "patch size", ("patch_size",), "patch", r"patch[ _]size", None),
     Concept("image", "image size", ("img_size", "image_size"), None, r"image[ _]size|img_size|input resolution", None),
 )
+_BY_NAME = {c.name: c for c in CONCEPTS}
 
 _HEDGE = re.compile(
     r"\be\.\s?g\.|\beg\b|for example|for instance|illustrat|hypothetic|suppos|\bsay\b|such as|\btypical|"
@@ -75,6 +83,9 @@ _HEDGE = re.compile(
     r"qwen|\boriginal\b|\bstandard\b|\bif\b|\bwould\b|\bcould\b|\bmay\b|\bdefault",
     re.IGNORECASE,
 )
+_CLAIM_PHRASE = re.compile(r"deepseek-ocr|this model|builds? it with|\buses\b|set to|\bis\b|\bhas\b|\bhere\b", re.IGNORECASE)
+_PER_TOKEN = re.compile(r"per token|each token|are used|\bused\b|\bactive\b|activated|chosen|selected|\bkept\b|top-?k",
+                        re.IGNORECASE)
 _VISION = re.compile(r"\b(?:vision|visual|image|images|sam|clip|vit|patch(?:es)?|pixels?|deepencoder)\b", re.IGNORECASE)
 _LANGUAGE = re.compile(r"\b(?:language|llm|decoder|text|vocab\w*|moe|experts?|lm)\b", re.IGNORECASE)
 _BINDING = re.compile(r"(?<![\w.])(?P<name>B|S|P|K)\s*=\s*(?P<value>\d{1,3}(?:,\d{3}){1,4}(?![\d,])|\d{1,12})(?![\d.])")
@@ -82,7 +93,11 @@ _SYMBOL_VALUE = re.compile(
     r"(?<![\w.`])`?(?P<name>[A-Za-z][A-Za-z0-9_]{0,7})`?\s*=\s*(?P<value>\d{1,3}(?:,\d{3}){1,4}(?![\d,])|\d{1,15})(?![\w.]|,\d|\s*[×*/+^-])"
 )
 _PARAM_WORD = re.compile(r"\bparam(?:eter)?s?\b|\bweights\b", re.IGNORECASE)
-_MULTI = re.compile(r"\b\d+\s+(?:\w+\s+)?layers\b|\ball (?:\d+ )?layers\b|whole model|entire model|per (?:decode )?step for", re.IGNORECASE)
+_MULTI = re.compile(
+    r"\b\d+\s+(?:\w+\s+)?(?:layers|norms|blocks|modules|copies|instances)\b|\ball (?:\d+ )?(?:layers|blocks|norms)\b|"
+    r"\ball \d+\b|\btogether\b|\bcombined\b|whole model|entire model|per (?:decode )?step for",
+    re.IGNORECASE,
+)
 _TOTAL = re.compile(r"\btotal\b|_total\b", re.IGNORECASE)
 # A count of modules times a module (or times a per-module value): not one module's count.
 _SEVERAL = re.compile(r"(?<![\d.])(?!1\s)\w+\s*[×*]\s*[A-Z]\w*[a-z]\w*|\d\s*[KMGB]\b\s*[×*]|[×*]\s*\d+(?:\.\d+)?\s*[KMGB]\b")
@@ -156,6 +171,8 @@ def _expected(concept: Concept, config: dict, bound: dict[str, int]) -> tuple[st
         value = config.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return key, Fraction(str(value))  # 1e-06 as written, not its binary float
+    if concept.name == "shared_width" and "d_e" in bound and "E_s" in bound:
+        return "n_shared_experts × moe_intermediate_size", Fraction(bound["d_e"] * bound["E_s"])
     if concept.name == "moe_layers" and "L" in bound and "L_dense" in bound:
         return "num_hidden_layers - first_k_dense_replace", Fraction(bound["L"] - bound["L_dense"])
     if concept.name == "head_dim" and "d_h" in bound:
@@ -188,39 +205,71 @@ def _config_claims(doc: LintDoc, context: LintContext, specs: Specs, op: str) ->
 
     budget = [MAX_CANDIDATES]
 
-    def claim(concept: Concept, text: str, value_text: str, number: int, position: int) -> None:
+    def claim(concept: Concept, text: str, value_text: str, number: int, position: int) -> bool:
+        """Record a wrong value; False when the value is not a claim (hedged, or another scope's)."""
         budget[0] -= 1
         if budget[0] < 0:
-            return
+            return False
         value = _number(value_text)
         if value is None:
-            return
+            return False
         clause = _clause_at(text, position)
         if _HEDGE.search(clause) or foreign.search(clause):
-            return
+            return False
         target = _expected(concept, config, bound)
         if target is None or target[1] == value:
-            return
+            return True
+        also = concept.also
+        if concept.name == "experts" and _PER_TOKEN.search(clause):
+            also = also + ("topk",)  # "only 6 routed experts ... are used per token"
+        for other in also:  # "6 experts": the routed ones or the ones per token
+            alternative = _expected(_BY_NAME.get(other, Concept(other, other, (), None, None, None)), config, bound)
+            if alternative is not None and alternative[1] == value:
+                return True
         expected[concept.name] = target
         key = (concept.name, value)
         if key in found:
             found[key].others.append(number)
         else:
             found[key] = Claim(concept, value, value_text, number)
+        return True
 
     numeric_keys = [k for k, v in config.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    keys = "|".join(map(re.escape, sorted(numeric_keys, key=len, reverse=True)))
     key_pattern = re.compile(
-        r"(?<![\w.])[`\"']?(?P<key>" + "|".join(map(re.escape, sorted(numeric_keys, key=len, reverse=True))) +
+        r"(?<![\w])(?:(?:config|cfg|self\.config)\.)?[`\"']?(?<![\w])(?P<key>" + keys +
         r")[`\"']?\s*(?:=(?!=)|:|\bis\b|\bof\b)?\s*" + _NUM
     ) if numeric_keys else None
+    # "- `config.n_routed_experts`: number of routed experts (DeepSeek-OCR: 160)": a bullet about a key
+    key_bullet = re.compile(
+        r"^\s*(?:[-*+]\s+|\d+[.)]\s+)?(?:\*\*)?`?(?:(?:config|cfg)\.)?(?P<key>" + keys + r")`?(?:\*\*)?\s*:(?P<rest>.*)$"
+    ) if numeric_keys else None
+    config_calls = _config_call_lines(doc)
     by_key = {key: next((c for c in CONCEPTS if key in c.keys), None) for key in numeric_keys}
     symbol_concepts = _symbol_concepts(doc, context)
     code = _python_lines(doc)
     for number, text in _lines(doc):
         if budget[0] < 0:
             break
+        if number in code and number not in config_calls and not re.search(r"[\"']\w+[\"']\s*:", text):
+            continue  # a module built with an override (`DeepseekV2MLP(config, intermediate_size=896)`) claims nothing
+        bullet = key_bullet.match(text) if key_bullet is not None else None
+        if bullet is not None:
+            concept = by_key.get(bullet.group("key")) or Concept(bullet.group("key"), bullet.group("key"),
+                                                                   (bullet.group("key"),), None, None, None)
+            rest = bullet.group("rest")
+            for match in re.finditer(_NUM, rest):
+                lead = re.split(r"[(:;,=]", rest[: match.start("num")])[-1]
+                if lead.strip() and not _CLAIM_PHRASE.search(lead):
+                    continue  # "(the dense MLP of layer 0)": a number about something else
+                position = bullet.start("rest") + match.start("num")
+                if not _range_or_more(text, bullet.start("rest") + match.end("num")):
+                    if claim(concept, text, match.group("num"), number, position):
+                        break
         if key_pattern is not None:
             for match in key_pattern.finditer(text):
+                if bullet is not None and match.group("key") == bullet.group("key"):
+                    continue
                 concept = by_key.get(match.group("key")) or Concept(match.group("key"), match.group("key"),
                                                                       (match.group("key"),), None, None, None)
                 if _range_or_more(text, match.end("num")):
@@ -238,17 +287,36 @@ def _config_claims(doc: LintDoc, context: LintContext, specs: Specs, op: str) ->
                         claim(concept, text, match.group("num"), number, match.start("num"))
         stacked = re.search(rf"\b(?:repeated|stacked)\s+{_NUM}\s+times\b", text, re.IGNORECASE)
         if stacked and re.search(r"layer|stack|decoder|transformer", text, re.IGNORECASE):
-            claim(CONCEPTS[1], text, stacked.group("num"), number, stacked.start("num"))
+            claim(_BY_NAME["layers"], text, stacked.group("num"), number, stacked.start("num"))
         # "2/160 experts": k of E
         for match in re.finditer(r"(?<![\w.])(?P<k>\d+)\s*/\s*(?P<e>\d+)\s+(?:routed\s+)?experts\b", text, re.IGNORECASE):
-            claim(next(c for c in CONCEPTS if c.name == "topk"), text, match.group("k"), number, match.start("k"))
-            claim(next(c for c in CONCEPTS if c.name == "experts"), text, match.group("e"), number, match.start("e"))
+            claim(_BY_NAME["topk"], text, match.group("k"), number, match.start("k"))
+            claim(_BY_NAME["experts"], text, match.group("e"), number, match.start("e"))
         # "h=4096", "`d` = 4096": a symbol the model fixes, given a value (not a Python assignment)
         for match in [] if number in code else _SYMBOL_VALUE.finditer(text):
             concept = symbol_concepts.get(match.group("name"))
             if concept is not None:
                 claim(concept, text, match.group("value"), number, match.start("value"))
     return [(c, *expected[c.concept.name]) for c in sorted(found.values(), key=lambda c: c.line)]
+
+
+def _config_call_lines(doc: LintDoc) -> set[int]:
+    """Lines of python blocks inside a ``...Config(`` call or a config dict: where ``key=value`` is a claim."""
+    md = doc.md
+    assert md is not None
+    lines: set[int] = set()
+    for block in md.code_blocks:
+        if block.lang not in ("python", "py", "python3"):
+            continue
+        depth = 0
+        for offset, text in enumerate(block.text_lines):
+            if re.search(r"Config\w*\(|config\s*=\s*\{|\bdict\(", text):
+                depth = max(depth, 1)
+            if depth:
+                lines.add(block.first_text_line + offset)
+                depth += text.count("(") + text.count("{") - text.count(")") - text.count("}")
+                depth = max(depth, 0)
+    return lines
 
 
 def _python_lines(doc: LintDoc) -> set[int]:
@@ -258,11 +326,11 @@ def _python_lines(doc: LintDoc) -> set[int]:
 
 
 def _range_or_more(text: str, end: int, before: str = "") -> bool:
-    """``100+ layers``, ``0-39``, ``1.5x``: not a count of the model's own."""
-    rest = text[end : end + 2]
-    if rest[:1] in ("+", "%", "x", "×") or re.match(r"[-–]\d", rest):
+    """``100+ layers``, ``0-39``, ``1.5x``, ``2 × 896``: not a count of the model's own."""
+    rest = text[end : end + 3]
+    if rest[:1] in ("+", "%", "x", "×") or re.match(r"[-–]\d|\s*[×*·/]\s", rest):
         return True
-    return bool(re.search(r"\d\s*[-–]\s*$", before[-4:]))
+    return bool(re.search(r"\d\s*[-–]\s*$|[×*·/]\s*$", before[-4:]))
 
 
 def _symbol_concepts(doc: LintDoc, context: LintContext) -> dict[str, Concept]:
@@ -456,22 +524,29 @@ def _bindings(text: str) -> dict[str, int]:
     return values
 
 
+_DECODE = re.compile(r"\bdecod\w*|\bone token\b|\bsingle token\b|\bgeneration step\b|\bper token\b", re.IGNORECASE)
+
+
 def _binding_for(lines: list[tuple[int, str]], index: int, named: dict[str, dict[str, int]],
                  headings: set[int]) -> dict[str, int] | None:
+    """The B and S (and P) a line's example is stated at: on the line, under the example's name, or on
+    the nearest line above that states them; None when the line is about a decode step the page
+    does not bind (its B and S above belong to another example)."""
     here = _bindings(lines[index][1])
-    label = re.search(r"\b(prefill|decode|decoding|generation)\b", lines[index][1], re.IGNORECASE)
-    if label and label.group(1).lower()[:6] in named:
-        here = {**named[label.group(1).lower()[:6]], **here}
-    if "B" in here and "S" in here:
-        return here
-    for back in range(index - 1, max(index - 20, -1), -1):
+    for back in range(index, max(index - 20, -1), -1):
         number, text = lines[back]
-        if number in headings and text.lstrip().startswith(("## ", "### ")):
-            break
-        for key, value in _bindings(text).items():
-            here.setdefault(key, value)
+        if back < index:
+            if number in headings and text.lstrip().startswith(("## ", "### ")):
+                break
+            for key, value in _bindings(text).items():
+                here.setdefault(key, value)
         if "B" in here and "S" in here:
             return here
+        label = re.search(r"\b(prefill|decode|decoding|generation)\b", text, re.IGNORECASE)
+        if label and label.group(1).lower()[:6] in named:
+            return {**named[label.group(1).lower()[:6]], **here}
+        if _DECODE.search(text) and "S" not in here:
+            return None  # a decode step: the nearest B and S above are another example's
     return None
 
 

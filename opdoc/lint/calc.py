@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 
 from .arith import Known, Number, Statement, Val, _plain, audit_statement, tokenize
 from .markdown import CodeBlock, MarkdownDoc
-from .units import DTYPE_BYTES, UNITS, dtype_bytes
+from .units import DTYPE_BYTES, DTYPE_PATTERN, UNITS, dtype_bytes
 
 __all__ = ["CalcFinding", "audit_document"]
 
@@ -92,6 +92,7 @@ class _DocumentAudit:
         # (line, stated value) -> computed value, for each value the audit found wrong: a total is
         # checked against what its items should be, so one wrong item is reported once, where it is
         self.corrections: dict[tuple[int, Fraction], Fraction] = {}
+        self.results: list[tuple[int, str, Fraction]] = []  # (line, digits, unit scale) of stated results
         self.stopped_at: int | None = None
         self._section_dtypes: dict[int, frozenset[Fraction]] = {}
         self._h2_lines = sorted(h.line for h in md.headings if h.level <= 2)
@@ -102,6 +103,7 @@ class _DocumentAudit:
         for first_line, lines, context in units:
             while h2 < len(self._h2_lines) and self._h2_lines[h2] <= first_line:
                 self.scope.values.clear()
+                self.results.clear()
                 h2 += 1
             self._audit_unit(lines, context)
             self._totals(lines)
@@ -169,17 +171,85 @@ class _DocumentAudit:
     def _audit_unit(self, lines: list[tuple[int, str]], unit_text: str) -> None:
         unit_dtypes = frozenset(dtype_bytes(unit_text))  # once per block, not once per statement
         for text, marks in _statements(lines):
-            if len(text) > MAX_STATEMENT_CHARS or not _CLAIMS.search(text) or not _WORTH.search(text):
+            if len(text) > MAX_STATEMENT_CHARS or not _WORTH.search(text):
+                continue
+            if not _CLAIMS.search(text):
+                if "(" in text:
+                    self._ratio_claims(Statement(text, marks))  # "16x fewer ... (27.6 M of 227.2 M)"
                 continue
             self.statements += 1
             if self.statements > MAX_STATEMENTS:
                 self.stopped_at = marks[0][1]
                 return
             statement = Statement(text, marks, self._dtypes(text, unit_dtypes, marks[0][1]))
+            self._element_size(statement)
+            self._reused(statement)
+            self._ratio_claims(statement)
             for issue in audit_statement(statement, self.scope.resolve, self.scope.define):
                 self.findings.append(CalcFinding("OD901", issue.line, f"arithmetic: {issue.message}"))
                 if issue.computed is not None and issue.stated is not None:
                     self.corrections[(issue.line, issue.stated)] = issue.computed
+
+    def _element_size(self, statement: Statement) -> None:
+        """``fp32 copy: 8192 × 1280 × 2 bytes``: the bytes per element a product uses are not those of
+        the one dtype the statement names."""
+        sizes = dtype_bytes(statement.text)
+        if len(sizes) != 1 or _COUNTED_COPIES.search(statement.text):
+            return
+        size = next(iter(sizes))
+        tokens = tokenize(statement.text, statement.lines)
+        for index, token in enumerate(tokens):
+            if token.kind != "num" or token.unit is None or token.unit.family != "bytes" or token.unit.scale != 1:
+                continue
+            before = tokens[index - 1] if index else None
+            if before is None or before.kind != "op" or before.text not in "×*·":
+                continue
+            number = Number.parse(token, statement.text[token.start : token.end])
+            if number.value in _ELEMENT_SIZES and number.value != size:
+                name = DTYPE_PATTERN.search(statement.text).group(1)
+                self.findings.append(CalcFinding(
+                    "OD901", token.line,
+                    f"arithmetic: {name} is {_plain(size)} byte{'s' * (size != 1)} per element, not {number.text}"))
+                return
+
+    def _reused(self, statement: Statement) -> None:
+        """A value carried over from an earlier result with two digits swapped (4.13 for 4.31)."""
+        tokens = tokenize(statement.text, statement.lines)
+        for index, token in enumerate(tokens):
+            if token.kind != "num" or token.unit is None or not token.unit.prefixed:
+                continue
+            neighbours = [tokens[i] for i in (index - 1, index + 1) if 0 <= i < len(tokens)]
+            if not any(t.kind == "op" and t.text in "×*·/+" for t in neighbours):
+                continue  # only operands: a value used again
+            digits = token.text.replace(",", "")
+            for line, shown, unit in reversed(self.results[-40:]):
+                if unit == token.unit.scale and shown != digits and len(shown) == len(digits) and sorted(shown) == sorted(digits):
+                    self.findings.append(CalcFinding(
+                        "OD901", token.line,
+                        f"arithmetic: {statement.text[token.start:token.end].strip()} is used here, but the value computed on "
+                        f"line {line} is {shown}{statement.text[token.start:token.end][len(token.text):]} (two digits swapped?)"))
+                    return
+        for index, token in enumerate(tokens):
+            if token.kind == "num" and token.unit is not None and token.unit.prefixed and index and tokens[index - 1].kind in ("rel", "tilde"):
+                self.results.append((token.line, token.text.replace(",", ""), token.unit.scale))
+
+    def _ratio_claims(self, statement: Statement) -> None:
+        """``16x fewer active parameters (27.6 M of 227.2 M)``: the ratio its own numbers give."""
+        for match in _RATIO_CLAIM.finditer(statement.text):
+            numbers = [Number.parse(t, match.group("pair")[t.start : t.end])
+                       for t in tokenize(match.group("pair")) if t.kind == "num"]
+            if len(numbers) != 2 or 0 in (numbers[0].value, numbers[1].value):
+                continue
+            small, large = sorted(n.value for n in numbers)
+            ratio = large / small
+            claimed = Fraction(match.group("ratio"))
+            decimals = len(match.group("ratio").partition(".")[2])
+            if abs(ratio - claimed) > max(Fraction(1, 2 * 10**decimals), claimed / 20):
+                line = next((l for o, l in reversed(statement.lines) if o <= match.start()), statement.lines[0][1])
+                self.findings.append(CalcFinding(
+                    "OD901", line,
+                    f"arithmetic: {match.group('ratio')}x does not follow from {match.group('pair').strip()}: "
+                    f"the ratio is {_format_ratio(ratio)}x"))
 
     # --- itemised totals ---------------------------------------------------------------------------------------
 
@@ -434,6 +504,20 @@ def _family(number: Number, following) -> str:
     if following is not None and following.kind == "word" and following.text.lower() in _FAMILY_WORDS:
         return _FAMILY_WORDS[following.text.lower()]
     return "count"
+
+
+_ELEMENT_SIZES = {Fraction(1), Fraction(2), Fraction(4), Fraction(8)}
+_COUNTED_COPIES = re.compile(r"\btwo\b|\bboth\b|\bstates\b|\bmoments\b|\bcopies\b|\bK and V\b|master", re.IGNORECASE)
+_RATIO_CLAIM = re.compile(
+    r"(?<![\w.])(?P<ratio>\d+(?:\.\d+)?)\s*[x×]\s+(?:fewer|less|smaller|more|larger|bigger|faster|slower|lower|higher|"
+    r"reduction|efficiency|increase|decrease|saving)\b[^()\n]{0,80}\((?P<pair>[^()\n]{1,80}?\d[^()\n]{0,40}?"
+    r"(?:\bof\b|\bvs\.?|/|\bout of\b)[^()\n]{0,40}?\d[^()\n]{0,40})\)",
+    re.IGNORECASE,
+)
+
+
+def _format_ratio(value: Fraction) -> str:
+    return f"{float(value):.1f}".rstrip("0").rstrip(".")
 
 
 _ASIDE = re.compile(r"\bfor comparison\b|\balone\b|\bwould\b|\be\.\s?g\.|\bvs\.?\b|\bof which\b|\bincluding\b|"

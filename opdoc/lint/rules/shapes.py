@@ -21,7 +21,7 @@ _ELEMENT = rf"{_ATOM}(?:\s*(?:\*\*|//|[*×/+\-])\s*{_ATOM})*(?:²|\^2)?"
 SHAPE_TUPLE = re.compile(rf"(?<![\w.\]\)])\(\s*(?P<body>{_ELEMENT}(?:\s*,\s*{_ELEMENT})+)\s*,?\s*\)")
 _IDENT = re.compile(_NAME)
 
-_UNIT_WORDS = frozenset({"x", "B", "KB", "MB", "GB", "TB", "G", "M", "K", "T", "s", "ms", "us", "ns", "e", "pi"})
+_UNIT_WORDS = frozenset({"x", "KB", "MB", "GB", "TB", "s", "ms", "us", "ns", "e", "pi"})  # after a number: units
 _SYMBOL_LIKE = re.compile(r"^[A-Za-z]{1,2}(?:_[A-Za-z0-9]+)?$")
 _DIM_WORD = re.compile(
     r"^(?:batch(?:_size)?|bsz|seq(?:_?len(?:gth)?)?|sequence_length|tokens?|hidden(?:_size|_dim)?|dim|embed_dim"

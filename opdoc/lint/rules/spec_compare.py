@@ -204,6 +204,7 @@ def _config_claims(doc: LintDoc, context: LintContext, specs: Specs, op: str) ->
     expected: dict[str, tuple[str, Fraction]] = {}
 
     budget = [MAX_CANDIDATES]
+    intros = _table_intros(doc)
 
     def claim(concept: Concept, text: str, value_text: str, number: int, position: int) -> bool:
         """Record a wrong value; False when the value is not a claim (hedged, or another scope's)."""
@@ -220,7 +221,7 @@ def _config_claims(doc: LintDoc, context: LintContext, specs: Specs, op: str) ->
         if target is None or target[1] == value:
             return True
         also = concept.also
-        if concept.name == "experts" and _PER_TOKEN.search(clause):
+        if concept.name == "experts" and (_PER_TOKEN.search(clause) or _PER_TOKEN.search(intros.get(number, ""))):
             also = also + ("topk",)  # "only 6 routed experts ... are used per token"
         for other in also:  # "6 experts": the routed ones or the ones per token
             alternative = _expected(_BY_NAME.get(other, Concept(other, other, (), None, None, None)), config, bound)
@@ -298,6 +299,20 @@ def _config_claims(doc: LintDoc, context: LintContext, specs: Specs, op: str) ->
             if concept is not None:
                 claim(concept, text, match.group("value"), number, match.start("value"))
     return [(c, *expected[c.concept.name]) for c in sorted(found.values(), key=lambda c: c.line)]
+
+
+def _table_intros(doc: LintDoc) -> dict[int, str]:
+    """Each table row's introducing sentence ("Only 6 routed experts ... are used per token:")."""
+    md = doc.md
+    assert md is not None
+    intros: dict[int, str] = {}
+    last_prose = ""
+    for number, text in enumerate(md.lines, start=1):
+        if text.lstrip().startswith("|"):
+            intros[number] = last_prose
+        elif text.strip():
+            last_prose = text
+    return intros
 
 
 def _config_call_lines(doc: LintDoc) -> set[int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ..context import LintContext, LintDoc
 from ..markdown import Section
 from ..registry import Finding, finding, rule
@@ -156,7 +158,7 @@ def heading_wording(doc: LintDoc, context: LintContext) -> list[Finding]:
     return findings
 
 
-@rule("OD206", "error", "Usage Pattern shows no code example, or Definition shows no Python code.")
+@rule("OD206", "error", "Usage Pattern shows no code example, or Definition shows no Python class with its forward.")
 def examples_present(doc: LintDoc, context: LintContext) -> list[Finding]:
     md = doc.md
     assert md is not None
@@ -165,10 +167,18 @@ def examples_present(doc: LintDoc, context: LintContext) -> list[Finding]:
     if usage is not None and not md.blocks_in(usage.start, usage.end):
         findings.append(finding("OD206", doc, usage.start, "`## Usage Pattern` has no code block with a usage example"))
     definition = find_h2(md, "Definition")
-    if definition is not None and not any(
-        block.lang in PYTHON_LANGS for block in md.blocks_in(definition.start, definition.end)
-    ):
+    if definition is None:
+        return findings
+    code = [block.text for block in md.blocks_in(definition.start, definition.end) if block.lang in PYTHON_LANGS]
+    if not code:
         findings.append(
             finding("OD206", doc, definition.start, "`## Definition` has no ```python block with the class definition")
+        )
+    elif any(re.search(r"^\s*class\s", text, re.MULTILINE) for text in code) and not any(
+        re.search(r"\bdef\s+forward\s*\(", text) for text in code
+    ):
+        # the template: "Show constructor signature and forward method"
+        findings.append(
+            finding("OD206", doc, definition.start, "`## Definition` shows the class without its `forward` method")
         )
     return findings

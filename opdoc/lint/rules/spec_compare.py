@@ -610,13 +610,20 @@ def example_claims(doc: LintDoc, specs: Specs, op: str) -> list[tuple[Stated, st
                     wrong.append((stated, "parameters", candidates[0][2], expected[0]))
             elif stated.family == "flops":
                 lead = _lead_in(md, lines, index)
-                if not (_TOTAL_LABEL.search(stated.label) or (_EXAMPLE_LABEL.search(stated.label) and _TOTAL_LABEL.search(lead))):
-                    continue
+                example = _EXAMPLE_LABEL.search(stated.label)
+                if not (_TOTAL_LABEL.search(stated.label) or (example and _TOTAL_LABEL.search(lead))
+                        or (example and re.search(r"\bFLOPs?\b\W*$", stated.label))):
+                    continue  # "Example (B=1, S=8192): FLOPs ≈ ..." is the template's worked total
                 if _MULTI.search(lead) or ("flops", stated.value) in seen:
                     continue
                 binding = _binding_for(lines, index, named, headings)
-                if binding is None or (binding.get("S") == 1 and "P" not in binding):
+                if binding is None:
                     continue
+                if binding.get("S") == 1 and "P" not in binding:
+                    # a decode step without its cached context: fine for a module that keeps no cache
+                    without = specs.quantities(op, B=binding["B"], S=1, P=0).get("forward_flops")
+                    if without is None or without != specs.quantities(op, B=binding["B"], S=1, P=4096).get("forward_flops"):
+                        continue
                 targets = _named_module(stated.label, op, specs) or _variant_of(lead, op, specs) or own
                 expected_flops = []
                 for target, variant, _ in targets:
@@ -626,7 +633,60 @@ def example_claims(doc: LintDoc, specs: Specs, op: str) -> list[tuple[Stated, st
                     seen.add(("flops", stated.value))
                     where = ", ".join(f"{k}={v}" for k, v in sorted(binding.items()) if k in ("B", "S", "P"))
                     wrong.append((stated, f"at {where}", targets[0][2], expected_flops[0]))
+        kv_line: list[tuple[Stated, str, int]] = []
+        for stated in _kv_values(text, number):
+            if stated.family != "bytes" or ("kv", stated.value) in seen:
+                continue
+            in_block = any(b.first_text_line <= number < b.end_line for b in md.code_blocks)
+            about_kv = (_KV.search(stated.label) or in_block and _KV.search(_lead_in(md, lines, index))) and not (
+                _OTHER_MEMORY.search(stated.label))
+            if _MULTI.search(stated.label) or _PART.search(stated.label):
+                continue
+            if not about_kv:
+                if _KV.search(text) and not _OTHER_MEMORY.search(stated.label):
+                    kv_line.append((stated, "", 0))  # "...; in total 41.94 MB" on a KV-cache line
+                continue
+            binding = _binding_for(lines, index, named, headings) or _positions(stated.label + " " + text, doc)
+            if binding is None or "S" not in binding or "B" not in binding:
+                continue
+            at = specs.quantities(op, B=binding["B"], S=binding["S"], P=binding.get("P", 0))
+            expected = at.get("kv_cache_bytes")
+            if expected:
+                where = ", ".join(f"{k}={v}" for k, v in sorted(binding.items()) if k in ("B", "S", "P"))
+                kv_line.append((stated, where, expected))
+        # a line that also gives the right total lists its parts (keys, then values): no claim
+        claims = [entry for entry in kv_line if entry[2]]
+        expected_here = claims[0][2] if claims else 0
+        if claims and not any(_close(stated, expected_here, Fraction(10, 100)) for stated, _, _ in kv_line):
+            stated, where, expected = claims[0]
+            seen.add(("kv", stated.value))
+            wrong.append((stated, f"of KV cache at {where}", op, expected))
     return wrong
+
+
+_OTHER_MEMORY = re.compile(r"weight|param|activation|peak|gradient|adam|optimi|training|input|output|score|softmax",
+                           re.IGNORECASE)
+_KV = re.compile(r"\bkv[- ]?cache\b|\bkey[/-]value cache\b|^\s*#+\s*kv\b", re.IGNORECASE)
+
+
+def _kv_values(text: str, number: int) -> list[Stated]:
+    """Values on a KV-cache line, including one in a remark: "(21.0 MB per layer at 8192 positions)"."""
+    if not _KV.search(text) and not re.search(r"\bper layer\b", text):
+        return _stated_values(text, number)
+    # open remarks that say more than a number; a bare "(20,971,520)" stays a restatement
+    inner = re.sub(r"\(([^()]*)\)", lambda m: m.group(0) if re.fullmatch(r"\s*[\d,.]+\s*", m.group(1)) else f" {m.group(1)} ",
+                   text)
+    return _stated_values(inner, number)
+
+
+def _positions(text: str, doc: LintDoc) -> dict[str, int] | None:
+    """"at 8192 positions" with the page's single batch size (``B`` = 1)."""
+    match = re.search(r"\bat\s+(\d[\d,]*)\s+(?:positions|tokens)\b", text)
+    batch = {d.meaning.strip() for d in definitions(doc) if d.name == "B" and re.match(r"\s*\(?\d", d.meaning)}
+    values = {int(m.group(0)) for b in batch for m in [re.search(r"\d+", b)] if m}
+    if match is None or len(values) != 1:
+        return None
+    return {"B": next(iter(values)), "S": int(match.group(1).replace(",", ""))}
 
 
 # Which configuration values can explain a wrong count (for the message only).

@@ -666,6 +666,7 @@ class _Auditor:
             if label is not None and self.define is not None:
                 self._define_single(label, segments[0])
             self.carry = self._single_value(segments[0])
+            self._restatements(start, end)
             return
         defined = self._single_word(segments[0])
         name = defined or label
@@ -707,6 +708,30 @@ class _Auditor:
                     chain = [(rest, restart)]
                     name = self._single_word(rest)
         self._evaluate(chain, name)
+
+    def _restatements(self, start: int, end: int) -> None:
+        """``454,328,320 bytes (454.3 MiB)``: a value restated in parentheses, with no relation."""
+        tokens = self.tokens
+        for index in range(start, end - 2):
+            first, opening = tokens[index], tokens[index + 1]
+            if first.kind != "num" or opening.kind != "lp" or first.unit is None:
+                continue
+            inner = index + 2
+            approximate = False
+            while inner < end and (tokens[inner].kind in ("tilde", "rel") or tokens[inner].text.lower() in _HEDGES):
+                approximate = True
+                inner += 1
+            if inner + 1 >= end or tokens[inner].kind != "num" or tokens[inner + 1].kind != "rp":
+                continue
+            second = tokens[inner]
+            if second.unit is None or second.unit.family != first.unit.family:
+                continue
+            one = Number.parse(first, self.source[first.start : first.end])
+            other = Number.parse(second, self.source[second.start : second.end])
+            if one.value == 0 or not Fraction(1, 16) <= other.value / one.value <= 16:
+                continue
+            reference = Val(one.value, one.stated_error(False), one.text, first.line, number=one)
+            self._compare_stated(reference, Val(other.value, Fraction(0), other.text, second.line, number=other), approximate)
 
     def _continue(self, carried: Val, op: str, rest: _Segment) -> Parse | None:
         try:

@@ -33,7 +33,8 @@ __all__ = ["CalcFinding", "audit_document"]
 MAX_STATEMENTS = 2_000  # an op-doc has hundreds; past this the audit stops (and says so)
 MAX_ITEMS = 4_000  # lines read as list items, and table rows, likewise
 MAX_STATEMENT_CHARS = 4_000  # no worked calculation is longer; a longer "statement" is not one
-_WORTH = re.compile(r"\d")  # a statement without a digit states no value to check
+_WORTH = re.compile(r"\d")
+_RESTATED = re.compile(r"\d\s*[A-Za-z%]*\s*\(\s*(?:[~≈]\s*)?\d")  # "454,328,320 bytes (454.3 MiB)"  # a statement without a digit states no value to check
 _CLAIMS = re.compile(r"[=≈≃≅:]")
 
 _LIST_MARK = re.compile(r"^(\s*)(?:[-*+•]|\d{1,3}[.)])(\s+)")
@@ -176,7 +177,8 @@ class _DocumentAudit:
             if not _CLAIMS.search(text):
                 if "(" in text:
                     self._ratio_claims(Statement(text, marks))  # "16x fewer ... (27.6 M of 227.2 M)"
-                continue
+                if not _RESTATED.search(text):
+                    continue  # nothing is claimed equal to anything
             self.statements += 1
             if self.statements > MAX_STATEMENTS:
                 self.stopped_at = marks[0][1]

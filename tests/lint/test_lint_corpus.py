@@ -24,7 +24,7 @@ CORPUS = Path(__file__).parent / "corpus"
 
 # Which rules report each kind of defect (the corpus README's table of kinds).
 ARITHMETIC = {"OD901", "OD903"}
-SYMBOLS = {"OD702", "OD703", "OD704"}
+SYMBOLS = {"OD702", "OD703", "OD704", "OD705"}
 CONFIG = {"OD951", "OD952"}
 KIND_RULES = {
     "A": ARITHMETIC, "B": ARITHMETIC, "C": ARITHMETIC, "D": ARITHMETIC, "E": ARITHMETIC, "F": ARITHMETIC,
@@ -34,8 +34,11 @@ KIND_RULES = {
     "K": ARITHMETIC | CONFIG | {"OD805", "OD807", "OD204", "OD206", "OD301"},
 }
 
-RECALL_FLOOR = 0.0
-PRECISION_FLOOR = 0.0
+# Measured: recall 63/66 = 0.955, precision 64/70 = 0.914 (the six other findings are OD801 on pages of
+# DeepseekV2Model that give their FLOPs in numbers only, with no formula in symbols, which the
+# template asks for).  Before the fixes driven by this corpus: recall 0.652, precision 0.095.
+RECALL_FLOOR = 0.95
+PRECISION_FLOOR = 0.9
 
 
 _CACHE: dict[str, tuple] = {}

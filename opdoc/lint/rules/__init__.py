@@ -7,6 +7,7 @@ from . import (  # noqa: F401  (imported for their registrations)
     costs,
     diagrams,
     files,
+    formulas,
     naming,
     sections,
     shapes,

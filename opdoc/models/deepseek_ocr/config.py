@@ -124,6 +124,7 @@ class ClipConfig(_FromScope):
     num_positions: int
     layernorm_epsilon: float
     hidden_act: str
+    num_channels: int
     sam_downsample: int
     attention_dropout: float = 0.0
 

@@ -382,7 +382,8 @@ class NoTPTransformerBlock(nn.Module):
         self.layer_norm2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = x + self.self_attn(self.layer_norm1(x))
+        attended = self.self_attn(self.layer_norm1(x))  # referenced to the end, as upstream's `residual`
+        h = x + attended
         return h + self.mlp(self.layer_norm2(h))
 
 
@@ -406,13 +407,16 @@ class VitModel(nn.Module):
     def __init__(self, cfg: ClipConfig | None = None) -> None:
         super().__init__()
         cfg = cfg or ClipConfig.from_scope()
-        self.embeddings = CLIPVisionEmbeddings(cfg.hidden_size, cfg.image_size, cfg.patch_size)
+        self.embeddings = CLIPVisionEmbeddings(cfg.hidden_size, cfg.image_size, cfg.patch_size, cfg.num_channels)
         self.transformer = NoTPTransformer(cfg)
         # Spelling as in the checkpoint; a plain LayerNorm (upstream's fp32norm switch is off for OCR).
         self.pre_layrnorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
 
     def forward(self, x: Tensor, patch_embeds: Tensor | None) -> Tensor:
-        return self.transformer(self.pre_layrnorm(self.embeddings(x, patch_embeds)))
+        # Both the embeddings and their normalised copy stay referenced while the blocks run.
+        x = self.embeddings(x, patch_embeds)
+        hidden_states = self.pre_layrnorm(x)
+        return self.transformer(hidden_states)
 
 
 # ---------------------------------------------------------------- projector

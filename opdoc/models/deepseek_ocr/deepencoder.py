@@ -287,12 +287,11 @@ def build_sam_vit_b(cfg: SamConfig | None = None) -> ImageEncoderViT:
 
 
 class LayerNormfp32(nn.LayerNorm):
-    """LayerNorm computed in fp32 (input, weight and bias upcast), result cast back to the input dtype."""
+    """LayerNorm on the input upcast to fp32, result cast back to the input dtype. The weight and bias
+    are used as they are, so they must be fp32 too (upstream's fp32norm option; OCR does not set it)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = None if self.weight is None else self.weight.float()
-        bias = None if self.bias is None else self.bias.float()
-        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
+        return super().forward(x.to(torch.float32)).to(x.dtype)
 
 
 def get_abs_pos(abs_pos: Tensor, tgt_size: int) -> Tensor:

@@ -466,3 +466,14 @@ def _clip_model(ctx: Context) -> Case:
     module = ctx.module(lambda: VitModel(cfg))
     view, features = _view_and_features(ctx)
     return Case(module, lambda: module(view, features), context=ctx.sdpa_context())
+
+
+@harness("LayerNormfp32")
+def _layer_norm_fp32(ctx: Context) -> Case:
+    """At the configuration that would use it (fp32norm): fp32 weight and bias, bf16 tokens."""
+    from opdoc.models.deepseek_ocr.deepencoder import LayerNormfp32
+
+    cfg = clip_config(ctx)
+    module = ctx.module(lambda: LayerNormfp32(cfg.hidden_size, eps=cfg.layernorm_epsilon, dtype=torch.float32))
+    x = _clip_tokens(ctx)
+    return Case(module, lambda: module(x))

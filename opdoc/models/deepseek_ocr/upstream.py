@@ -622,6 +622,16 @@ def _clip_abs_pos_call(vendor: Vendor, ctx: Context, fn: Callable[..., Any]) -> 
 _vendor_function("get_abs_pos", _clip_abs_pos_call)
 
 
+@upstream("LayerNormfp32")
+def _layer_norm_fp32(vendor: Vendor, ctx: Context) -> Case:
+    # Not built by OCR (vit_model_cfg sets no fp32norm): at the configuration that would use it, fp32 weights.
+    cfg = vendor["deepencoder"].vit_model_cfg
+    module = ctx.module(lambda: vendor["deepencoder"].LayerNormfp32(cfg.hidden_size, eps=cfg.pre_layernorm_epsilon,
+                                                                   dtype=torch.float32))
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
+    return _with_patches(vendor, ctx, module, lambda: module(x))
+
+
 # The vendor classes each op's spec documents, by file; used to list what has no spec yet.
 def vendor_classes(vendor: Vendor) -> dict[str, list[str]]:
     """nn.Module classes defined in each vendor file (and the Llama classes OCR instantiates)."""

@@ -86,3 +86,18 @@ def test_clip_parameters_match_checkpoint(evaluator, index):
     assert layers == {str(i) for i in range(24)}
     for layer in layers:
         assert block == keys_under(index, f"{prefix}transformer.layers.{layer}.")
+
+
+def test_vision_parameters_are_the_checkpoint_minus_the_language_model(evaluator, index):
+    """SAM-B, CLIP-L, the projector and the two learned separator vectors are exactly what the checkpoint
+    holds beyond the language model: the weight index's total size, at 2 bytes per bf16 parameter."""
+    sam = evaluator.evaluate_at("ImageEncoderViT", "base_view")["parameters"]
+    clip = evaluator.evaluate_at("VitModel", "base_view")["parameters"]
+    projector = evaluator.evaluate_at("MlpProjector", "base_view")["parameters"]
+    assert projector == 2048 * 1280 + 1280 == 2_622_720
+    language = evaluator.evaluate_at("DeepseekV2ForCausalLM", "prefill")["parameters"]
+    separators = 2 * 1280  # model.image_newline and model.view_seperator, one hidden-size vector each
+    assert {k for k in index["weight_map"] if k in ("model.image_newline", "model.view_seperator")} == \
+        {"model.image_newline", "model.view_seperator"}
+    assert sam + clip + projector + separators + language == index["metadata"]["total_size"] // 2
+    assert parameter_names(evaluator, "MlpProjector") == {f"layers.{k}" for k in keys_under(index, "model.projector.layers.")}

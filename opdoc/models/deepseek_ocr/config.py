@@ -138,3 +138,4 @@ class ProjectorConfig(_FromScope):
     projector_type: str
     input_dim: int
     n_embed: int
+    sam_downsample: int  # pixels per vision token along each side; the view-size examples use it

@@ -477,3 +477,18 @@ def _layer_norm_fp32(ctx: Context) -> Case:
     module = ctx.module(lambda: LayerNormfp32(cfg.hidden_size, eps=cfg.layernorm_epsilon, dtype=torch.float32))
     x = _clip_tokens(ctx)
     return Case(module, lambda: module(x))
+
+
+# ------------------------------------------------------------------------------ projector
+
+
+@harness("MlpProjector")
+def _projector(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.config import ProjectorConfig
+    from opdoc.models.deepseek_ocr.deepencoder import MlpProjector
+
+    cfg = ProjectorConfig.from_scope(values=ctx.scope_config, **ctx.config)
+    ctx.check(h=cfg.n_embed, d_v=cfg.input_dim)
+    module = ctx.module(lambda: MlpProjector(cfg))
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["d_v"])
+    return Case(module, lambda: module(x))

@@ -622,6 +622,17 @@ def _clip_abs_pos_call(vendor: Vendor, ctx: Context, fn: Callable[..., Any]) -> 
 _vendor_function("get_abs_pos", _clip_abs_pos_call)
 
 
+@upstream("MlpProjector")
+def _projector(vendor: Vendor, ctx: Context) -> Case:
+    # DeepseekOCRModel hard-codes projector_type "linear", input_dim 2048 and n_embed 1280 in its
+    # constructor, which is not built here: the widths come from the projector scope, which copies them.
+    encoder = vendor["deepencoder"]
+    module = ctx.module(lambda: encoder.MlpProjector(encoder.adict(projector_type="linear", input_dim=ctx["d_v"],
+                                                                   n_embed=ctx["h"])))
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["d_v"])
+    return _with_patches(vendor, ctx, module, lambda: module(x))
+
+
 @upstream("LayerNormfp32")
 def _layer_norm_fp32(vendor: Vendor, ctx: Context) -> Case:
     # Not built by OCR (vit_model_cfg sets no fp32norm): at the configuration that would use it, fp32 weights.

@@ -162,6 +162,21 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
         if tensor.from_child and tensor.from_child not in {child.name for child in spec.children} | {child.ref for child in spec.children}:
             problem(("tensors", index, "from_child"), f"no child named '{tensor.from_child}'")
 
+    # `only` names a variant; an operation reads and writes tensors that exist whenever it runs.
+    for kind, entries in (("tensors", spec.tensors), ("operations", spec.operations)):
+        for index, entry in enumerate(entries):
+            if entry.only is not None and entry.only not in spec.variants:
+                problem((kind, index, "only"), f"'{entry.only}' is not one of this op's variants "
+                                               f"({', '.join(spec.variants) or 'none declared'})")
+    for index, operation in enumerate(spec.operations):
+        for key in ("reads", "writes"):
+            for position, name in enumerate(getattr(operation, key)):
+                tensor = spec.tensors[tensor_names[name]] if name in tensor_names else None
+                if tensor is not None and tensor.only not in (None, operation.only):
+                    problem(("operations", index, key, position),
+                            f"tensor '{name}' exists only in variant '{tensor.only}', but this operation runs "
+                            f"{'in every variant' if operation.only is None else 'in ' + repr(operation.only)}; "
+                            "give the operation the same `only`")
     for index, operation in enumerate(spec.operations):
         parse(("operations", index, "flops"), operation.flops)
         if operation.backward is not None:
@@ -214,8 +229,10 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
             return sympy.Symbol(f"{kind}[{name}]")
         return resolve
 
-    # peak(child): the child's peak; kv(child): the KV cache one instance of the child holds.
-    references = {"peak": child_ref("peak"), "kv": child_ref("kv")}
+    # peak(child): the child's peak; kv(child): the KV cache one instance of the child holds;
+    # out(child): the bytes of the output tensors one instance returns (what the parent then holds).
+    # A child absent from a variant or kernel contributes 0 to each.
+    references = {"peak": child_ref("peak"), "kv": child_ref("kv"), "out": child_ref("out")}
     for kernel, note in spec.memory.peak.items():
         parse(("memory", "peak", kernel, "formula"), note.formula, names, references)
     for key, value in spec.closed_forms.model_dump().items():

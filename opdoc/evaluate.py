@@ -43,6 +43,7 @@ class Quantities:
     io_read_bytes: sympy.Expr = sympy.Integer(0)
     io_write_bytes: sympy.Expr = sympy.Integer(0)
     peak: sympy.Expr = sympy.Integer(0)
+    output_bytes: sympy.Expr = sympy.Integer(0)  # bytes of the output tensors returned (for out(child))
 
     @property
     def forward_flops(self) -> sympy.Expr:
@@ -102,8 +103,11 @@ class Evaluator:
             return self.symbols[DTYPE_BYTES]
         return sympy.Integer(DTYPES[dtype].bytes)
 
-    def active_children(self, item: ParsedSpec, variant: str | None) -> list[tuple[int, Child]]:
-        return [(i, c) for i, c in enumerate(item.spec.children) if c.only in (None, variant)]
+    def active_children(self, item: ParsedSpec, variant: str | None, kernel: str | None = None) -> list[tuple[int, Child]]:
+        """Children present in this variant with this attention kernel (the model's unless told)."""
+        kernel = kernel or self.kernel
+        return [(i, c) for i, c in enumerate(item.spec.children)
+                if c.only in (None, variant) and c.kernel in (None, kernel)]
 
     def child_binding(self, item: ParsedSpec, index: int) -> dict[sympy.Symbol, sympy.Expr]:
         child = item.spec.children[index]
@@ -112,10 +116,11 @@ class Evaluator:
     def _compose(self, item: ParsedSpec, variant: str | None, kernel: str) -> Quantities:
         spec = item.spec
         # Terms are collected and each sum is built once: adding one term at a time grows as N^1.2.
-        terms: dict[str, list[sympy.Expr]] = {name: [] for name in (*ADDITIVE, "active_parameters")}
-        tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors)}
+        terms: dict[str, list[sympy.Expr]] = {name: [] for name in (*ADDITIVE, "active_parameters", "output_bytes")}
+        # Tensors of this variant (a tensor of another variant does not exist here: 0 bytes in the peak).
+        tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors) if tensor.only in (None, variant)}
         for i, operation in enumerate(spec.operations):
-            if operation.kernel not in (None, kernel):
+            if operation.kernel not in (None, kernel) or operation.only not in (None, variant):
                 continue
             flops = item.exprs[f"operations.{i}.flops"]
             terms["tensor_flops" if operation.unit == "tensor" else "cuda_flops"].append(flops)
@@ -125,8 +130,12 @@ class Evaluator:
                                        if spec.tensors[tensor_index[n]].kernel in (None, kernel)]
             terms["io_write_bytes"] += [self.tensor_bytes(item, tensor_index[n]) for n in operation.writes
                                         if spec.tensors[tensor_index[n]].kernel in (None, kernel)]
+        # What the op returns, wherever it was produced: a parent holding it reads out(child).
+        terms["output_bytes"] += [self.tensor_bytes(item, i) for i, tensor in enumerate(spec.tensors)
+                                  if tensor.role == "output" and tensor.kernel in (None, kernel)
+                                  and tensor.only in (None, variant)]
         for i, tensor in enumerate(spec.tensors):
-            if tensor.from_child or tensor.kernel not in (None, kernel):
+            if tensor.from_child or tensor.kernel not in (None, kernel) or tensor.only not in (None, variant):
                 continue
             if tensor.role == "parameter":
                 terms["parameters"].append(self.tensor_numel(item, i))
@@ -136,8 +145,11 @@ class Evaluator:
                 terms["activation_bytes"].append(self.tensor_bytes(item, i))
             elif tensor.role == "cache":
                 terms["kv_cache_bytes"].append(self.tensor_bytes(item, i))
-        child_peaks: dict[str, sympy.Expr] = {}
-        for i, child in self.active_children(item, variant):
+        # A child absent from this variant or kernel runs nothing and holds nothing.
+        zero = sympy.Integer(0)
+        child_peaks: dict[str, sympy.Expr] = {f"{kind}[{child.ref}]": zero for child in spec.children
+                                              for kind in ("peak", "kv", "out")}
+        for i, child in self.active_children(item, variant, kernel):
             sub = self.quantities(child.op, child.variant, kernel)
             binding = self.child_binding(item, i)
             count = item.exprs[f"children.{i}.count"]
@@ -150,6 +162,7 @@ class Evaluator:
             key = child.ref
             child_peaks[f"peak[{key}]"] = sub.peak.xreplace(binding)
             child_peaks[f"kv[{key}]"] = sub.kv_cache_bytes.xreplace(binding)
+            child_peaks[f"out[{key}]"] = sub.output_bytes.xreplace(binding)
         q = Quantities(**{name: sympy.Add(*parts) for name, parts in terms.items()})
         q.peak = self._peak(item, variant, kernel, child_peaks, tensor_index)
         return q
@@ -158,10 +171,14 @@ class Evaluator:
               tensor_index: dict[str, int]) -> sympy.Expr:
         key = item.spec.memory.key_for(variant, kernel)
         expr = item.exprs[f"memory.peak.{key}.formula"]
-        # A tensor that exists only with the other kernel holds nothing with this one.
-        replace = {sympy.Symbol(f"bytes[{name}]"): self.tensor_bytes(item, i)
-                   if item.spec.tensors[i].kernel in (None, kernel) else sympy.Integer(0)
-                   for name, i in tensor_index.items() if name.isidentifier()}
+        zero = sympy.Integer(0)
+        # A tensor of another variant does not exist here, and one that exists only with the other
+        # kernel holds nothing with this one.
+        replace = {sympy.Symbol(f"bytes[{tensor.name}]"): zero for tensor in item.spec.tensors
+                   if tensor.name.isidentifier()}
+        replace.update({sympy.Symbol(f"bytes[{name}]"): self.tensor_bytes(item, i)
+                        if item.spec.tensors[i].kernel in (None, kernel) else zero
+                        for name, i in tensor_index.items() if name.isidentifier()})
         replace.update({sympy.Symbol(name): value for name, value in child_peaks.items()})
         return expr.xreplace(replace)
 
@@ -404,13 +421,13 @@ class Evaluator:
         totals = {name: number(expr, name) for name, expr in formulas.items()}
         operations = []
         for index, operation in enumerate(item.spec.operations):
-            if operation.kernel not in (None, kernel):
+            if operation.kernel not in (None, kernel) or operation.only not in (None, variant):
                 continue
             expr = item.exprs[f"operations.{index}.flops"]
             operations.append(Part(index, operation.name, operation.unit, expr,
                                    number(expr, f"operation '{operation.name}'", ("operations", index, "flops"))))
         children = []
-        for index, child in self.active_children(item, variant):
+        for index, child in self.active_children(item, variant, kernel):
             sub = self.quantities(child.op, child.variant, kernel)
             child_bind = self.child_binding(item, index)
             count = item.exprs[f"children.{index}.count"]
@@ -424,7 +441,7 @@ class Evaluator:
                                       number(instances, f"child '{child.name}' instances"), contribution))
         tensors = []
         for index, tensor in enumerate(item.spec.tensors):
-            if tensor.kernel not in (None, kernel):
+            if tensor.kernel not in (None, kernel) or tensor.only not in (None, variant):
                 continue
             shape = tuple(number(item.exprs[f"tensors.{index}.shape.{axis}"], f"tensor '{tensor.name}' shape",
                                  ("tensors", index, "shape", axis)) for axis in range(len(tensor.shape)))

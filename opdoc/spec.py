@@ -204,6 +204,7 @@ class Tensor(_Strict):
     kernel: KernelName | None = None
     # Parameters touched per token when fewer than all (an embedding reads one row): for active counts.
     active: Formula | None = None
+    only: str | None = None  # present only in this variant of the op (absent elsewhere: 0 bytes in peaks)
 
 
 class Operation(_Strict):
@@ -215,6 +216,7 @@ class Operation(_Strict):
     reads: list[str] = []
     writes: list[str] = []
     kernel: KernelName | None = None
+    only: str | None = None  # runs only in this variant of the op
 
 
 class Child(_Strict):
@@ -228,6 +230,8 @@ class Child(_Strict):
     bind: dict[str, Formula] = {}
     variant: str | None = None  # which variant of the child op this is (e.g. a "moe" decoder layer)
     only: str | None = None  # present only in this variant of the parent
+    # Present only with this attention kernel (a layer builds an eager or a flash attention class); None: always.
+    kernel: KernelName | None = None
     why: str
 
     @property

@@ -230,7 +230,8 @@ class ViewBuilder:
             rows.append({"name": child.name, "type": child.op + (f" ({child.variant})" if child.variant else ""),
                          "purpose": self.fill(item, child.why),
                          "shapes": f"× {plain_text(count)}, {self.fmt(count * params, 'params', item, primary, 'parameters')}"
-                                   + (f" (only in the {child.only} variant)" if child.only else ""),
+                                   + (f" (only in the {child.only} variant)" if child.only else "")
+                                   + (f" (only with the {child.kernel} kernel)" if child.kernel else ""),
                          "link": child.op})
         return rows
 

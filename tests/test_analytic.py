@@ -39,11 +39,12 @@ def test_attention_kv_cache_and_executed_work():
     assert decode.forward_memory_kvcache() == pytest.approx(0.04194304, rel=1e-12)
     # one query sees every key: nothing for the causal kernel to skip
     assert decode.forward_tensor_core_flops(executed=True) == decode.forward_tensor_core_flops()
-    half = layer("LlamaAttention", S=4096)
+    half = layer("LlamaFlashAttention2", S=4096)  # the fused kernel OCR loads
     products = 4 * 10 * 4096 * 4096 * 128
-    assert half.forward_tensor_core_flops() == 8 * 4096 * 1280 * 1280 + products
+    rotary = 2 * 64 * 4096  # the rotary table the layer rebuilds: (64 × 1) by (1 × S)
+    assert half.forward_tensor_core_flops() == 8 * 4096 * 1280 * 1280 + products + rotary
     # 32 blocks of 128: n(n+1)/2 of n² tiles = 33/64 of the products
-    assert half.forward_tensor_core_flops(executed=True) == 8 * 4096 * 1280 * 1280 + products * 33 // 64
+    assert half.forward_tensor_core_flops(executed=True) == 8 * 4096 * 1280 * 1280 + products * 33 // 64 + rotary
 
 
 def test_backward_and_training():
@@ -60,8 +61,9 @@ def test_backward_and_training():
 
 def test_variants_and_time_bound():
     dense = layer("DeepseekV2DecoderLayer", variant="dense", S=100)
-    # attention 8·S·h² + 4·H·S²·d_h + dense MLP 6·S·h·d_ff (tensor cores)
-    assert dense.forward_tensor_core_flops() == 8 * 100 * 1280**2 + 4 * 10 * 100**2 * 128 + 6 * 100 * 1280 * 6848
+    # attention 8·S·h² + 4·H·S²·d_h + the rotary table 2·(d_h/2)·S + dense MLP 6·S·h·d_ff (tensor cores)
+    assert dense.forward_tensor_core_flops() == (8 * 100 * 1280**2 + 4 * 10 * 100**2 * 128 + 2 * 64 * 100
+                                                 + 6 * 100 * 1280 * 6848)
     mlp = layer("DeepseekV2MLP")
     # H100: 430.8 GFLOPs / 989.5 TFLOP/s = 435.4 µs > bytes (weights, x and out: 94.5 MB) / 3.35 TB/s = 28 µs
     assert mlp.bound_by("H100") == "tensor cores"

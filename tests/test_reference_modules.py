@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,12 @@ from opdoc.models.deepseek_ocr.deepseek_v2 import (
     DeepseekV2RMSNorm,
     KVCache,
     LlamaAttention,
+    LlamaFlashAttention2,
     LlamaRotaryEmbedding,
     MoEGate,
+    attention_class,
+    causal_mask_4d,
+    positions_ascend,
     tokens_per_expert,
 )
 
@@ -205,26 +210,77 @@ def test_meta_even_split_is_exact():
     assert odd == [3, 3, 2, 2] and sum(odd) == 10  # 10 slots = 4 * 2 + 2: the first two experts take one more
 
 
-@pytest.mark.parametrize("kernel", ["eager", "sdpa", "flash_attention_2"])
+@pytest.mark.parametrize("kernel", ["eager", "flash_attention_2"])
 def test_meta_forward_attention(cfg, kernel):
     cfg = dataclasses.replace(cfg, _attn_implementation=kernel)
     with torch.device("meta"):
-        attn = LlamaAttention(cfg, 0).to(torch.bfloat16)
+        attn = attention_class(cfg)(cfg, 0).to(torch.bfloat16)
         x = torch.empty(1, S_FULL, cfg.hidden_size, dtype=torch.bfloat16)
         pos = torch.arange(S_FULL)[None]
-        rope = LlamaRotaryEmbedding(cfg)(x, pos)
-        out, weights, present = attn(x, position_embeddings=rope, use_cache=True, output_attentions=True)
+        mask = causal_mask_4d(1, S_FULL, 0, x.dtype, x.device) if kernel == "eager" else None
+        out, weights, present = attn(x, mask, pos, use_cache=True, output_attentions=True)  # own rotary tables
         assert out.shape == x.shape
         assert present[0].shape == present[1].shape == (1, 10, S_FULL, 128)
         assert (weights is None) == (kernel != "eager")
         if kernel == "eager":
             assert weights.shape == (1, 10, S_FULL, S_FULL)
-        # decode at position 8192 - 1 reading 8191 cached keys and values
+        # decode at position 8192 - 1 reading 8191 cached keys and values; tables passed in this time
         past = tuple(t[:, :, : S_FULL - 1] for t in present)
         step = x[:, :1]
         rope1 = LlamaRotaryEmbedding(cfg)(step, pos[:, -1:])
-        out1, _, present1 = attn(step, past_key_value=past, use_cache=True, position_embeddings=rope1)
+        out1, _, present1 = attn(step, None, None, past, use_cache=True, position_embeddings=rope1)
     assert out1.shape == (1, 1, cfg.hidden_size) and present1[0].shape == (1, 10, S_FULL, 128)
+
+
+def test_attention_classes_follow_upstream(cfg):
+    """ATTENTION_CLASSES of the vendor file offers eager and flash_attention_2 only (no sdpa)."""
+    assert attention_class(dataclasses.replace(cfg, _attn_implementation="eager")) is LlamaAttention
+    assert attention_class(dataclasses.replace(cfg, _attn_implementation="flash_attention_2")) is LlamaFlashAttention2
+    with pytest.raises(ValueError, match="sdpa"):
+        attention_class(dataclasses.replace(cfg, _attn_implementation="sdpa"))
+    with torch.device("meta"):
+        layer = DeepseekV2DecoderLayer(dataclasses.replace(cfg, _attn_implementation="flash_attention_2"), 0)
+    assert type(layer.self_attn) is LlamaFlashAttention2
+
+
+def test_rotary_tables_by_hand():
+    """cos/sin of position p, pair i: angle p * theta^(-2i/d), the same for dimension i and i + d/2."""
+    cfg = small_cfg()  # head width 32 / 4 = 8, theta 10000
+    pos = torch.tensor([[0, 3, 7], [5, 6, 7]])  # two rows: B_pos = 2
+    cos, sin = LlamaRotaryEmbedding(cfg)(torch.empty(1, dtype=torch.float32), pos)
+    assert cos.shape == sin.shape == (2, 3, 8)
+    # pair 1 of 4: inverse frequency 10000 ** (-2/8) = 0.1; position 7 -> angle 0.7
+    assert cos[0, 2, 1].item() == pytest.approx(math.cos(0.7), rel=1e-6)
+    assert sin[1, 0, 5].item() == pytest.approx(math.sin(0.5), rel=1e-6)  # dimension 5 = pair 1 again, position 5
+    assert torch.equal(cos[0, 2], cos[1, 2])  # the same position gives the same row in either batch row
+
+
+def test_rotary_tables_match_transformers():
+    modeling_llama = pytest.importorskip("transformers.models.llama.modeling_llama")
+    from transformers import LlamaConfig
+
+    c = small_cfg()
+    theirs = modeling_llama.LlamaRotaryEmbedding(LlamaConfig(hidden_size=c.hidden_size, num_attention_heads=c.num_attention_heads,
+                                                             rope_theta=c.rope_theta, max_position_embeddings=64))
+    x, pos = torch.randn(2, 4, 5, 8), torch.arange(3, 8)[None].expand(2, -1)
+    for ours, expected in zip(LlamaRotaryEmbedding(c)(x, pos), theirs(x, pos)):
+        torch.testing.assert_close(ours, expected)
+
+
+def test_causal_mask_4d_by_hand():
+    """3 new queries over 2 cached keys: query i (position 2 + i) sees keys 0 .. 2 + i; one query gets no mask."""
+    mask = causal_mask_4d(4, 3, 2, torch.float32, "cpu")
+    low = torch.finfo(torch.float32).min
+    expected = torch.tensor([[0, 0, 0, low, low], [0, 0, 0, 0, low], [0, 0, 0, 0, 0]])
+    assert mask.shape == (4, 1, 3, 5) and mask.stride(0) == 0  # one table, viewed over the batch
+    assert torch.equal(mask[2, 0], expected)
+    assert causal_mask_4d(4, 1, 9, torch.float32, "cpu") is None
+
+
+def test_positions_ascend():
+    assert positions_ascend(torch.tensor([[4, 5, 6], [0, 1, 2]]))
+    assert not positions_ascend(torch.tensor([[0, 1, 0, 1]]))  # two packed sequences restart at 0
+    assert positions_ascend(torch.empty(2, 7, dtype=torch.long, device="meta"))  # no data: taken as ordered
 
 
 @pytest.mark.parametrize("layer_idx", [0, 1])
@@ -232,8 +288,8 @@ def test_meta_forward_decoder_layer(cfg, layer_idx):
     with torch.device("meta"):
         layer = DeepseekV2DecoderLayer(cfg, layer_idx).to(torch.bfloat16)
         x = torch.empty(1, S_FULL, cfg.hidden_size, dtype=torch.bfloat16)
-        rope = LlamaRotaryEmbedding(cfg)(x, torch.arange(S_FULL)[None])  # no position_embeddings needed either
-        y, _, present = layer(x, position_embeddings=rope, use_cache=True)
+        mask = causal_mask_4d(1, S_FULL, 0, x.dtype, x.device)
+        y, _, present = layer(x, mask, torch.arange(S_FULL)[None], use_cache=True)  # the layer builds its tables
     assert y.shape == x.shape and present[0].shape == (1, 10, S_FULL, 128)
 
 
@@ -352,33 +408,46 @@ def test_rmsnorm_definition():
 
 def small_attention(kernel: str = "eager") -> LlamaAttention:
     torch.manual_seed(4)
-    return LlamaAttention(small_cfg(_attn_implementation=kernel), layer_idx=0).eval()
+    cfg = small_cfg(_attn_implementation=kernel)
+    return attention_class(cfg)(cfg, layer_idx=0).eval()
 
 
-@pytest.mark.parametrize("kernel", ["eager", "sdpa"])
+def small_call(attn: LlamaAttention, x: torch.Tensor, past: int, cache=None, **kw):
+    """What DeepSeek-OCR's model hands a layer: positions past .. past+S-1 and, for eager, its 4-D mask."""
+    B, S = x.shape[:2]
+    mask = causal_mask_4d(B, S, past, x.dtype, x.device) if type(attn) is LlamaAttention else None
+    return attn(x, mask, torch.arange(past, past + S)[None], cache, use_cache=True, **kw)
+
+
+@pytest.mark.parametrize("kernel", ["eager", "flash_attention_2"])
 @pytest.mark.parametrize("cache_kind", ["tuple", "KVCache"])
 def test_attention_kv_cache_decode_equals_full(kernel, cache_kind):
     attn = small_attention(kernel)
     x = torch.randn(2, 9, 32)
     with torch.no_grad():
-        full, _, _ = attn(x)
+        full, _, _ = small_call(attn, x, 0)
         cache = KVCache() if cache_kind == "KVCache" else None
-        _, _, cache = attn(x[:, :6], past_key_value=cache, use_cache=True)  # prefill 6
-        chunk, _, cache = attn(x[:, 6:8], past_key_value=cache, use_cache=True)  # chunked prefill: P=6, S=2
-        step, _, cache = attn(x[:, 8:], past_key_value=cache, use_cache=True)  # decode: P=8, S=1
+        _, _, cache = small_call(attn, x[:, :6], 0, cache)  # prefill 6
+        chunk, _, cache = small_call(attn, x[:, 6:8], 6, cache)  # chunked prefill: P=6, S=2
+        step, _, cache = small_call(attn, x[:, 8:], 8, cache)  # decode: P=8, S=1
     torch.testing.assert_close(chunk, full[:, 6:8], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(step, full[:, 8:], rtol=1e-5, atol=1e-5)
     keys = cache[0] if cache_kind == "tuple" else cache.key_cache[0]
     assert keys.shape == (2, 4, 9, 8)
 
 
-def test_attention_kernels_agree():
-    eager, fused = small_attention("eager"), small_attention("sdpa")
+def test_attention_classes_agree():
+    """The eager class and the flash class share weights and give the same output; the tables a layer
+    builds itself equal the ones passed in."""
+    eager, flash = small_attention("eager"), small_attention("flash_attention_2")
     x = torch.randn(1, 11, 32)
     with torch.no_grad():
-        a, weights, _ = eager(x, output_attentions=True)
-        b, none, _ = fused(x, output_attentions=True)
+        a, weights, _ = small_call(eager, x, 0, output_attentions=True)
+        b, none, _ = small_call(flash, x, 0, output_attentions=True)
+        tables = LlamaRotaryEmbedding(eager.config)(x, torch.arange(11)[None])
+        c, _, _ = small_call(flash, x, 0, position_embeddings=tables)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(b, c)
     assert none is None and torch.allclose(weights.sum(-1), torch.ones(1, 4, 11))
     assert torch.all(weights.triu(diagonal=1) == 0)  # causal: no query sees a later key
 
@@ -399,7 +468,9 @@ def test_attention_matches_transformers_llama():
     mask = torch.full((7, 7), float("-inf")).triu(1)[None, None]
     with torch.no_grad():
         expected = theirs(x, modeling_llama.LlamaRotaryEmbedding(theirs_cfg)(x, pos), mask)[0]
-        torch.testing.assert_close(ours(x, position_ids=pos)[0], expected, rtol=1e-5, atol=1e-5)
+        # ours builds its own tables from the two rows of position ids, as DeepSeek-OCR's layers do
+        torch.testing.assert_close(ours(x, causal_mask_4d(2, 7, 0, x.dtype, x.device), pos)[0], expected,
+                                   rtol=1e-5, atol=1e-5)
 
 
 def test_causal_lm_cached_generation_equals_full():

@@ -42,14 +42,27 @@ def test_moe_counts_shared_experts_once():
 
 
 def test_attention_prefill_and_decode():
-    prefill, decode = at("LlamaAttention"), at("LlamaAttention", "decode")
-    # q, k, v, o projections 4 × 2 × S × h × h; QKᵀ and PV 2 × 2 × H × S × (P+S) × d_h
-    assert prefill["tensor_flops"] == 8 * 8192 * 1280 * 1280 + 4 * 10 * 8192 * 8192 * 128
-    assert decode["tensor_flops"] == 8 * 1 * 1280 * 1280 + 4 * 10 * 1 * 8192 * 128
+    prefill, decode = at("LlamaAttention", variant="per_layer"), at("LlamaAttention", "decode", "per_layer")
+    # q, k, v, o projections 4 × 2 × S × h × h; QKᵀ and PV 2 × 2 × H × S × (P+S) × d_h; and the layer's
+    # own rotary angles: a bmm (1, 64, 1) @ (1, 1, S), 2 × 64 × S (one row of position ids)
+    assert prefill["tensor_flops"] == 8 * 8192 * 1280 * 1280 + 4 * 10 * 8192 * 8192 * 128 + 2 * 64 * 8192
+    assert decode["tensor_flops"] == 8 * 1 * 1280 * 1280 + 4 * 10 * 1 * 8192 * 128 + 2 * 64 * 1
     # keys and values of 8192 positions, 10 heads × 128, bf16
     assert prefill["kv_cache_bytes"] == decode["kv_cache_bytes"] == 2 * 8192 * 10 * 128 * 2 == 41_943_040
-    # the eager kernel holds bf16 scores and two fp32 score-sized tensors; the fused one holds none
-    assert prefill["peak_eager"] > 10 * 10 * 8192 * 8192 > prefill["peak_fused"]
+    # the eager class holds bf16 scores and two fp32 score-sized tensors; the flash class holds none
+    flash = at("LlamaFlashAttention2", variant="per_layer")
+    assert prefill["peak"] > 10 * 10 * 8192 * 8192 > flash["peak"]
+    assert flash["tensor_flops"] == prefill["tensor_flops"]
+
+
+def test_rotary_tables_cost_per_layer():
+    rope = at("LlamaRotaryEmbedding")
+    # one row of 8192 positions × 128 table columns: bmm 2 × 64 × 8192; cos, sin and two × 1.0 multiplies
+    assert rope["tensor_flops"] == 2 * 64 * 8192 == 1_048_576
+    assert rope["cuda_flops"] == 4 * 8192 * 128 == 4_194_304
+    shared = at("LlamaAttention", variant="shared_tables")
+    own = at("LlamaAttention", variant="per_layer")
+    assert own["forward_flops"] - shared["forward_flops"] == 1_048_576 + 4_194_304
 
 
 def test_decoder_layer_variants():

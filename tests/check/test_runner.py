@@ -54,7 +54,9 @@ def test_plan_checks_both_kernels_and_every_variant(loaded):
     _, ev = loaded
     tasks = plan(ev, ["LlamaAttention", "DeepseekV2DecoderLayer", "DeepseekV2MLP"], quick=False)
     kinds = {(t.op, t.variant, t.kernel) for t in tasks}
-    assert {("LlamaAttention", None, "eager"), ("LlamaAttention", None, "fused")} <= kinds
+    # LlamaAttention is one path (the eager class): each variant once, with the model's kernel
+    assert {("LlamaAttention", v, "fused") for v in ("per_layer", "shared_tables")} == \
+        {k for k in kinds if k[0] == "LlamaAttention"}
     assert {("DeepseekV2DecoderLayer", v, k) for v in ("dense", "moe") for k in ("eager", "fused")} <= kinds
     assert {k for op, _, k in kinds if op == "DeepseekV2MLP"} == {"fused"}  # the kernel does not matter there
     # both kernels run under FakeTensorMode (CPU semantics; the harness picks the math path for eager);
@@ -94,7 +96,7 @@ def test_harness_rejects_a_binding_the_config_disagrees_with(loaded):
 def test_harness_builds_the_attention_inputs_the_spec_names(loaded):
     _, ev = loaded
     binding = {**ev.binding("language", "decode"), ev.catalog.symbols["B"]: 2}
-    module, call = build("LlamaAttention", binding, "fused", "meta")
+    module, call = build("LlamaAttention", binding, "fused", "meta", variant="per_layer")
     out, _, (k, v) = call()
     assert out.shape == (2, 1, 1280) and out.dtype == torch.bfloat16
     assert k.shape == v.shape == (2, 10, 8192, 128)
@@ -119,12 +121,13 @@ def test_compare_is_exact_unless_a_tolerance_says_otherwise():
 
 
 def test_quick_check_passes_and_records_the_kernel_beside_the_peak():
-    report = run(ROOT, ["DeepseekV2MLP", "LlamaAttention"], quick=True, independent=False, progress=False)
+    report = run(ROOT, ["DeepseekV2MLP", "LlamaAttention", "LlamaFlashAttention2"], quick=True, independent=False,
+                 progress=False)
     assert report.ok, format_table(report)
-    peaks = {r.kernel: r.note for r in report.rows if r.op == "LlamaAttention" and r.quantity == "peak_bytes"
-             and r.point.startswith("B=1 S=8192")}
-    assert "math: aten._softmax over 1×10×8192×8192" in peaks["eager"]
-    assert "aten._scaled_dot_product_flash_attention_for_cpu" in peaks["fused"]
+    peaks = {r.op: r.note for r in report.rows if r.quantity == "peak_bytes" and r.point.startswith("B=1 S=8192")
+             and r.variant == "per_layer"}
+    assert "math: aten._softmax over 1×10×8192×8192" in peaks["LlamaAttention"]
+    assert "aten._scaled_dot_product_flash_attention_for_cpu" in peaks["LlamaFlashAttention2"]
     quantities = {r.quantity for r in report.rows}
     assert quantities == set(TOLERANCES)
     table = format_table(report)
@@ -184,10 +187,17 @@ def test_transformers_llama_attention_matches_the_spec(loaded):
     from opdoc.models.deepseek_ocr.independent import comparisons
 
     _, ev = loaded
-    chosen = [c for c in comparisons(quick=True) if c.op == "LlamaAttention"]
-    assert {c.source for c in chosen} == {"transformers eager", "transformers sdpa"}
+    chosen = [c for c in comparisons(quick=True) if c.op in ("LlamaAttention", "LlamaFlashAttention2")]
+    assert {(c.op, c.source) for c in chosen} == {("LlamaAttention", "transformers eager"),
+                                                  ("LlamaFlashAttention2", "transformers sdpa")}
     rows = [r for c in chosen for r in c.rows(ev)]
-    assert rows and all(r.status == "pass" for r in rows), [r for r in rows if r.status != "pass"]
+    assert rows and all(r.status == "pass" for r in rows if r.op == "LlamaAttention")
+    # transformers' sdpa path has no position-order check before a prefill: those quantities are
+    # information; the matrix products, parameters, cache and peak still match exactly
+    flash = {r.quantity: r.status for r in rows if r.op == "LlamaFlashAttention2"}
+    assert {q for q, status in flash.items() if status == "info"} == {"cuda_flops", "io_read_bytes", "io_write_bytes",
+                                                                      "activation_bytes"}
+    assert all(status in ("pass", "info") for status in flash.values())
 
 
 def test_segment_anything_patch_embed_matches_the_spec(loaded):

@@ -82,7 +82,33 @@ class DeepseekV2Config(_FromScope):
     eos_token_id: int
     pad_token_id: int | None = None  # DeepseekV2Config default; config.json does not set it
     attention_dropout: float = 0.0  # DeepseekV2Config default
-    _attn_implementation: str = "eager"  # "eager" (materialised scores), "sdpa" or "flash_attention_2" (fused)
+    _attn_implementation: str = "eager"  # "eager" (materialised scores) or "flash_attention_2" (fused)
+
+
+@dataclass
+class MlaConfig(_FromScope):
+    """DeepSeek-V2-Lite's attention and rotary settings (HF names): multi-head latent attention, which
+    DeepSeek-OCR's configuration switches off but its vendor file defines. `v2_q_lora_rank` is
+    DeepSeek-V2's query-compression rank, used when a query-compression variant is built."""
+
+    SCOPE = "v2_lite"
+
+    hidden_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    q_lora_rank: int | None
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    max_position_embeddings: int
+    rope_theta: float
+    rope_scaling: dict | None
+    attention_bias: bool
+    attention_dropout: float
+    rms_norm_eps: float
+    v2_q_lora_rank: int
+    _attn_implementation: str = "eager"
 
 
 @dataclass

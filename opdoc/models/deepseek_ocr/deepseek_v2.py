@@ -1,7 +1,8 @@
 """Reference PyTorch modules of DeepSeek-OCR's language model (DeepSeek-3B-MoE), mirroring modeling_deepseekv2.py.
 
-DeepSeek-OCR sets `use_mla: false`, so its decoder layers run transformers' plain multi-head
-`LlamaAttention` with full RoPE; that is the attention implemented here. Every module also runs on the
+DeepSeek-OCR sets `use_mla: false`, so its decoder layers run transformers' (4.46.3) plain multi-head
+attention with full RoPE: `LlamaAttention` (eager) or `LlamaFlashAttention2` (the fused kernel the
+model loads); both are implemented here. Every module also runs on the
 meta device at full size (no `.item()`, `.tolist()` or autocast on the meta path), so shapes and FLOPs
 can be measured without allocating weights.
 """
@@ -208,31 +209,44 @@ class DeepseekV2MoE(nn.Module):
 
 
 class LlamaRotaryEmbedding(nn.Module):
-    """RoPE tables: cos and sin of position * theta^(-2i/d) for each head dimension pair (no autocast: meta-safe)."""
+    """RoPE tables as transformers 4.46.3 builds them: cos and sin of position * theta^(-2i/d), in fp32.
+
+    The angles come from a batched matrix product (B_pos, d_h/2, 1) @ (B_pos, 1, S) of the inverse
+    frequencies and the positions, so their cost is a bmm; both tables are then multiplied by
+    ``attention_scaling`` (1.0 for plain RoPE, but the multiply still runs) and cast to the
+    activations' dtype. No autocast block: the reference must run on the meta device.
+    """
 
     def __init__(self, config: DeepseekV2Config, device: torch.device | None = None) -> None:
         super().__init__()
         dim = config.hidden_size // config.num_attention_heads
         exponents = torch.arange(0, dim, 2, dtype=torch.int64, device=device).float() / dim
         inv_freq = 1.0 / (config.rope_theta**exponents)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)  # fp32 whatever the default dtype
+        self.attention_scaling = 1.0  # plain RoPE; scaled variants (YaRN) set other values
 
     @torch.no_grad()
     def forward(self, x: Tensor, position_ids: Tensor) -> tuple[Tensor, Tensor]:
-        inv_freq = self.inv_freq.to(device=x.device, dtype=torch.float32)
-        freqs = position_ids[:, :, None].float() * inv_freq[None, None, :]  # (B, S, d/2), fp32 for long positions
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+        """`x` only lends its dtype and device; `position_ids` is (B_pos, S): 1 row or one per sequence."""
+        rows = position_ids.shape[0]
+        inv_freq = self.inv_freq[None, :, None].float().expand(rows, -1, 1)  # (B_pos, d_h/2, 1), a view
+        positions = position_ids[:, None, :].float()  # (B_pos, 1, S) in fp32: positions up to 8191 need it
+        freqs = (inv_freq @ positions).transpose(1, 2)  # (B_pos, S, d_h/2): one bmm with an inner size of 1
+        emb = torch.cat((freqs, freqs), dim=-1)  # both halves of a head rotate by the same angles
+        cos, sin = emb.cos(), emb.sin()
+        cos = cos * self.attention_scaling
+        sin = sin * self.attention_scaling
+        return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
 
 
 def rotate_half(x: Tensor) -> Tensor:
     """(x1, x2) -> (-x2, x1) over the two halves of the last dimension."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 def apply_rotary_pos_emb(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
-    """Rotate queries and keys (B, H, S, d) by their positions' angles; cos/sin are (B, S, d)."""
+    """Rotate queries and keys (B, H, S, d) by their positions' angles; cos/sin are (B_pos, S, d)."""
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
 
@@ -279,27 +293,81 @@ def update_kv_cache(
     return k, v, (k, v) if use_cache else None
 
 
-def causal_mask(q_len: int, kv_len: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Additive (1, 1, q_len, kv_len) mask: query i sits at position kv_len - q_len + i and sees keys up to it."""
-    q_pos = torch.arange(kv_len - q_len, kv_len, device=device)[:, None]
-    blocked = torch.arange(kv_len, device=device)[None, :] > q_pos
-    mask = torch.zeros(q_len, kv_len, dtype=dtype, device=device).masked_fill(blocked, torch.finfo(dtype).min)
-    return mask[None, None]
+def causal_mask_4d(batch: int, q_len: int, past: int, dtype: torch.dtype, device: Any) -> Tensor | None:
+    """The additive (batch, 1, q_len, past + q_len) causal mask the eager path receives, or None for one query.
+
+    Built as transformers 4.46.3 builds it for a model without a padding mask: a square fp32 table of
+    the dtype's minimum (fp32: `torch.full` takes the default dtype), zeroed on and below the
+    diagonal by comparing positions, cast to `dtype`, then prefixed with zero columns for the `past`
+    cached positions, which every query sees; the batch dimension is a stride-0 view. A single query
+    sees every key, so decoding gets no mask at all.
+    """
+    if q_len == 1:
+        return None
+    mask = torch.full((q_len, q_len), torch.finfo(dtype).min, device=device)
+    steps = torch.arange(q_len, device=device)
+    mask.masked_fill_(steps < (steps + 1).view(q_len, 1), 0)
+    mask = mask.to(dtype)
+    if past > 0:
+        mask = torch.cat([torch.zeros(q_len, past, dtype=dtype, device=device), mask], dim=-1)
+    return mask[None, None, :, :].expand(batch, 1, q_len, past + q_len)
+
+
+def _has_data(t: Tensor) -> bool:
+    """False on the meta device and under FakeTensorMode: there are shapes but no values."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return not (t.is_meta or isinstance(t, FakeTensor))
+
+
+def positions_ascend(position_ids: Tensor) -> bool:
+    """Whether every row of position ids ascends, the test transformers' flash path makes before a prefill.
+
+    The test runs as tensor work (a difference, a comparison, a reduction) and its verdict is read on
+    the host. Without data (meta, fake tensors) it is taken as true: the positions the model makes are
+    an arange. `tolist` reads the verdict without an aten op; upstream's `not tensor` dispatches a
+    one-byte read that fake tensors cannot run, so the checker's count never includes it.
+    """
+    ascending = (torch.diff(position_ids, dim=-1) >= 0).all()
+    return bool(ascending.tolist()) if _has_data(ascending) else True
+
+
+def flash_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool, scale: float | None = None) -> Tensor:
+    """A stand-in for flash_attn_func: (B, S, H, d) in and out, causal masks aligned bottom-right.
+
+    flash-attn (2.1 and later) lines the causal mask up with the last key, so query i of S sees the
+    P = S_k - S_q cached keys and keys up to its own position. torch's scaled_dot_product_attention
+    runs the same fused, tiled algorithm (no score matrix, no mask tensor) and aligns `is_causal`
+    top-left, which agrees when S_q = S_k; a single query sees every key, so it needs no mask. For a
+    chunk of 1 < S_q < S_k queries over a cache, real tensors get a materialised bottom-right boolean
+    mask (numerically right, but a tensor flash_attn never builds); without data (the checker's
+    full-size runs) the top-left flag is passed, which counts exactly what flash_attn runs.
+    """
+    s_q, s_k = q.shape[1], k.shape[1]
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    if causal and 1 < s_q < s_k and _has_data(q):
+        sees = torch.ones(s_q, s_k, dtype=torch.bool, device=q.device).tril(s_k - s_q)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=sees, scale=scale)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal and s_q > 1, scale=scale)
+    return out.transpose(1, 2)
 
 
 class LlamaAttention(nn.Module):
-    """Multi-head attention with full RoPE and a KV cache (what DeepSeek-OCR runs, as use_mla is false).
+    """Multi-head attention with full RoPE and a KV cache: transformers 4.46.3's eager class, which
+    DeepSeek-OCR runs when use_mla is false and the eager kernel is asked for.
 
-    `config._attn_implementation` picks the kernel: "eager" materialises the (S, P+S) score matrix
-    (matmul, fp32 softmax, matmul); "sdpa" / "flash_attention_2" call the fused
-    `F.scaled_dot_product_attention`, which never holds the scores. `attention_mask`, when given, is
-    additive, (B, 1, S, P+S); without one a causal mask is built, offset by the P cached tokens.
+    It materialises the (S, P+S) scores (matmul, fp32 softmax, matmul) and adds `attention_mask` when
+    one is given: the model's additive (B, 1, S, P+S) causal mask, or None when a single query is
+    decoded. Without `position_embeddings` (DeepSeek-OCR's DeepseekV2Model never passes them) the
+    layer builds its own cos and sin from `position_ids` with its `rotary_emb`.
     `past_key_value` is a (k, v) tuple (the new pair is returned) or a cache object with `update`.
     """
 
     def __init__(self, config: DeepseekV2Config, layer_idx: int | None = None) -> None:
         super().__init__()
         self.config, self.layer_idx = config, layer_idx
+        self.attention_dropout = config.attention_dropout
         self.hidden_size = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
@@ -311,7 +379,23 @@ class LlamaAttention(nn.Module):
         self.k_proj = nn.Linear(self.hidden_size, self.num_key_value_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(self.hidden_size, self.num_key_value_heads * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, self.hidden_size, bias=bias)
-        self.rotary_emb = LlamaRotaryEmbedding(config)  # buffers only; used when no position_embeddings are given
+        self.rotary_emb = LlamaRotaryEmbedding(config)  # buffers only; used when no position_embeddings arrive
+
+    def _project(self, hidden_states: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries, keys and values as (B, H, S, d_h) views of the three projections."""
+        bsz, q_len, _ = hidden_states.shape
+        q = self.q_proj(hidden_states).view(bsz, q_len, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(hidden_states).view(bsz, q_len, self.num_key_value_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(hidden_states).view(bsz, q_len, self.num_key_value_heads, self.head_dim).transpose(1, 2)
+        return q, k, v
+
+    def _tables(self, v: Tensor, position_ids: Tensor | None,
+                position_embeddings: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
+        if position_embeddings is not None:
+            return position_embeddings
+        if position_ids is None:
+            raise ValueError(f"{type(self).__name__}: give position_ids (B_pos, S) or position_embeddings (cos, sin)")
+        return self.rotary_emb(v, position_ids)  # this layer's own tables, rebuilt in every forward
 
     def forward(
         self,
@@ -324,33 +408,77 @@ class LlamaAttention(nn.Module):
         position_embeddings: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor | None, Any]:
         bsz, q_len, _ = hidden_states.shape
-        past = past_length(past_key_value, self.layer_idx)
-        q = self.q_proj(hidden_states).view(bsz, q_len, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(hidden_states).view(bsz, q_len, self.num_key_value_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(hidden_states).view(bsz, q_len, self.num_key_value_heads, self.head_dim).transpose(1, 2)
-        if position_embeddings is None:
-            if position_ids is None:
-                position_ids = torch.arange(past, past + q_len, device=hidden_states.device)[None].expand(bsz, -1)
-            position_embeddings = self.rotary_emb(v, position_ids)
-        q, k = apply_rotary_pos_emb(q, k, *position_embeddings)
-        k, v, present = update_kv_cache(past_key_value, k, v, self.layer_idx, use_cache)
-        k, v = repeat_kv(k, self.num_key_value_groups), repeat_kv(v, self.num_key_value_groups)
-        if attention_mask is None and self.is_causal and q_len > 1:  # a single decode query sees every key
-            attention_mask = causal_mask(q_len, k.shape[-2], q.dtype, q.device)
-        if self.config._attn_implementation == "eager":
-            scores = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(self.head_dim)
-            if attention_mask is not None:
-                scores = scores + attention_mask
-            attn_weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-            attn_weights = F.dropout(attn_weights, p=self.config.attention_dropout, training=self.training)
-            attn_output = torch.matmul(attn_weights, v)
-        else:
-            attn_output = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attention_mask, dropout_p=self.config.attention_dropout if self.training else 0.0
-            )
-            attn_weights = None
-        attn_output = attn_output.transpose(1, 2).reshape(bsz, q_len, self.num_heads * self.head_dim)
-        return self.o_proj(attn_output), attn_weights if output_attentions else None, present
+        query, key, value = self._project(hidden_states)
+        cos, sin = self._tables(value, position_ids, position_embeddings)
+        query, key = apply_rotary_pos_emb(query, key, cos, sin)
+        key, value, present = update_kv_cache(past_key_value, key, value, self.layer_idx, use_cache)
+        key = repeat_kv(key, self.num_key_value_groups)
+        value = repeat_kv(value, self.num_key_value_groups)
+        # Each step rebinds `weights`, so the previous score tensor is freed as the next one exists.
+        weights = torch.matmul(query, key.transpose(2, 3)) / math.sqrt(self.head_dim)
+        if attention_mask is not None:
+            weights = weights + attention_mask[:, :, :, : key.shape[-2]]
+        weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+        weights = F.dropout(weights, p=self.attention_dropout, training=self.training)
+        out = torch.matmul(weights, value)
+        out = out.transpose(1, 2).contiguous().reshape(bsz, q_len, -1)  # heads side by side again
+        out = self.o_proj(out)
+        return out, weights if output_attentions else None, present
+
+
+class LlamaFlashAttention2(LlamaAttention):
+    """The same weights run through a fused flash kernel: transformers 4.46.3's LlamaFlashAttention2,
+    which DeepSeek-OCR loads (attn_implementation="flash_attention_2").
+
+    No score matrix and no mask tensor exist: the kernel is told `causal` and aligns it bottom-right.
+    Before a prefill (S > 1) it checks that every row of `position_ids` ascends (packed sequences would
+    take a variable-length kernel). Padded batches (a 2-D `attention_mask`) and packed sequences take
+    flash-attn's variable-length path, which this reference does not implement.
+    """
+
+    def __init__(self, config: DeepseekV2Config, layer_idx: int | None = None) -> None:
+        super().__init__(config, layer_idx)  # the same weights and rotary_emb: no parameter is added
+        # flash-attn 2.1 and later align the causal mask bottom-right, which a chunk over a cache needs.
+        self._flash_attn_uses_top_left_mask = False
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_value: Any = None,
+        output_attentions: bool = False,
+        use_cache: bool = False,
+        position_embeddings: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor | None, Any]:
+        bsz, q_len, _ = hidden_states.shape
+        query, key, value = self._project(hidden_states)
+        cos, sin = self._tables(value, position_ids, position_embeddings)
+        query, key = apply_rotary_pos_emb(query, key, cos, sin)
+        key, value, present = update_kv_cache(past_key_value, key, value, self.layer_idx, use_cache)
+        # flash-attn takes (B, S, H, d_h): transposed views, no copies (the last dimension stays dense).
+        query, key, value = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
+        if attention_mask is not None:
+            raise NotImplementedError("LlamaFlashAttention2 reference: padded batches (a 2-D attention_mask) "
+                                      "take flash-attn's variable-length kernel, which is not implemented here")
+        if position_ids is not None and q_len != 1 and not positions_ascend(position_ids):
+            raise NotImplementedError("LlamaFlashAttention2 reference: packed sequences (position ids that "
+                                      "restart) take flash-attn's variable-length kernel, not implemented here")
+        out = flash_attention(query, key, value, causal=self.is_causal)
+        out = self.o_proj(out.reshape(bsz, q_len, -1).contiguous())  # (B, S, H, d_h) is already dense
+        return out, None, present
+
+
+ATTENTION_CLASSES = {"eager": LlamaAttention, "flash_attention_2": LlamaFlashAttention2}
+
+
+def attention_class(config: DeepseekV2Config) -> type[LlamaAttention]:
+    """The class a decoder layer builds for `config._attn_implementation`, as upstream's ATTENTION_CLASSES."""
+    try:
+        return ATTENTION_CLASSES[config._attn_implementation]
+    except KeyError:
+        raise ValueError(f"_attn_implementation {config._attn_implementation!r}: DeepSeek-OCR's decoder supports "
+                         f"{', '.join(ATTENTION_CLASSES)}") from None
 
 
 def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
@@ -369,7 +497,7 @@ class DeepseekV2DecoderLayer(nn.Module):
         if config.use_mla:
             raise NotImplementedError("MLA attention (use_mla: true) is not used by DeepSeek-OCR")
         self.hidden_size = config.hidden_size
-        self.self_attn = LlamaAttention(config, layer_idx=layer_idx)
+        self.self_attn = attention_class(config)(config, layer_idx=layer_idx)
         is_moe = (
             config.n_routed_experts is not None
             and layer_idx >= config.first_k_dense_replace
@@ -400,7 +528,12 @@ class DeepseekV2DecoderLayer(nn.Module):
 
 
 class DeepseekV2Model(nn.Module):
-    """Decoder stack: token embedding, L decoder layers sharing one RoPE table, final RMSNorm."""
+    """Decoder stack: token embedding, L decoder layers, final RMSNorm.
+
+    As DeepSeek-OCR's modeling_deepseekv2.py does, the stack computes no rotary tables: each layer's
+    attention builds its own from the position ids. The eager kernel receives the additive 4-D causal
+    mask built once here; the flash kernel receives no mask (none is built) when nothing is padded.
+    """
 
     def __init__(self, config: DeepseekV2Config) -> None:
         super().__init__()
@@ -409,7 +542,7 @@ class DeepseekV2Model(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
         self.layers = nn.ModuleList(DeepseekV2DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = DeepseekV2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.rotary_emb = LlamaRotaryEmbedding(config)  # computed once per forward, as transformers >= 4.45 does
+        self._use_flash_attention_2 = config._attn_implementation == "flash_attention_2"
 
     def forward(
         self,
@@ -420,22 +553,28 @@ class DeepseekV2Model(nn.Module):
         inputs_embeds: Tensor | None = None,
         use_cache: bool = False,
     ) -> tuple[Tensor, Any]:
-        """Returns (last hidden states, cache); `past_key_values` is a KVCache (created when use_cache) or None."""
-        hidden_states = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
-        bsz, seq_len, _ = hidden_states.shape
+        """Returns (last hidden states, cache); `past_key_values` is a KVCache (created when use_cache) or None.
+
+        `position_ids`: (B_pos, S), one row shared by the batch or one per sequence (generation makes
+        them from its attention mask); made here as one arange row when not given.
+        """
+        batch, seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         if use_cache and past_key_values is None:
             past_key_values = KVCache()
         past = past_length(past_key_values, 0)
         if position_ids is None:
-            position_ids = torch.arange(past, past + seq_len, device=hidden_states.device)[None].expand(bsz, -1)
-        position_embeddings = self.rotary_emb(hidden_states, position_ids)
-        if attention_mask is None:  # built once for all layers, as upstream prepares its 4-D mask
-            attention_mask = causal_mask(seq_len, past + seq_len, hidden_states.dtype, hidden_states.device)
+            position_ids = torch.arange(past, past + seq_len, dtype=torch.long,
+                                        device=(input_ids if input_ids is not None else inputs_embeds).device)[None]
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)  # stays referenced until the forward returns, as upstream
+        if attention_mask is not None:
+            raise NotImplementedError("DeepseekV2Model reference: a 2-D padding mask is not implemented; "
+                                      "pass None for unpadded batches")
+        if not self._use_flash_attention_2:  # the flash kernel gets no mask at all when nothing is padded
+            attention_mask = causal_mask_4d(batch, seq_len, past, inputs_embeds.dtype, inputs_embeds.device)
+        hidden_states = inputs_embeds
         for layer in self.layers:
-            hidden_states = layer(
-                hidden_states, attention_mask, position_ids, past_key_values,
-                use_cache=use_cache, position_embeddings=position_embeddings,
-            )[0]
+            hidden_states = layer(hidden_states, attention_mask, position_ids, past_key_values, use_cache=use_cache)[0]
         return self.norm(hidden_states), past_key_values
 
 

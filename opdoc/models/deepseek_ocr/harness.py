@@ -19,7 +19,7 @@ def language_config(ctx: Context):
     """The language model's configuration at this point; its values must give the formulas' symbols."""
     from opdoc.models.deepseek_ocr.config import DeepseekV2Config
 
-    impl = "eager" if ctx.kernel == "eager" else "sdpa"
+    impl = "eager" if ctx.kernel == "eager" else "flash_attention_2"  # the two classes upstream can build
     cfg = DeepseekV2Config.from_scope(values=ctx.scope_config, **{**ctx.config, "_attn_implementation": impl})
     ctx.check(h=cfg.hidden_size, H=cfg.num_attention_heads, d_h=cfg.hidden_size // cfg.num_attention_heads,
               d_ff=cfg.intermediate_size, d_e=cfg.moe_intermediate_size, E=cfg.n_routed_experts,
@@ -31,21 +31,39 @@ def language_config(ctx: Context):
 # ------------------------------------------------------------------------------ language model
 
 
-def _attention_inputs(ctx: Context, cfg) -> dict[str, Any]:
-    """Rotary tables (computed as the model does), the (1, 1, S, P+S) mask and a P-position (k, v) cache."""
-    from opdoc.models.deepseek_ocr.deepseek_v2 import LlamaRotaryEmbedding, causal_mask
+def _position_ids(ctx: Context) -> Tensor:
+    """Positions P .. P+S-1 in B_pos rows: one shared row, or one per sequence as generation passes them."""
+    B_pos, S, P = ctx["B_pos"], ctx["S"], ctx["P"]
+    with ctx.place():
+        return torch.arange(P, P + S)[None].expand(B_pos, -1).contiguous()
+
+
+def _attention_inputs(ctx: Context, cfg, kernel_class: str, tables_passed_in: bool = False) -> dict[str, Any]:
+    """What a decoder layer hands its attention, built before the measured forward: position ids, the
+    model's 4-D causal mask for the eager class (none for the flash class, and none for one query),
+    a P-position (k, v) cache, and cos/sin only when the variant passes them in."""
+    from opdoc.models.deepseek_ocr.deepseek_v2 import LlamaRotaryEmbedding, causal_mask_4d
 
     B, S, P, H, d_h = ctx["B"], ctx["S"], ctx["P"], ctx["H"], ctx["d_h"]
     x = ctx.tensor(B, S, ctx["h"])
+    positions = _position_ids(ctx)
+    mask, tables = None, None
     with ctx.place(), torch.no_grad():
-        rotary = LlamaRotaryEmbedding(cfg)
-        positions = torch.arange(P, P + S)[None].expand(B, -1)
-        cos, sin = rotary(x, positions)
-        mask = causal_mask(S, P + S, ctx.dtype, x.device)
+        if kernel_class == "eager":
+            mask = causal_mask_4d(B, S, P, ctx.dtype, x.device)
+        if tables_passed_in:
+            tables = LlamaRotaryEmbedding(cfg)(x, positions)
     # P = 0 gives zero-length tensors: prefill and decode both concatenate, as the spec assumes.
     past = (ctx.tensor(B, H, P, d_h), ctx.tensor(B, H, P, d_h))
-    return {"hidden_states": x, "attention_mask": mask, "past_key_value": past, "use_cache": True,
-            "position_embeddings": (cos, sin)}
+    return {"hidden_states": x, "attention_mask": mask, "position_ids": positions, "past_key_value": past,
+            "use_cache": True, "position_embeddings": tables}
+
+
+def _tables_passed_in(ctx: Context) -> bool:
+    """The attention variants: per_layer (upstream: the layer builds cos/sin) or shared_tables (passed in)."""
+    if ctx.variant not in (None, "per_layer", "shared_tables"):
+        raise HarnessError(f"{ctx.op}: variant must be per_layer or shared_tables, got {ctx.variant!r}")
+    return ctx.variant == "shared_tables"
 
 
 def _present(output: Any) -> list[Tensor]:
@@ -133,14 +151,27 @@ def _routing_notes(ctx: Context, root: nn.Module, moe_type: type | None = None) 
     return notes
 
 
-@harness("LlamaAttention", attention=True)
-def _attention(ctx: Context) -> Case:
-    from opdoc.models.deepseek_ocr.deepseek_v2 import LlamaAttention
+def _attention_class(name: str, kernel_class: str) -> Builder:
+    """One attention class, whatever the checker's kernel: each class has a single path."""
+    def builder(ctx: Context) -> Case:
+        cfg = language_config(ctx)
+        module = ctx.module(lambda: _reference(name)(cfg, layer_idx=0))
+        inputs = _attention_inputs(ctx, cfg, kernel_class, _tables_passed_in(ctx))
+        return Case(module, lambda: module(**inputs), _present)
+    return builder
 
+
+harness("LlamaAttention")(_attention_class("LlamaAttention", "eager"))
+harness("LlamaFlashAttention2")(_attention_class("LlamaFlashAttention2", "flash_attention_2"))
+
+
+@harness("LlamaRotaryEmbedding")
+def _llama_rotary(ctx: Context) -> Case:
     cfg = language_config(ctx)
-    module = ctx.module(lambda: LlamaAttention(cfg, layer_idx=0))
-    inputs = _attention_inputs(ctx, cfg)
-    return Case(module, lambda: module(**inputs), _present)
+    module = ctx.module(lambda: _reference("LlamaRotaryEmbedding")(cfg))
+    values = ctx.tensor(ctx["B"], ctx["H"], ctx["S"], ctx["d_h"])  # only its dtype and device are read
+    positions = _position_ids(ctx)
+    return Case(module, lambda: module(values, positions))
 
 
 @harness("DeepseekV2DecoderLayer", attention=True)
@@ -153,7 +184,7 @@ def _decoder_layer(ctx: Context) -> Case:
     # Layers below first_k_dense_replace are dense; the first MoE layer is the next one.
     layer_idx = 0 if ctx.variant == "dense" else cfg.first_k_dense_replace
     module = ctx.module(lambda: DeepseekV2DecoderLayer(cfg, layer_idx))
-    inputs = _attention_inputs(ctx, cfg)
+    inputs = _attention_inputs(ctx, cfg, cfg._attn_implementation)  # upstream's layers build their own tables
     return Case(module, lambda: module(**inputs), _present, **_routing(ctx, module))
 
 
@@ -187,13 +218,117 @@ def _on_token_ids(name: str, cache_at: int) -> Builder:
         module = ctx.module(lambda: _reference(name)(cfg))
         ids = ctx.ids(ctx["B"], ctx["S"], high=cfg.vocab_size)
         cache = _seeded_cache(ctx, cfg)
-        return Case(module, lambda: module(ids, past_key_values=cache(), use_cache=True),
+        # B_pos = 1: the model makes one arange row itself; B_pos = B > 1: the caller passes a row per sequence.
+        positions = _position_ids(ctx) if ctx["B_pos"] > 1 else None
+        return Case(module, lambda: module(ids, position_ids=positions, past_key_values=cache(), use_cache=True),
                     lambda out: _cache_tensors(out[cache_at]), **_routing(ctx, module))
     return builder
 
 
 harness("DeepseekV2Model", attention=True)(_on_token_ids("DeepseekV2Model", cache_at=1))
 harness("DeepseekV2ForCausalLM", attention=True)(_on_token_ids("DeepseekV2ForCausalLM", cache_at=2))
+
+
+# ------------------------------------------------------------------------------ DeepSeek-V2-Lite (multi-head latent attention)
+
+
+MLA_VARIANTS = ("lite", "q_compressed")  # queries projected directly (V2-Lite), or through a latent (V2)
+
+
+def mla_config(ctx: Context):
+    """V2-Lite's attention configuration; the q_compressed variant sets DeepSeek-V2's q_lora_rank."""
+    from opdoc.models.deepseek_ocr.config import MlaConfig
+
+    if ctx.variant not in (None, *MLA_VARIANTS):
+        raise HarnessError(f"{ctx.op}: variant must be one of {MLA_VARIANTS}, got {ctx.variant!r}")
+    cfg = MlaConfig.from_scope(values=ctx.scope_config, **ctx.config)
+    if ctx.variant == "q_compressed":
+        cfg.q_lora_rank = cfg.v2_q_lora_rank
+        ctx.check(d_cq=cfg.q_lora_rank)
+    ctx.check(h=cfg.hidden_size, H=cfg.num_attention_heads, d_c=cfg.kv_lora_rank, d_r=cfg.qk_rope_head_dim,
+              d_n=cfg.qk_nope_head_dim, d_v=cfg.v_head_dim)
+    return cfg
+
+
+def _rebuild_on_call(rotary: nn.Module, past: int) -> None:
+    """Put a DeepSeek-V2 rotary table in the state the call meets in use: never used (a fresh model at
+    prefill, whose constructor-built table is marked stale) or holding the previous step's P positions.
+    Either way the call needs more positions than the table holds and rebuilds it, as in generation."""
+    rotary.max_seq_len_cached = past or None
+
+
+def _mla(name: str) -> Builder:
+    def builder(ctx: Context) -> Case:
+        cfg = mla_config(ctx)
+        module = ctx.module(lambda: _mla_reference(name)(cfg, layer_idx=0))
+        B, S, P, H = ctx["B"], ctx["S"], ctx["P"], ctx["H"]
+        x = ctx.tensor(B, S, ctx["h"])
+        positions = _position_ids(ctx)
+        if name == "DeepseekV2Attention":
+            # The cache holds the rotary keys (key slot) and the normalised latents (value slot); the class
+            # needs an additive mask even for one query (all zeros then: one query sees every key).
+            past = (ctx.tensor(B, 1, P, ctx["d_r"]), ctx.tensor(B, 1, P, ctx["d_c"]))
+            with ctx.place(), torch.no_grad():
+                from opdoc.models.deepseek_ocr.deepseek_v2 import causal_mask_4d
+
+                mask = causal_mask_4d(B, S, P, ctx.dtype, x.device)
+                if mask is None:
+                    mask = torch.zeros(1, 1, 1, P + S, dtype=ctx.dtype).expand(B, 1, 1, P + S)
+        else:
+            width = ctx["d_n"] + ctx["d_r"]  # keys and zero-padded values, per head
+            past = (ctx.tensor(B, H, P, width), ctx.tensor(B, H, P, width))
+            mask = None
+
+        def call() -> Any:
+            _rebuild_on_call(module.rotary_emb, P)
+            return module(x, mask, positions, past, use_cache=True)
+        return Case(module, call, _present)
+    return builder
+
+
+def _mla_reference(name: str) -> Any:
+    from opdoc.models.deepseek_ocr import mla
+
+    return getattr(mla, name)
+
+
+def rotary_kwargs(name: str, cfg) -> dict[str, Any]:
+    """Constructor arguments of each DeepSeek-V2 rotary class at V2-Lite's settings: its rope dimension,
+    context and base, and the scaling factor (40) for the scaled classes; YaRN takes every key of the
+    config's rope_scaling, the others only the factor."""
+    kwargs: dict[str, Any] = dict(dim=cfg.qk_rope_head_dim, max_position_embeddings=cfg.max_position_embeddings,
+                                  base=cfg.rope_theta)
+    scaling = cfg.rope_scaling or {}
+    if name != "DeepseekV2RotaryEmbedding":
+        kwargs["scaling_factor"] = scaling["factor"]
+    if name == "DeepseekV2YarnRotaryEmbedding":
+        kwargs.update({key: scaling[key] for key in ("original_max_position_embeddings", "beta_fast", "beta_slow",
+                                                     "mscale", "mscale_all_dim")})
+    return kwargs
+
+
+def _v2_rotary(name: str) -> Builder:
+    """One call of a DeepSeek-V2 rotary class for P + S positions, in the state generation leaves it."""
+    def builder(ctx: Context) -> Case:
+        cfg = mla_config(ctx)
+        module = ctx.module(lambda: _mla_reference(name)(**rotary_kwargs(name, cfg)))
+        x = ctx.tensor(ctx["B"], ctx["H"], ctx["S"], ctx["d_r"])  # the rotary queries: dtype and device only
+        length = ctx["P"] + ctx["S"]
+
+        def call() -> Any:
+            _rebuild_on_call(module, ctx["P"])
+            return module(x, seq_len=length)
+        return Case(module, call)
+    return builder
+
+
+for _name in ("DeepseekV2RotaryEmbedding", "DeepseekV2LinearScalingRotaryEmbedding",
+              "DeepseekV2DynamicNTKScalingRotaryEmbedding", "DeepseekV2YarnRotaryEmbedding"):
+    harness(_name)(_v2_rotary(_name))
+
+
+harness("DeepseekV2Attention")(_mla("DeepseekV2Attention"))
+harness("DeepseekV2FlashAttention2")(_mla("DeepseekV2FlashAttention2"))
 
 
 # ------------------------------------------------------------------------------ vision
@@ -488,7 +623,7 @@ def _projector(ctx: Context) -> Case:
     from opdoc.models.deepseek_ocr.deepencoder import MlpProjector
 
     cfg = ProjectorConfig.from_scope(values=ctx.scope_config, **ctx.config)
-    ctx.check(h=cfg.n_embed, d_v=cfg.input_dim)
+    ctx.check(h=cfg.n_embed, d_in=cfg.input_dim)
     module = ctx.module(lambda: MlpProjector(cfg))
-    x = ctx.tensor(ctx["B"], ctx["S"], ctx["d_v"])
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["d_in"])
     return Case(module, lambda: module(x))

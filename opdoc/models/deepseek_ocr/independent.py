@@ -3,8 +3,10 @@
 Our formulas were written from our reference modules; an implementation written elsewhere (and
 measured with the same counter) tests that they describe the algorithm, not our code's habits:
 
-* transformers' ``LlamaAttention`` at DeepSeek-OCR's dimensions (h = 1280, 10 heads of 128), with
-  the "eager" and "sdpa" attention interfaces and a seeded ``DynamicCache``;
+* transformers' ``LlamaAttention`` at DeepSeek-OCR's dimensions (h = 1280, 10 heads of 128) with a
+  seeded ``DynamicCache`` and rotary tables passed in: its "eager" interface against our
+  ``LlamaAttention`` and its "sdpa" interface (the fused CPU kernel, causal flag, no mask) against our
+  ``LlamaFlashAttention2``, both in their ``shared_tables`` variant;
 * transformers' DeepseekV2 MoE block (``DeepseekV2Moe``: 64 experts, top-6, 2 shared, inner width
   896) with its ``grouped_mm`` and ``batched_mm`` expert kernels at full size, and its ``eager``
   expert loop on small real tensors (the loop branches on which experts were hit);
@@ -16,7 +18,7 @@ measured with the same counter) tests that they describe the algorithm, not our 
 
 The rows compare with the specs' formulas: PatchEmbed, SAM's Attention, Block (per variant),
 ImageEncoderViT (less DeepSeek-OCR's net_2 and net_3, which segment-anything does not have),
-LlamaAttention and DeepseekV2MoE. Quantities listed in a comparison's ``gate`` must match
+LlamaAttention, LlamaFlashAttention2 and DeepseekV2MoE. Quantities listed in a comparison's ``gate`` must match
 exactly (a mismatch fails the check); the others are printed as ``info`` with the reason the
 conventions differ. A package that is not installed gives one ``skip`` row saying so.
 """
@@ -204,12 +206,16 @@ def segment_anything_image_encoder():
 
 
 def _llama_attention(interface: str) -> Callable[[Context], Case]:
+    """transformers' own LlamaAttention at DeepSeek-OCR's dimensions, handed what DeepSeek-OCR's model
+    hands its layers: the 4-D causal mask for eager attention at S > 1 (none for one query, none for
+    the fused kernel), cos/sin for B_pos rows of positions (passed in: transformers >= 4.48 has no
+    per-layer tables), and a seeded DynamicCache."""
     def make(ctx: Context) -> Case:
         modeling = _transformers("transformers.models.llama.modeling_llama")
         from transformers import DynamicCache, LlamaConfig
 
         from opdoc.models.deepseek_ocr.config import DeepseekV2Config
-        from opdoc.models.deepseek_ocr.deepseek_v2 import LlamaRotaryEmbedding, causal_mask
+        from opdoc.models.deepseek_ocr.deepseek_v2 import LlamaRotaryEmbedding, causal_mask_4d
 
         ours = DeepseekV2Config.from_scope()
         cfg = LlamaConfig(hidden_size=ours.hidden_size, num_attention_heads=ours.num_attention_heads,
@@ -221,8 +227,9 @@ def _llama_attention(interface: str) -> Callable[[Context], Case]:
         B, S, P = ctx["B"], ctx["S"], ctx["P"]
         x = ctx.tensor(B, S, ctx["h"])
         with ctx.place(), torch.no_grad():
-            cos, sin = LlamaRotaryEmbedding(ours)(x, torch.arange(P, P + S)[None].expand(B, -1))
-            mask = causal_mask(S, P + S, ctx.dtype, x.device)
+            positions = torch.arange(P, P + S)[None].expand(ctx["B_pos"], -1)
+            cos, sin = LlamaRotaryEmbedding(ours)(x, positions)
+            mask = causal_mask_4d(B, S, P, ctx.dtype, x.device) if interface == "eager" else None
             cache = DynamicCache()
             # Seed P positions outside the measured forward; the forward's update concatenates.
             cache.update(ctx.tensor(B, ctx["H"], P, ctx["d_h"]), ctx.tensor(B, ctx["H"], P, ctx["d_h"]), 0)
@@ -371,15 +378,31 @@ _SAM_REASONS = {
 }
 
 
+# What LlamaFlashAttention2's check that position ids ascend (before a prefill) adds: 3 ops over B_pos·(S-1).
+_ORDER_CHECK = frozenset({"cuda_flops", "io_read_bytes", "io_write_bytes", "activation_bytes"})
+_ORDER_REASONS = {q: "transformers' sdpa path makes no position-order check; LlamaFlashAttention2 (4.46.3) runs "
+                     "diff, >= 0 and all() over the B_pos·(S-1) position differences before a prefill"
+                  for q in _ORDER_CHECK}
+
+
 def comparisons(quick: bool = False) -> list[Comparison]:
     prefill, decode = Point.at("prefill"), Point.at("decode")
     base, tile = Point.at("base_view"), Point.at("gundam_tile")
     out = []
-    for interface, kernel in (("eager", "eager"), ("sdpa", "fused")):
-        for point in (prefill, decode, Point.at("prefill", B=2, S=13, P=100)):
-            # transformers' code does, op for op, what the spec says: every quantity must match.
-            out.append(Comparison("LlamaAttention", f"transformers {interface}", point, kernel,
-                                  _llama_attention(interface), gate=ALL, quick=point is prefill))
+    for point in (prefill, decode, Point.at("prefill", B=2, S=13, P=100, B_pos=2)):
+        # transformers' eager code does, op for op, what the spec says (tables passed in): all must match.
+        out.append(Comparison("LlamaAttention", "transformers eager", point, "eager", _llama_attention("eager"),
+                              gate=ALL, quick=point is prefill, variant="shared_tables"))
+        # Its sdpa path runs the fused CPU kernel with the causal flag and no mask, as flash_attn does;
+        # it makes no position-order check, which 4.46.3's LlamaFlashAttention2 makes before a prefill.
+        # A chunk over a cache is not comparable: without a mask it keeps only the first S keys (it
+        # assumes an empty static cache), where flash_attn aligns the causal mask to the last key.
+        if point.set:
+            continue
+        single = point.example == "decode"  # one query: no order check, every quantity must match
+        out.append(Comparison("LlamaFlashAttention2", "transformers sdpa", point, "fused", _llama_attention("sdpa"),
+                              gate=ALL if single else ALL - _ORDER_CHECK, reasons=_ORDER_REASONS,
+                              quick=point is prefill, variant="shared_tables"))
     for experts in ("grouped_mm", "batched_mm"):
         out.append(Comparison("DeepseekV2MoE", f"transformers {experts}", prefill, "fused", _deepseek_moe(experts),
                               reasons=_MOE_REASONS, quick=experts == "grouped_mm"))

@@ -16,10 +16,14 @@ changing a vendor method (``VendorRun`` holds the patches of one forward):
   names are needed; using one outside image preprocessing raises);
 * the OCR forward moves tensors with ``.cuda()``: ``Tensor.cuda`` returns the tensor itself;
 * ``flash_attention_2`` needs the ``flash_attn`` package, which has no CPU build. The model is built
-  with the configuration marked as already checked (as ``from_pretrained`` leaves it), and
-  transformers' ``_flash_attention_forward`` is replaced by ``FlashStandIn``: it records what the
-  kernel receives (layouts, the mask, causality) and runs torch's fused CPU flash kernel, so all
-  the code around the kernel is the vendor's;
+  with the configuration marked as already checked (as ``from_pretrained`` leaves it), and the
+  kernel ``flash_attn_func`` that transformers' ``_flash_attention_forward`` calls is ``FlashStandIn``:
+  it records what the kernel receives (layouts, causality) and runs torch's fused CPU flash kernel,
+  so all the code around the kernel is transformers' and the vendor's, the check that position ids
+  ascend before a prefill included. That check reads a one-byte verdict on the host (``not tensor``),
+  which a fake tensor cannot answer: while it runs, a 0-dim boolean's truth is read with ``tolist``
+  (no aten op, as the spec counts it) and taken as true without data (the model's positions are an
+  arange);
 * the MoE inference path ``moe_infer`` copies the per-expert token counts to the host
   (``.cpu().numpy()``), which a fake tensor cannot do: while a vendor MoE runs on fake tensors,
   ``Tensor.numpy`` answers with forced counts, the same even split of the B·S·k slots the reference
@@ -176,20 +180,16 @@ class FlashCall:
     query: tuple[int, ...]
     key: tuple[int, ...]
     value: tuple[int, ...]
-    query_length: int
-    mask: tuple[int, ...] | None
     is_causal: bool
-    top_left_mask: bool
 
     def describe(self) -> str:
-        mask = "no mask" if self.mask is None else f"mask {self.mask}"
         return (f"flash kernel stand-in got q {self.query}, k {self.key}, v {self.value} (B, S, H, d), "
-                f"{mask}, causal={self.is_causal}")
+                f"no mask, causal={self.is_causal}")
 
 
 class FlashStandIn:
-    """Replaces transformers' ``_flash_attention_forward``: records the call, then computes it with
-    torch's fused CPU flash kernel (causal without a mask, as flash_attn applies causality itself).
+    """Stands in for flash-attn's ``flash_attn_func``: records the call, then computes it with torch's
+    fused CPU flash kernel (causal without a mask, as flash_attn applies causality itself).
 
     flash_attn aligns the causal diagonal bottom-right and torch's kernel top-left; they agree when
     the queries are all the keys (prefill from an empty cache) or one query (decode). For a chunk of
@@ -200,22 +200,27 @@ class FlashStandIn:
     def __init__(self) -> None:
         self.calls: list[FlashCall] = []
 
-    def __call__(self, query_states: Tensor, key_states: Tensor, value_states: Tensor,
-                 attention_mask: Tensor | None, query_length: int, is_causal: bool, dropout: float = 0.0,
-                 position_ids: Tensor | None = None, softmax_scale: float | None = None,
-                 sliding_window: int | None = None, use_top_left_mask: bool = False, **kwargs: Any) -> Tensor:
-        self.calls.append(FlashCall(tuple(query_states.shape), tuple(key_states.shape), tuple(value_states.shape),
-                                    int(query_length), None if attention_mask is None else tuple(attention_mask.shape),
-                                    bool(is_causal), bool(use_top_left_mask)))
-        if attention_mask is not None:
-            raise UpstreamError("the flash kernel received a padding mask; the stand-in covers unpadded batches only")
-        causal = is_causal and query_length > 1
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0, softmax_scale: float | None = None,
+                 causal: bool = False, **kwargs: Any) -> Tensor:
+        self.calls.append(FlashCall(tuple(q.shape), tuple(k.shape), tuple(v.shape), bool(causal)))
         # (B, S, H, d) -> (B, H, S, d): views; torch's CPU kernel writes its output (B, S, H, d)-major,
         # so transposing back is a view too, as flash_attn's own output is.
         out = torch.nn.functional.scaled_dot_product_attention(
-            query_states.transpose(1, 2), key_states.transpose(1, 2), value_states.transpose(1, 2),
-            dropout_p=dropout, is_causal=causal, scale=softmax_scale)
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p=dropout_p,
+            is_causal=causal and q.shape[1] > 1, scale=softmax_scale)
         return out.transpose(1, 2)
+
+
+def _verdict_truth(original: Callable[[Tensor], bool]) -> Callable[[Tensor], bool]:
+    """``bool(tensor)`` for the flash path's order check: a 0-dim boolean is read with ``tolist`` (a
+    host read without an aten op) or, on a fake tensor, taken as true; anything else as before."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    def truth(tensor: Tensor) -> bool:
+        if tensor.dim() == 0 and tensor.dtype == torch.bool:
+            return True if isinstance(tensor, FakeTensor) or tensor.is_meta else bool(tensor.tolist())
+        return original(tensor)
+    return truth
 
 
 class ForcedRouting:
@@ -275,18 +280,35 @@ class ForcedRouting:
 def vendor_run(vendor: Vendor, root: nn.Module, flash: FlashStandIn, routing: ForcedRouting | None
                ) -> Iterator[None]:
     """The run-time patches of one vendor forward (see the module docstring)."""
-    saved_numpy, saved_cuda = Tensor.numpy, Tensor.cuda
-    saved_flash = vendor.llama._flash_attention_forward
+    flash_utils = importlib.import_module("transformers.modeling_flash_attention_utils")
+    saved_numpy, saved_cuda, saved_bool = Tensor.numpy, Tensor.cuda, Tensor.__bool__
+    missing = object()
+    saved_kernel = {name: getattr(flash_utils, name, missing) for name in ("flash_attn_func", "_flash_supports_window_size")}
+    saved_vendor_kernel = getattr(vendor["modeling_deepseekv2"], "flash_attn_func", missing)
     handles = routing.hooks(root) if routing else []
     try:
         Tensor.cuda = lambda self, *args, **kwargs: self  # CPU run: the OCR forward's .cuda() stays put
         if routing:
             Tensor.numpy = routing.numpy(saved_numpy)
-        vendor.llama._flash_attention_forward = flash
+        Tensor.__bool__ = _verdict_truth(saved_bool)
+        # What `import flash_attn` would have defined in transformers' flash module: the kernel, and
+        # whether it takes a sliding window (no model here uses one).
+        flash_utils.flash_attn_func = flash
+        flash_utils._flash_supports_window_size = True
+        # DeepseekV2FlashAttention2 calls the kernel from its own module's globals.
+        vendor["modeling_deepseekv2"].flash_attn_func = flash
         yield
     finally:
-        Tensor.numpy, Tensor.cuda = saved_numpy, saved_cuda
-        vendor.llama._flash_attention_forward = saved_flash
+        Tensor.numpy, Tensor.cuda, Tensor.__bool__ = saved_numpy, saved_cuda, saved_bool
+        for name, value in saved_kernel.items():
+            if value is missing:
+                delattr(flash_utils, name)
+            else:
+                setattr(flash_utils, name, value)
+        if saved_vendor_kernel is missing:
+            vars(vendor["modeling_deepseekv2"]).pop("flash_attn_func", None)
+        else:
+            vendor["modeling_deepseekv2"].flash_attn_func = saved_vendor_kernel
         for handle in handles:
             handle.remove()
 
@@ -341,15 +363,16 @@ def _cache_tensors(cache: Any) -> list[Tensor]:
 
 
 def _positions(ctx: Context) -> Tensor:
-    """position_ids as DeepseekV2Model makes them: (1, S), P to P + S - 1, shared by the batch."""
+    """position_ids P to P + S - 1 in B_pos rows: (1, S) as DeepseekV2Model makes them, shared by the
+    batch, or a row per sequence as generation passes them."""
     with ctx.place():
-        return torch.arange(ctx["P"], ctx["P"] + ctx["S"], dtype=torch.long)[None]
+        return torch.arange(ctx["P"], ctx["P"] + ctx["S"], dtype=torch.long)[None].expand(ctx["B_pos"], -1).contiguous()
 
 
-def _vendor_mask(vendor: Vendor, ctx: Context, x: Tensor) -> Tensor | None:
+def _vendor_mask(vendor: Vendor, ctx: Context, x: Tensor, implementation: str) -> Tensor | None:
     """The mask DeepseekV2Model hands its layers: none under flash_attention_2 (unpadded batch), else
     transformers' 4-D causal mask (None for a single query)."""
-    if ctx.kernel == "fused":
+    if implementation == "flash_attention_2":
         return None
     with ctx.place(), torch.no_grad():
         return vendor["modeling_deepseekv2"]._prepare_4d_causal_attention_mask(
@@ -399,28 +422,54 @@ _hidden("MoEGate", lambda m, cfg: m.MoEGate(cfg))
 _hidden("DeepseekV2MoE", lambda m, cfg: m.DeepseekV2MoE(cfg))
 
 
-def _layer_call(vendor: Vendor, ctx: Context, module: nn.Module, layer_idx: int) -> Case:
+def _layer_call(vendor: Vendor, ctx: Context, module: nn.Module, layer_idx: int, implementation: str,
+                tables: bool = False) -> Case:
     """One attention or decoder layer called as DeepseekV2Model calls it: position_ids (no rotary
-    tables), the model's mask, a DynamicCache holding P positions for every layer up to this one."""
+    tables, unless `tables`: the shared_tables variant), the model's mask for `implementation`, a
+    DynamicCache holding P positions for every layer up to this one."""
     x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
     positions = _positions(ctx)
-    mask = _vendor_mask(vendor, ctx, x)
+    mask = _vendor_mask(vendor, ctx, x, implementation)
     cache = _dynamic_cache(ctx, layer_idx + 1)
+    extra = {}
+    if tables:  # built before the measured forward, by transformers' own rotary class
+        with ctx.place(), torch.no_grad():
+            extra["position_embeddings"] = module.rotary_emb(x, positions)
 
     def call() -> Any:
-        out = module(x, attention_mask=mask, position_ids=positions, past_key_value=cache(), use_cache=True)
-        return out
-    # LlamaAttention returns (out, weights, cache); the decoder layer (out, cache) without weights.
-    return _with_patches(vendor, ctx, module, call, lambda out: _cache_tensors(out[-1]))
+        return module(x, attention_mask=mask, position_ids=positions, past_key_value=cache(), use_cache=True, **extra)
+    # LlamaAttention returns (out, weights, cache); the decoder layer (out, cache) without weights. The
+    # cache also holds the earlier layers' seeded positions: only this layer's entry is its KV cache.
+    return _with_patches(vendor, ctx, module, call,
+                         lambda out: [out[-1].key_cache[layer_idx], out[-1].value_cache[layer_idx]])
 
 
-@upstream("LlamaAttention", attention=True)
-def _attention(vendor: Vendor, ctx: Context) -> Case:
+def _attention_class(implementation: str) -> Callable[[Vendor, Context], Case]:
+    """transformers' attention class that DeepseekV2DecoderLayer builds for `implementation`
+    (ATTENTION_CLASSES["mha_" + implementation]); each class has one path, whatever the kernel."""
+    def builder(vendor: Vendor, ctx: Context) -> Case:
+        if ctx.variant not in ("per_layer", "shared_tables"):
+            raise HarnessError(f"{ctx.op}: variant must be per_layer or shared_tables, got {ctx.variant!r}")
+        cfg = language_config(vendor, ctx)
+        cfg._attn_implementation_internal = implementation
+        table = vendor["modeling_deepseekv2"].ATTENTION_CLASSES
+        module = ctx.module(lambda: table["mha_" + implementation](config=cfg, layer_idx=0))
+        return _layer_call(vendor, ctx, module, 0, implementation, tables=ctx.variant == "shared_tables")
+    return builder
+
+
+upstream("LlamaAttention")(_attention_class("eager"))
+upstream("LlamaFlashAttention2")(_attention_class("flash_attention_2"))
+
+
+@upstream("LlamaRotaryEmbedding")
+def _llama_rotary(vendor: Vendor, ctx: Context) -> Case:
+    # What each vendor attention layer constructs as its rotary_emb (the configuration has no rope_scaling).
     cfg = language_config(vendor, ctx)
-    # The class DeepseekV2DecoderLayer picks: ATTENTION_CLASSES["mha_" + implementation].
-    table = vendor["modeling_deepseekv2"].ATTENTION_CLASSES
-    module = ctx.module(lambda: table["mha_" + cfg._attn_implementation](config=cfg, layer_idx=0))
-    return _layer_call(vendor, ctx, module, 0)
+    module = ctx.module(lambda: vendor.llama.LlamaRotaryEmbedding(config=cfg))
+    values = ctx.tensor(ctx["B"], ctx["H"], ctx["S"], ctx["d_h"])
+    positions = _positions(ctx)
+    return _with_patches(vendor, ctx, module, lambda: module(values, positions))
 
 
 @upstream("DeepseekV2DecoderLayer", attention=True)
@@ -430,7 +479,7 @@ def _decoder_layer(vendor: Vendor, ctx: Context) -> Case:
         raise HarnessError(f"DeepseekV2DecoderLayer: variant must be dense or moe, got {ctx.variant!r}")
     layer_idx = 0 if ctx.variant == "dense" else cfg.first_k_dense_replace
     module = ctx.module(lambda: vendor["modeling_deepseekv2"].DeepseekV2DecoderLayer(cfg, layer_idx))
-    return _layer_call(vendor, ctx, module, layer_idx)
+    return _layer_call(vendor, ctx, module, layer_idx, cfg._attn_implementation)
 
 
 def _whole(name: str, cache_at: int) -> None:
@@ -439,14 +488,98 @@ def _whole(name: str, cache_at: int) -> None:
         module = ctx.module(lambda: getattr(vendor["modeling_deepseekv2"], name)(cfg))
         ids = ctx.ids(ctx["B"], ctx["S"], high=cfg.vocab_size)
         cache = _dynamic_cache(ctx, cfg.num_hidden_layers)
+        # B_pos = 1: the model makes its arange row; B_pos = B > 1: a row per sequence, as generation passes.
+        positions = _positions(ctx) if ctx["B_pos"] > 1 else None
         return _with_patches(vendor, ctx, module,
-                             lambda: module(ids, past_key_values=cache(), use_cache=True, return_dict=False),
+                             lambda: module(ids, position_ids=positions, past_key_values=cache(), use_cache=True,
+                                            return_dict=False),
                              lambda out: _cache_tensors(out[cache_at]))
     upstream(name, attention=True)(builder)
 
 
 _whole("DeepseekV2Model", cache_at=1)
 _whole("DeepseekV2ForCausalLM", cache_at=1)
+
+
+# ------------------------------------------------------------------------------ DeepSeek-V2-Lite (MLA)
+
+
+def v2_lite_config(vendor: Vendor, ctx: Context):
+    """The vendor's DeepseekV2Config at DeepSeek-V2-Lite's attention settings (the v2_lite scope), with
+    DeepSeek-V2's q_lora_rank for the q_compressed variant."""
+    values = dict(ctx.scope_config or {})
+    v2_rank = values.pop("v2_q_lora_rank")
+    if ctx.variant == "q_compressed":
+        values["q_lora_rank"] = v2_rank
+    config = vendor["configuration_deepseek_v2"].DeepseekV2Config(**{**values, **ctx.config})
+    ctx.check(h=config.hidden_size, H=config.num_attention_heads, d_c=config.kv_lora_rank,
+              d_r=config.qk_rope_head_dim, d_n=config.qk_nope_head_dim, d_v=config.v_head_dim)
+    return config
+
+
+def _mla(implementation: str) -> Callable[[Vendor, Context], Case]:
+    """DeepseekV2Attention (eager) or DeepseekV2FlashAttention2, as ATTENTION_CLASSES builds them with
+    use_mla, called as the harness calls the reference: a DynamicCache holding P positions of what the
+    class caches, and a mask for the eager class (zeros for one query: it asserts one)."""
+    def builder(vendor: Vendor, ctx: Context) -> Case:
+        from transformers.cache_utils import DynamicCache
+
+        from opdoc.models.deepseek_ocr.deepseek_v2 import causal_mask_4d
+
+        cfg = v2_lite_config(vendor, ctx)
+        cfg._attn_implementation_internal = implementation
+        module = ctx.module(lambda: vendor["modeling_deepseekv2"].ATTENTION_CLASSES["mla_" + implementation](
+            config=cfg, layer_idx=0))
+        B, S, P, H = ctx["B"], ctx["S"], ctx["P"], ctx["H"]
+        x = ctx.tensor(B, S, ctx["h"])
+        positions = _positions(ctx)
+        if implementation == "eager":
+            slots = ((B, 1, P, ctx["d_r"]), (B, 1, P, ctx["d_c"]))
+            with ctx.place(), torch.no_grad():
+                mask = causal_mask_4d(B, S, P, ctx.dtype, x.device)
+                if mask is None:
+                    mask = torch.zeros(1, 1, 1, P + S, dtype=ctx.dtype).expand(B, 1, 1, P + S)
+        else:
+            slots = ((B, H, P, ctx["d_n"] + ctx["d_r"]),) * 2
+            mask = None
+        keys, values = ctx.tensor(*slots[0]), ctx.tensor(*slots[1])
+
+        def call() -> Any:
+            cache = DynamicCache()
+            cache.key_cache, cache.value_cache = [keys], [values]
+            cache._seen_tokens = P
+            # The rotary table as generation leaves it: marked stale at construction, or P positions long.
+            module.rotary_emb.max_seq_len_cached = P or None
+            return module(x, attention_mask=mask, position_ids=positions, past_key_value=cache, use_cache=True)
+        return _with_patches(vendor, ctx, module, call, lambda out: _cache_tensors(out[-1]))
+    return builder
+
+
+def _v2_rotary(name: str) -> Callable[[Vendor, Context], Case]:
+    """A vendor rotary class with the arguments DeepseekV2Attention._init_rope would pass at V2-Lite's
+    settings (the scaled classes with its factor), called for P + S positions in the state generation
+    leaves it (see the reference harness)."""
+    def builder(vendor: Vendor, ctx: Context) -> Case:
+        from opdoc.models.deepseek_ocr.harness import mla_config, rotary_kwargs
+
+        kwargs = rotary_kwargs(name, mla_config(ctx))
+        module = ctx.module(lambda: getattr(vendor["modeling_deepseekv2"], name)(**kwargs))
+        x = ctx.tensor(ctx["B"], ctx["H"], ctx["S"], ctx["d_r"])
+
+        def call() -> Any:
+            module.max_seq_len_cached = ctx["P"] or None
+            return module(x, seq_len=ctx["P"] + ctx["S"])
+        return _with_patches(vendor, ctx, module, call)
+    return builder
+
+
+for _name in ("DeepseekV2RotaryEmbedding", "DeepseekV2LinearScalingRotaryEmbedding",
+              "DeepseekV2DynamicNTKScalingRotaryEmbedding", "DeepseekV2YarnRotaryEmbedding"):
+    upstream(_name)(_v2_rotary(_name))
+
+
+upstream("DeepseekV2Attention")(_mla("eager"))
+upstream("DeepseekV2FlashAttention2")(_mla("flash_attention_2"))
 
 
 @upstream("PatchEmbed")
@@ -627,9 +760,9 @@ def _projector(vendor: Vendor, ctx: Context) -> Case:
     # DeepseekOCRModel hard-codes projector_type "linear", input_dim 2048 and n_embed 1280 in its
     # constructor, which is not built here: the widths come from the projector scope, which copies them.
     encoder = vendor["deepencoder"]
-    module = ctx.module(lambda: encoder.MlpProjector(encoder.adict(projector_type="linear", input_dim=ctx["d_v"],
+    module = ctx.module(lambda: encoder.MlpProjector(encoder.adict(projector_type="linear", input_dim=ctx["d_in"],
                                                                    n_embed=ctx["h"])))
-    x = ctx.tensor(ctx["B"], ctx["S"], ctx["d_v"])
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["d_in"])
     return _with_patches(vendor, ctx, module, lambda: module(x))
 
 
@@ -672,24 +805,6 @@ class Deviation:
     resolution: str
 
 
-_ROTARY = ("DeepseekV2Model passes position_ids and no position_embeddings, so transformers 4.46.3's "
-           "LlamaAttention computes its own rotary tables in every layer: aten.bmm (1,64,1)@(1,1,S) "
-           "(2·64·S tensor FLOPs), cat, cos, sin, two multiplies by attention_scaling and three casts; "
-           "the spec takes cos/sin (B,S,d_h) as inputs computed once by the model")
-_FLASH_MASK = ("under flash_attention_2 the model builds no mask and the kernel gets none (causality is "
-               "the kernel's own): the spec's fused path reads a (1,1,S,P+S) mask and counts 7 CUDA-core "
-               "FLOPs per score where the kernel does 6")
-_DECODE_MASK = ("with the eager kernel transformers builds no mask for a single query (S = 1): the spec "
-                "adds a mask of B·H·(P+S) at decode")
-_MODEL_MASK = ("DeepseekV2Model (eager) builds transformers' 4-D causal mask (_prepare_4d_causal_attention_mask: "
-               "full, arange, masked_fill, a cast and a (B,1,S,P+S) expand), only for S > 1, and none at all "
-               "under flash_attention_2; the reference builds its own (1,1,S,P+S) mask with other ops at "
-               "every S, and computes one rotary table for all layers")
-_LM = "issue 12 (language-model breadth) rewrites the LlamaAttention, decoder-layer and model specs to this"
-
-KNOWN_DEVIATIONS: tuple[Deviation, ...] = (
-    Deviation("LlamaAttention", ("eager", "fused"), f"{_ROTARY}; {_FLASH_MASK}; {_DECODE_MASK}", _LM),
-    Deviation("DeepseekV2DecoderLayer", ("eager", "fused"), f"its self_attn (see LlamaAttention): {_ROTARY}", _LM),
-    Deviation("DeepseekV2Model", ("eager", "fused"), f"{_MODEL_MASK}; each layer's attention as LlamaAttention", _LM),
-    Deviation("DeepseekV2ForCausalLM", ("eager", "fused"), "its DeepseekV2Model (see there)", _LM),
-)
+# No known deviation: issue 12 rewrote the LlamaAttention, LlamaFlashAttention2, decoder-layer and
+# model specs to what the vendor runs (rotary tables per layer, a mask only on the eager path).
+KNOWN_DEVIATIONS: tuple[Deviation, ...] = ()

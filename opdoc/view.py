@@ -218,9 +218,11 @@ class ViewBuilder:
     def _components(self, item: ParsedSpec) -> list[dict[str, str]]:
         spec, primary = item.spec, item.spec.examples[0]
         rows = []
+        first = next(iter(spec.variants), None)  # components are described for the first variant
         for name, component in spec.constructor.components.items():
             shapes = [f"`{t.name}` {self._shape(item, i)}" for i, t in enumerate(spec.tensors)
-                      if t.role == "parameter" and (t.name == name or t.name.startswith(name + "."))]
+                      if t.role == "parameter" and (t.name == name or t.name.startswith(name + "."))
+                      and t.only in (None, first)]
             rows.append({"name": name, "type": component.type, "purpose": self.fill(item, component.purpose),
                          "shapes": ", ".join(shapes), "link": None})
         for index, child in enumerate(spec.children):

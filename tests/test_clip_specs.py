@@ -93,11 +93,28 @@ def test_vision_parameters_are_the_checkpoint_minus_the_language_model(evaluator
     holds beyond the language model: the weight index's total size, at 2 bytes per bf16 parameter."""
     sam = evaluator.evaluate_at("ImageEncoderViT", "base_view")["parameters"]
     clip = evaluator.evaluate_at("VitModel", "base_view")["parameters"]
-    projector = evaluator.evaluate_at("MlpProjector", "base_view")["parameters"]
+    projector = evaluator.evaluate_at("MlpProjector", "base_view", variant="linear")["parameters"]
     assert projector == 2048 * 1280 + 1280 == 2_622_720
     language = evaluator.evaluate_at("DeepseekV2ForCausalLM", "prefill")["parameters"]
     separators = 2 * 1280  # model.image_newline and model.view_seperator, one hidden-size vector each
     assert {k for k in index["weight_map"] if k in ("model.image_newline", "model.view_seperator")} == \
         {"model.image_newline", "model.view_seperator"}
     assert sam + clip + projector + separators + language == index["metadata"]["total_size"] // 2
-    assert parameter_names(evaluator, "MlpProjector") == {f"layers.{k}" for k in keys_under(index, "model.projector.layers.")}
+    linear = {t.name for t in evaluator.catalog.specs["MlpProjector"].spec.tensors
+              if t.role == "parameter" and t.only in (None, "linear")}  # the type OCR loads
+    assert linear == {f"layers.{k}" for k in keys_under(index, "model.projector.layers.")}
+
+
+def test_projector_variants(evaluator):
+    """The types OCR does not load, at depth 2, mlp_ratio 1 and downsample_ratio 2 (Base view: 16 x 16 tokens)."""
+    tokens, d_in, h = 256, 2048, 1280
+    mlp = evaluator.evaluate_at("MlpProjector", "base_view", variant="mlp_gelu")
+    assert mlp["tensor_flops"] == 2 * tokens * d_in * h + 2 * tokens * h * h
+    assert mlp["parameters"] == d_in * h + h + h * h + h
+    down = evaluator.evaluate_at("MlpProjector", "base_view", variant="downsample_mlp_gelu")
+    merged = tokens // 4  # 2 x 2 blocks: 8 x 8 tokens left
+    # the first layer reads 4 * d_in per merged token: as many FLOPs as one layer over all 256 tokens
+    assert down["tensor_flops"] == 2 * merged * 4 * d_in * h + 2 * merged * h * h
+    assert down["parameters"] == 4 * d_in * h + h + h * h + h
+    identity = evaluator.evaluate_at("MlpProjector", "base_view", variant="identity")
+    assert identity["forward_flops"] == identity["peak"] == identity["parameters"] == 0

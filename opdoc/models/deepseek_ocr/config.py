@@ -165,3 +165,7 @@ class ProjectorConfig(_FromScope):
     input_dim: int
     n_embed: int
     sam_downsample: int  # pixels per vision token along each side; the view-size examples use it
+    # Read only by the projector types DeepSeek-OCR does not load (mlp_gelu, downsample_mlp_gelu).
+    depth: int = 1
+    mlp_ratio: int = 1
+    downsample_ratio: int = 1

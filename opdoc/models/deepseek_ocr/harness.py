@@ -619,11 +619,15 @@ def _layer_norm_fp32(ctx: Context) -> Case:
 
 @harness("MlpProjector")
 def _projector(ctx: Context) -> Case:
+    """The projector type named by the variant, at the projector scope's configuration (OCR: linear)."""
     from opdoc.models.deepseek_ocr.config import ProjectorConfig
     from opdoc.models.deepseek_ocr.deepencoder import MlpProjector
 
-    cfg = ProjectorConfig.from_scope(values=ctx.scope_config, **ctx.config)
-    ctx.check(h=cfg.n_embed, d_in=cfg.input_dim)
+    cfg = ProjectorConfig.from_scope(values=ctx.scope_config, **{**ctx.config, "projector_type": ctx.variant})
+    ctx.check(h=cfg.n_embed, d_in=cfg.input_dim, r_d=cfg.downsample_ratio)
+    if ctx.variant in ("mlp_gelu", "downsample_mlp_gelu") and (cfg.depth, cfg.mlp_ratio) != (2, 1):
+        raise HarnessError(f"MlpProjector[{ctx.variant}]: the spec documents depth 2 and mlp_ratio 1, the "
+                           f"configuration has depth {cfg.depth} and mlp_ratio {cfg.mlp_ratio}")
     module = ctx.module(lambda: MlpProjector(cfg))
     x = ctx.tensor(ctx["B"], ctx["S"], ctx["d_in"])
     return Case(module, lambda: module(x))

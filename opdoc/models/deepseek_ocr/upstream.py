@@ -759,9 +759,11 @@ _vendor_function("get_abs_pos", _clip_abs_pos_call)
 def _projector(vendor: Vendor, ctx: Context) -> Case:
     # DeepseekOCRModel hard-codes projector_type "linear", input_dim 2048 and n_embed 1280 in its
     # constructor, which is not built here: the widths come from the projector scope, which copies them.
+    # The other types (variants) at the scope's depth 2, mlp_ratio 1 and downsample_ratio r_d.
     encoder = vendor["deepencoder"]
-    module = ctx.module(lambda: encoder.MlpProjector(encoder.adict(projector_type="linear", input_dim=ctx["d_in"],
-                                                                   n_embed=ctx["h"])))
+    cfg = encoder.adict(projector_type=ctx.variant, input_dim=ctx["d_in"], n_embed=ctx["h"], depth=2, mlp_ratio=1,
+                        downsample_ratio=ctx["r_d"])
+    module = ctx.module(lambda: encoder.MlpProjector(cfg))
     x = ctx.tensor(ctx["B"], ctx["S"], ctx["d_in"])
     return _with_patches(vendor, ctx, module, lambda: module(x))
 

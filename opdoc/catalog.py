@@ -145,11 +145,15 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
                 problem(("examples", index), f"scope '{spec.scope}' has no example '{example}'"
                                              f"{suggest(example, sorted(scope.examples))}")
 
-    # Tensors: shapes are formulas; names are unique; non-parameter names can be used in peak formulas.
+    # Tensors: shapes are formulas; names are unique (one declaration per variant when gated by `only`,
+    # as a projector type's first layer is in each type); non-parameter names can be used in peak formulas.
     tensor_names: dict[str, int] = {}
+    gated: dict[str, list[str | None]] = {}
     for index, tensor in enumerate(spec.tensors):
-        if tensor.name in tensor_names:
+        earlier = gated.setdefault(tensor.name, [])
+        if earlier and (tensor.only is None or None in earlier or tensor.only in earlier):
             problem(("tensors", index, "name"), f"tensor '{tensor.name}' is declared twice")
+        earlier.append(tensor.only)
         tensor_names[tensor.name] = index
         if tensor.role != "parameter" and not tensor.name.isidentifier():
             problem(("tensors", index, "name"), f"'{tensor.name}' must be an identifier (it can appear in formulas)")
@@ -171,8 +175,9 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
     for index, operation in enumerate(spec.operations):
         for key in ("reads", "writes"):
             for position, name in enumerate(getattr(operation, key)):
-                tensor = spec.tensors[tensor_names[name]] if name in tensor_names else None
-                if tensor is not None and tensor.only not in (None, operation.only):
+                declared = [t for t in spec.tensors if t.name == name]
+                if declared and not any(t.only in (None, operation.only) for t in declared):
+                    tensor = declared[0]
                     problem(("operations", index, key, position),
                             f"tensor '{name}' exists only in variant '{tensor.only}', but this operation runs "
                             f"{'in every variant' if operation.only is None else 'in ' + repr(operation.only)}; "

@@ -220,10 +220,12 @@ class ViewBuilder:
     def _components(self, item: ParsedSpec) -> list[dict[str, str]]:
         spec, primary = item.spec, item.spec.examples[0]
         rows = []
+        first = next(iter(spec.variants), None)  # components are described for the first variant
         for name, component in spec.constructor.components.items():
             # Already Markdown (a code span per tensor name), so marked safe for the template.
             shapes = [Markup(f"{code_span(t.name)} {escape_text(self._shape(item, i))}") for i, t in enumerate(spec.tensors)
-                      if t.role == "parameter" and (t.name == name or t.name.startswith(name + "."))]
+                      if t.role == "parameter" and (t.name == name or t.name.startswith(name + "."))
+                      and t.only in (None, first)]
             rows.append({"name": name, "type": component.type, "purpose": self.fill(item, component.purpose),
                          "shapes": Markup(", ").join(shapes), "link": None})
         for index, child in enumerate(spec.children):

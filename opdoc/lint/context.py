@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .markdown import MarkdownDoc, parse_markdown
 from .symbols import BUILTIN_MEANINGS

@@ -311,6 +311,8 @@ class _DocumentAudit:
         rows: list[tuple[int, list[str]]] = []
         for number, text in self.md.prose_lines():
             if text.lstrip().startswith("|"):
+                if len(rows) > MAX_ITEMS:
+                    continue  # the budget check below stops at this table
                 if _TABLE_RULE.match(text):
                     rows.append((number, []))  # the header rule
                 else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .markdown import MarkdownDoc, parse_markdown
 from .symbols import BUILTIN_MEANINGS
@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 MAX_BYTES = 2 * 1024 * 1024
+MAX_LINES = 20_000  # an op-doc has hundreds; a longer file is checked in its first MAX_LINES lines
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 
 # The dimension names the op-doc template itself uses; a knowledge base's symbols add to them.
@@ -44,6 +45,7 @@ class LintDoc:
     md: MarkdownDoc | None = None
     empty_dir: bool = False  # a directory argument that holds no op-*.md file
     cache: dict[str, Any] = field(default_factory=dict)  # results several rules share
+    line_total: int | None = None  # set when the file had more than MAX_LINES lines
 
     @property
     def class_name(self) -> str | None:
@@ -105,6 +107,10 @@ def load_doc(path: Path, display: str | None = None, *, max_bytes: int = MAX_BYT
         return doc
     if not text.strip():
         return doc
+    if text.count("\n") >= MAX_LINES:
+        lines = text.split("\n")
+        doc.line_total = len(lines)
+        text = "\n".join(lines[:MAX_LINES])
     doc.md = parse_markdown(text, path)
     return doc
 

@@ -28,6 +28,7 @@ class Specs:
         self.root = root
         self._names = {p.stem for p in root.glob("specs/*/*.yaml") if p.name != "model.yaml"}
         self._loaded: tuple[Any, Any] | None = None
+        self._values: dict[tuple, dict[str, int]] = {}
         self.problem: str | None = None
 
     def has(self, op: str) -> bool:
@@ -79,6 +80,12 @@ class Specs:
         """Every quantity of ``op`` (parameters, tensor_flops, forward_flops, kv_cache_bytes, ...) at
         the op's first example, with B, S and P replaced by the given values; quantities that still
         depend on something unbound are left out."""
+        key = (op, B, S, P, variant)
+        if key not in self._values:
+            self._values[key] = self._quantities(op, B, S, P, variant)
+        return dict(self._values[key])
+
+    def _quantities(self, op: str, B: int | None, S: int | None, P: int | None, variant: str | None) -> dict[str, int]:
         _, evaluator = self._load()  # type: ignore[misc]
         spec = self._spec(op)
         overrides = {name: value for name, value in (("B", B), ("S", S), ("P", P)) if value is not None}

@@ -9,6 +9,7 @@ the knowledge base means the hidden size, is using a declared symbol with anothe
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Iterable
@@ -72,7 +73,17 @@ _CONCEPTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 
 
+@functools.lru_cache(maxsize=2048)
+def _cached_concepts(meaning: str) -> frozenset[str]:
+    return frozenset(_all_concepts(meaning))
+
+
 def concepts(meaning: str) -> set[str]:
+    """See :func:`_all_concepts` (memoised: pages repeat their descriptions)."""
+    return set(_cached_concepts(meaning))
+
+
+def _all_concepts(meaning: str) -> set[str]:
     """What a symbol's description is about, as a set of concept names (empty if unclear).
 
     Only the description's first part counts ("shared experts, applied to every token as one wider
@@ -115,6 +126,7 @@ class Definition:
     line: int
 
 
+MAX_DEFINITIONS = 1_000
 _SYMBOL = r"[A-Za-z][A-Za-z0-9_]{0,15}"
 _PAIR = re.compile(
     rf"^\s*(?:[-*+•]\s+|\d+[.)]\s+)?[`*_]*(?P<names>{_SYMBOL}(?:[`*_]*\s*=\s*[`*_]*{_SYMBOL})*)[`*_]*\s*"
@@ -148,6 +160,8 @@ def document_definitions(md: MarkdownDoc) -> list[Definition]:
         lines.append((number, block_line))
     lines.sort()
     for number, text in lines:
+        if len(found) >= MAX_DEFINITIONS:
+            break  # a page defines tens of symbols; the rest of a hostile file is not read for more
         stripped = text.strip()
         if not stripped:
             in_list = False

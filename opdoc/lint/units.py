@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-__all__ = ["DTYPE_BYTES", "DTYPE_PATTERN", "UNITS", "UNIT_PATTERN", "Unit", "dtype_bytes"]
+__all__ = ["DTYPE_BYTES", "DTYPE_PATTERN", "UNITS", "Unit", "dtype_bytes"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,6 @@ def _build() -> dict[str, Unit]:
 UNITS: dict[str, Unit] = _build()
 RATIO = Unit(Fraction(1), "ratio", "x")  # "64x", a number glued to an x
 BILLION = Unit(Fraction(10**9), "count", "B", None, True)  # "7B parameters"
-UNIT_PATTERN = "|".join(sorted((re.escape(u) for u in UNITS), key=len, reverse=True))
 
 # Bytes per element of the data types an op-doc names.
 DTYPE_BYTES: dict[str, Fraction] = {}

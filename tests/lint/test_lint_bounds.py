@@ -1,9 +1,10 @@
 """Hostile files of up to 1.9 MB: the lint's work stays linear and bounded (issue 9, item 5).
 
 Each probe was quadratic or worse before (100,000 headings or 1.9 MB of ``[`` took over 180 s); now
-each takes about a second on a loaded two-core machine.  The assertion allows 15 s so that a busy
-machine never fails it while a quadratic regression (minutes) always does; the figures are printed
-(``pytest -rP``)."""
+each takes one to three seconds on the shared two-core machine (more when six test suites run on it
+at once).  The assertion allows 30 s so that a busy machine never fails it while a quadratic
+regression (minutes) always does; the figures are printed (``pytest -rP``).  Files over 20,000 lines
+are checked in their first 20,000 lines (OD004 says so)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from opdoc.lint import lint_paths
 
 SIZE = 1_900_000
 FLOPS = "# X\n\n## FLOP Count and Memory Usage Impact\n\n### FLOPs\n\n"
-LIMIT_S = 15.0
+LIMIT_S = 30.0
 
 
 def fill(unit: str) -> str:
@@ -53,6 +54,14 @@ def test_hostile_file_is_linted_quickly(tmp_path, name):
     print(f"{name}: {len(text):,} bytes linted in {seconds:.2f} s ({len(report.findings):,} findings)")
     assert seconds < LIMIT_S
     assert report.findings  # each of these files breaks the template somewhere
+
+
+def test_a_long_file_is_checked_in_part_and_says_so(tmp_path):
+    path = tmp_path / "op-X.md"
+    path.write_text(PROBES["100,000 headings"], encoding="utf-8")
+    report = lint_paths([path], mermaid=False)
+    [note] = [f for f in report.findings if f.rule == "OD004"]
+    assert note.line == 20_000 and "100,002 lines; only the first 20,000 are checked" in note.message
 
 
 def test_a_bounded_audit_says_where_it_stopped(tmp_path):

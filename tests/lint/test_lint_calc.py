@@ -85,6 +85,30 @@ WRONG = [
         id="power",
     ),
     pytest.param(
+        # bf16 is 2 bytes per element; the product itself (× 4) is right, the element size is not
+        "```\nAt bf16: 1,000,000 × 4 bytes = 4,000,000 bytes\n```\n",
+        ("OD901", 2, "bf16 is 2 bytes per element, not 4 bytes"),
+        id="element size against the named dtype",
+    ),
+    pytest.param(
+        # 3 × 4096 × 4096 = 50,331,648 ≈ 50.3 M; carried over two lines later as 53.0 M (digits swapped)
+        "```\nqkv = 3 × 4096 × 4096 = 50,331,648 ≈ 50.3 M\nall = 12 × 53.0 M = 636 M\n```\n",
+        ("OD901", 3, "the value computed on line 2 is 50.3 M"),
+        id="value carried over with swapped digits",
+    ),
+    pytest.param(
+        # 240 / 30 = 8, not 16
+        "- About 16x fewer active parameters than total (30 M of 240 M)\n",
+        ("OD901", 1, "16x does not follow from 30 M of 240 M: the ratio is 8x"),
+        id="ratio claim",
+    ),
+    pytest.param(
+        # 454,328,320 / 2^20 = 433.28 MiB
+        "In bf16 that is 454,328,320 bytes (454.3 MiB).\n",
+        ("OD901", 1, "`454,328,320 bytes` evaluates to 433.28 MiB, not 454.3 MiB"),
+        id="restatement in parentheses",
+    ),
+    pytest.param(
         # 3 × 1 × 8192 × 1280 = 31,457,280 ≈ 31.5 M; a comment line in a python block
         "```python\nx = norm(h)  # 3 × 1 × 8192 × 1280 ≈ 35 MFLOPs\n```\n",
         ("OD901", 2, "evaluates to 31.46 MFLOPs, not 35 MFLOPs"),
@@ -127,12 +151,33 @@ RIGHT = [
     pytest.param("FLOPs = 2 × B × S × h = 2 × 1 × 8192 × 1280 ≈ 21.0 MFLOPs\n", id="symbols skipped, numbers checked"),
     pytest.param("```python\nhidden = 1280\nhidden = hidden * 2\n```\n", id="python assignments are not equations"),
     pytest.param("speedup: 4096/64 = 64x; share 343.6 / 455.74 = 75.4%\n", id="ratios and percentages"),
+    pytest.param("- dense: attention 451.0 GFLOPs + MLP 430.8 GFLOPs = 881.8 GFLOPs\n", id="labels before the numbers"),
+    pytest.param("```\nFLOPs ≈ 881.8 + 11 × 903.3 GFLOPs ≈ 10.82 TFLOPs\n```\n", id="one unit for every addend"),
+    pytest.param("One expert is 3 × 1280 × 896 = 3,440,640; × 64 experts = 220,200,960; + shared 6,881,280 = 227,082,240.\n",
+                 id="running chain across semicolons"),
+    pytest.param("Total: 4,198,400 parameters, × 2 bytes (bf16) = 8,396,800 bytes\n", id="running chain across a comma"),
+    pytest.param("- for comparison, a 512-wide variant would hold 4 × 512 × 512 = 1.05 M weights\n", id="hyphenated words"),
+    pytest.param("```\nlin1: Linear 768 -> 3072 with bias\nlin2: Linear 3072 -> 768 with bias\nTotal parameters: 4722432\n```\n",
+                 id="descriptions are not list items"),
+    pytest.param("- attention: 4,198,400\n- MLP: 8,393,728\n- weights alone: 4 × 1024 × 1024 = 4.19 M\n- **Total: 12,592,128**\n",
+                 id="an aside in a list is not summed"),
+    pytest.param("Total: 2,934,734,080 parameters → 5,869,468,160 bytes in bf16 ≈ 5.87 GB\n", id="a total and its conversion"),
+    pytest.param("In bf16 that is 454,328,320 bytes (433.3 MiB), and 1,048,576 elements (1M).\n", id="right restatements"),
+    pytest.param("- ✅ 80x parameter efficiency (2/160 experts active per token)\n", id="right ratio claim"),
 ]
 
 
 @pytest.mark.parametrize("text", RIGHT)
 def test_right_calculations_raise_nothing(text):
     assert found(text) == []
+
+
+def test_an_item_found_wrong_is_summed_at_its_right_value():
+    # the second item is wrong (4 × 4096 × 768 × 3072 = 38,654,705,664); the total is right for the true
+    # values (38,654,705,664 + 100,663,296 = 38,755,368,960 ≈ 38.8 G): one finding, on the item
+    text = ("```\nmatmuls = 4 * 4096 * 768 * 3072 = 38645705664 FLOPs\nGELU = 8 * 4096 * 3072 = 100663296 FLOPs\n"
+            "total ~= 38.8 GFLOPs\n```\n")
+    assert [(rule, line) for rule, line, _ in found(text)] == [("OD901", 2)]
 
 
 def test_names_are_forgotten_at_the_next_section():

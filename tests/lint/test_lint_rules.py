@@ -164,7 +164,7 @@ def test_every_rule_is_exercised():
     # in test_lint_mermaid.py, stated totals in test_lint_calc.py, symbol meanings in
     # test_lint_symbols_sections.py and the spec comparison in test_lint_spec_compare.py.
     covered |= {"OD001", "OD002", "OD003", "OD004", "OD005", "OD006", "OD503", "OD504"}
-    covered |= {"OD704", "OD903", "OD951", "OD952"}
+    covered |= {"OD704", "OD705", "OD903", "OD951", "OD952"}
     assert covered == set(RULES)
 
 

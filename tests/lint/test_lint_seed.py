@@ -16,6 +16,7 @@ configuration: 12 layers, 1 dense then 11 MoE, 10 heads of 128, hidden size 1280
 * OD902 x6: it mentions op-DeepseekV2Attention.md (lines 82, 267, 330), op-DeepseekV2MLP.md and
   op-DeepseekV2MoE.md (line 87) and op-DeepseekV2MoE.md (line 333), none of which sits next to it.
 * OD601 x1: the "Parameter count per layer" block is labelled python but holds `attention = 61.4M`.
+* OD206 x1: the Definition (line 12) shows `__init__` but not the forward method.
 * OD805 x1: the FLOPs subsection (line 249) never says which term dominates.
 * OD807 x3: the decode, prefill and KV-cache blocks compute bytes (`... × 2 = 2.56 KB`, `= 21 MB`,
   `= 1.05 MB`) in sections that never name bf16 or the bytes per element (lines 327, 340, 360).
@@ -45,11 +46,11 @@ def test_seed_004_findings(tmp_path):
     path = copy_seed(tmp_path)
     report = lint_paths([path], mermaid=False, symbols=SYMBOLS, specs=REPO)
     assert Counter(f.rule for f in report.findings) == Counter(
-        {"OD951": 5, "OD952": 7, "OD902": 6, "OD807": 3, "OD601": 1, "OD805": 1, "OD204": 1, "OD703": 4}
+        {"OD951": 5, "OD952": 7, "OD902": 6, "OD807": 3, "OD601": 1, "OD206": 1, "OD805": 1, "OD204": 1, "OD703": 4}
     )
     assert report.rule_ids("warning") == {"OD204", "OD703"}
     lines = {(f.rule, f.line) for f in report.findings}
-    assert {("OD601", 98), ("OD805", 249), ("OD807", 327), ("OD807", 340), ("OD807", 360), ("OD204", 439)} <= lines
+    assert {("OD206", 12), ("OD601", 98), ("OD805", 249), ("OD807", 327), ("OD807", 340), ("OD807", 360), ("OD204", 439)} <= lines
     assert {f.line for f in report.findings if f.rule == "OD902"} == {82, 87, 267, 330, 333}
     assert {f.line for f in report.findings if f.rule == "OD951"} == {10, 74, 390, 392, 435}
     assert {f.line for f in report.findings if f.rule == "OD952"} == {82, 85, 86, 293, 294, 297, 298}

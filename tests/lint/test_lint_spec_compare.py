@@ -121,3 +121,29 @@ def test_the_spec_comparison_does_not_import_torch(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_kv_cache_sizes(tmp_path):
+    # K and V, each B × S × H × d_h × 2 bytes: 2 × 1 × 8192 × 10 × 128 × 2 = 41,943,040 bytes per layer
+    body = """#### KV cache (B=1, S=8192):
+```
+per layer: 1 × 8192 × 10 × 128 × 2 = 20,971,520 bytes ≈ 21.0 MB
+```
+"""
+    found = spec_findings(tmp_path, "LlamaAttention", body)
+    assert [(rule, line) for rule, line, _ in found] == [("OD952", 5)]
+    assert "of KV cache at B=1, S=8192" in found[0][2] and "41.94 M" in found[0][2]
+    right = body.replace("1 × 8192 × 10 × 128 × 2 = 20,971,520 bytes ≈ 21.0 MB", "2 × 1 × 8192 × 10 × 128 × 2 = 41,943,040 bytes ≈ 41.9 MB")
+    assert spec_findings(tmp_path, "LlamaAttention", right) == []
+
+
+def test_a_decode_step_of_a_module_without_cache(tmp_path):
+    # the MLP is linear in S: one token costs 6 × 1280 × 6848 = 52,592,640 matmul FLOPs, plus SiLU and the
+    # gating product on 6848 elements (the specs count 41,088 more: 52.63 M), whatever is cached
+    body = "### FLOPs\n```\nDecode (B=1, S=1): FLOPs ≈ 431 MFLOPs per token\n```\n"
+    found = spec_findings(tmp_path, "DeepseekV2MLP", body)
+    assert [(rule, line) for rule, line, _ in found] == [("OD952", 5)]
+    assert "the specs give 52.63 M" in found[0][2]
+    assert spec_findings(tmp_path, "DeepseekV2MLP", body.replace("431 MFLOPs", "52.6 MFLOPs")) == []
+    # attention depends on the cached context, which this line does not state: nothing to compare
+    assert spec_findings(tmp_path, "LlamaAttention", body) == []

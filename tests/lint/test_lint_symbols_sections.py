@@ -106,3 +106,43 @@ def test_the_valid_fixture_is_still_clean():
         path = Path(directory) / "op-TinyNorm.md"
         path.write_text(VALID_TEXT)
         assert lint_file(path, symbols=KB).findings == []
+
+
+def test_undeclared_symbol_in_a_formula(write_doc):
+    text = edit("FLOPs_total = 4 × B × S × h + B × S\n", "FLOPs_total = 4 × B × T × h + B × T\n")
+    report = lint_file(write_doc(text), symbols=KB)
+    assert rules(report) == [("OD702", line_of(text, "FLOPs_total = 4 × B × T × h"))]
+    assert "`T` in formula" in report.findings[0].message
+
+
+def test_formula_against_the_value_beside_it(write_doc):
+    # with k = 6 (experts per token) the row gives 4 × 1 × 10 × 8192 × 6 × 128 = 251,658,240, not 343.6 G;
+    # with the keys it means (8192) it would be 343,597,383,680
+    table = (
+        "\n| term | formula | prefill (S=8192) |\n|---|---|---|\n"
+        "| projections | 8 × B × S × h × h | 107.4 G |\n"
+        "| attention products | 4 × B × H × S × k × d_h | 343.6 G |\n"
+    )
+    assume = "- `h` = hidden size (e.g. 1024)\n"
+    defs = assume + "- `H` = 10 heads, `d_h` = 128, `k` = 6 experts per token, `h` = 1280\n"
+    text = edit(assume, defs).replace("**Operation Breakdown**:\n", "**Operation Breakdown**:\n" + table)
+    report = lint_file(write_doc(text), symbols=KB)
+    assert [(f.rule, f.line) for f in report.findings if f.rule == "OD705"] == [("OD705", line_of(text, "| attention products"))]
+    right = text.replace("| 4 × B × H × S × k × d_h |", "| 4 × B × H × S × S × d_h |")
+    assert not [f for f in lint_file(write_doc(right), symbols=KB).findings if f.rule == "OD705"]
+
+
+def test_definition_without_forward(write_doc):
+    text = edit("    def forward(self, x: torch.Tensor) -> torch.Tensor:\n        rms = x.pow(2).mean(-1, keepdim=True).add(self.eps).rsqrt()\n        return x * rms * self.weight\n", "")
+    report = lint_file(write_doc(text))
+    assert rules(report) == [("OD206", line_of(text, "## Definition"))]
+    assert "without its `forward`" in report.findings[0].message
+
+
+def test_a_formula_in_a_table_counts_as_the_formula(write_doc):
+    from test_lint_rules import FLOPS_BODY
+
+    table = "| op | formula | value |\n|---|---|---|\n| all | 4 × B × S × h | 16.8 MFLOPs |\n"
+    text = edit(FLOPS_BODY, FLOPS_BODY.replace("FLOPs_total = 4 × B × S × h + B × S\n            ≈ 4 × B × S × h", "").replace(
+        "**Operation Breakdown**:\n", "**Operation Breakdown**:\n" + table))
+    assert "OD801" not in lint_file(write_doc(text)).rule_ids()

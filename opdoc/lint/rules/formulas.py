@@ -19,6 +19,7 @@ from ..registry import Finding, finding, rule
 from ._common import definitions
 
 MAX_CHOICES = 64  # combinations of symbol values tried per formula
+MAX_ROWS = 2_000
 _SYMBOL = re.compile(r"(?<![\w.])([A-Za-z]{1,2}(?:_[A-Za-z0-9]{1,4})?)(?![\w(])")
 _PRODUCT = re.compile(r"[A-Za-z_]\w*\s*[×*]\s*[\w(]")
 _SETTING = re.compile(r"(?<![\w.])([A-Za-z][A-Za-z0-9_]{0,7})\s*=\s*(\d[\d,]*)(?![\d.])")
@@ -70,10 +71,14 @@ def formula_values(doc: LintDoc, context: LintContext) -> list[Finding]:
     values = None
     findings = []
     header: dict[str, set[Fraction]] = {}
+    rows = 0
     for number, text in md.prose_lines():
         if not text.lstrip().startswith("|"):
             header = {}
             continue
+        rows += 1
+        if rows > MAX_ROWS:
+            break  # bounded work on any file; an op-doc has tens of rows
         cells = _cells(text)
         if not header and not any(_PRODUCT.search(c) for c in cells):
             # a header row: "prefill (S=8192)", "decode (S=1)" bind symbols for the rows below

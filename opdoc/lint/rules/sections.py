@@ -13,7 +13,6 @@ from ._common import (
     MEMORY_TITLES,
     PYTHON_LANGS,
     REQUIRED_H2,
-    canonical_h2,
     find_flops,
     find_h2,
     find_memory,

@@ -228,7 +228,7 @@ def _config_claims(doc: LintDoc, context: LintContext, specs: Specs, op: str) ->
             if alternative is not None and alternative[1] == value:
                 return True
         expected[concept.name] = target
-        key = (concept.name, value)
+        key = (target[0], value)  # one finding per configuration value, however it is worded
         if key in found:
             found[key].others.append(number)
         else:

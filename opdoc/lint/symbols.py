@@ -166,7 +166,7 @@ def document_definitions(md: MarkdownDoc) -> list[Definition]:
         if not stripped:
             in_list = False
             continue
-        if _LIST_HEAD.match(stripped):
+        if _LIST_HEAD.match(stripped) and "=" not in stripped:  # "where:" opens a list; "where X = ..." defines
             in_list = True
             continue
         pairs: list[tuple[str, str]] = []

@@ -157,6 +157,10 @@ def heading_wording(doc: LintDoc, context: LintContext) -> list[Finding]:
     return findings
 
 
+# A subclass of another module (not of nn.Module itself) may inherit its forward unchanged.
+_INHERITS_FORWARD = re.compile(r"^\s*class\s+\w+\s*\((?!\s*(?:torch\.)?(?:nn\.)?Module\s*\))[\w.]+\s*\)\s*:", re.MULTILINE)
+
+
 @rule("OD206", "error", "Usage Pattern shows no code example, or Definition shows no Python class with its forward.")
 def examples_present(doc: LintDoc, context: LintContext) -> list[Finding]:
     md = doc.md
@@ -175,7 +179,7 @@ def examples_present(doc: LintDoc, context: LintContext) -> list[Finding]:
         )
     elif any(re.search(r"^\s*class\s", text, re.MULTILINE) for text in code) and not any(
         re.search(r"\bdef\s+forward\s*\(", text) for text in code
-    ):
+    ) and not any(_INHERITS_FORWARD.search(text) for text in code):
         # the template: "Show constructor signature and forward method"
         findings.append(
             finding("OD206", doc, definition.start, "`## Definition` shows the class without its `forward` method")

@@ -185,7 +185,10 @@ def _declared_list(context: LintContext) -> str:
     return f"{shown} from {context.symbols_origin}, or define it in the document (`where X = ...`)"
 
 
-_FORMULA_SYMBOL = re.compile(r"(?<![\w.])([A-Za-z]{1,2}(?:_[A-Za-z0-9]{1,4})?)(?![\w(])")
+# A symbol is not glued to a word by a hyphen ("deepseek-ai/..." is a name, not ai over something).
+_FORMULA_SYMBOL = re.compile(r"(?<![\w.])(?<![A-Za-z]-)([A-Za-z]{1,2}(?:_[A-Za-z0-9]{1,4})?)(?![\w(-])")
+# Words written with a slash that are not divisions.
+_SLASH_WORDS = re.compile(r"\b(?:I/O|R/W|w/o|n/a)\b")
 # Products written with × or * (a "·" between two capitals is a matrix product: Q·Kᵀ).
 _PRODUCT = re.compile(r"[A-Za-z_][\w]*\s*[×*]\s*[\w(]|[\w)]\s*[×*]\s*[A-Za-z_]")
 _TIMES = re.compile(r"\s*[×*/]\s*$|^\s*(?:[×*/²]|\^)")
@@ -204,6 +207,7 @@ def formula_symbols(doc: LintDoc) -> list[tuple[int, str, str]]:
     found = []
     for number in range(section.start, section.end + 1):
         text = re.sub(r"\*\*|__", "  ", md.line(number))  # bold is not multiplication
+        text = _SLASH_WORDS.sub(lambda m: " " * len(m.group(0)), text)
         if number in python or number in md.comment_lines or not _PRODUCT.search(text):
             continue
         for match in _FORMULA_SYMBOL.finditer(text):

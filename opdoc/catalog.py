@@ -209,6 +209,14 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
                 problem(("children", index, "bind", symbol), f"unknown symbol '{symbol}'{suggest(symbol, sorted(symbols))}")
             parse(("children", index, "bind", symbol), value)
 
+    if spec.harness is not None and scope is not None:
+        config_names = {key: sympy.Symbol(key) for key, value in scope.config.items()
+                        if isinstance(value, int | float) and not isinstance(value, bool)}
+        for name, value in spec.harness.arguments.items():
+            if isinstance(value, str) and value not in scope.config:
+                parse(("harness", "arguments", name), value, {**symbols, **config_names})
+        if not any(tensor.role == "input" for tensor in spec.tensors):
+            problem(("harness",), "a declared harness calls the module with the input tensors; declare at least one")
     # Peak formulas may name this op's tensors (their bytes) and peak(child).
     names = dict(symbols)
     names.update({name: sympy.Symbol(f"bytes[{name}]") for name in tensor_names if name.isidentifier()})

@@ -11,8 +11,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import sympy
-
 from opdoc import __version__
 from opdoc.spec import SpecError, SpecProblem
 
@@ -27,7 +25,7 @@ def _paths(args: argparse.Namespace):
 def cmd_build(args: argparse.Namespace) -> int:
     from opdoc.pipeline import build
 
-    changes, timings = build(_paths(args), check=args.check)
+    changes, timings = build(_paths(args), check=args.check, full=args.full)
     if args.check:
         if changes:
             print("the knowledge base differs from what the specs generate:")
@@ -62,6 +60,8 @@ def _selection(args: argparse.Namespace, ops: tuple[str, ...]):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import sympy
+
     from opdoc.export import record, select
     from opdoc.formula import engineering, plain_text
     from opdoc.pipeline import load
@@ -168,6 +168,8 @@ def parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 listing files that differ")
     p.add_argument("--timings", action="store_true", help="print seconds per stage")
+    p.add_argument("--full", action="store_true",
+                   help="render everything even when the stamp says nothing changed (compare byte for byte)")
     p.set_defaults(func=cmd_build)
 
     def binding(p: argparse.ArgumentParser, many: bool) -> None:

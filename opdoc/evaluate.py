@@ -115,37 +115,38 @@ class Evaluator:
 
     def _compose(self, item: ParsedSpec, variant: str | None, kernel: str) -> Quantities:
         spec = item.spec
-        q = Quantities()
-        # Tensors of this variant (a tensor of another variant does not exist here: 0 bytes in the peak).
-        tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors) if tensor.only in (None, variant)}
-        zero = sympy.Integer(0)
+        # Terms are collected and each sum is built once: adding one term at a time grows as N^1.2.
+        terms: dict[str, list[sympy.Expr]] = {name: [] for name in (*ADDITIVE, "active_parameters")}
+        tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors)}
+
+        def present(tensor) -> bool:
+            """A tensor of the other kernel or of another variant does not exist here."""
+            return tensor.kernel in (None, kernel) and tensor.only in (None, variant)
+
         for i, operation in enumerate(spec.operations):
             if operation.kernel not in (None, kernel) or operation.only not in (None, variant):
                 continue
             flops = item.exprs[f"operations.{i}.flops"]
-            if operation.unit == "tensor":
-                q.tensor_flops += flops
-            else:
-                q.cuda_flops += flops
-            q.backward_flops += item.exprs.get(f"operations.{i}.backward", 2 * flops)
-            q.io_read_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.reads), zero)
-            q.io_write_bytes += sum((self.tensor_bytes(item, tensor_index[n]) for n in operation.writes), zero)
-        # What the op returns, wherever it was produced: a parent holding it reads out(child).
-        q.output_bytes = sum((self.tensor_bytes(item, i) for i, tensor in enumerate(spec.tensors)
-                              if tensor.role == "output" and tensor.kernel in (None, kernel)
-                              and tensor.only in (None, variant)), zero)
+            terms["tensor_flops" if operation.unit == "tensor" else "cuda_flops"].append(flops)
+            terms["backward_flops"].append(item.exprs.get(f"operations.{i}.backward", 2 * flops))
+            # A tensor that exists only with the other kernel is neither read nor written with this one.
+            terms["io_read_bytes"] += [self.tensor_bytes(item, tensor_index[n]) for n in operation.reads
+                                       if present(spec.tensors[tensor_index[n]])]
+            terms["io_write_bytes"] += [self.tensor_bytes(item, tensor_index[n]) for n in operation.writes
+                                        if present(spec.tensors[tensor_index[n]])]
         for i, tensor in enumerate(spec.tensors):
-            if tensor.from_child or tensor.kernel not in (None, kernel) or tensor.only not in (None, variant):
+            if tensor.from_child or not present(tensor):
                 continue
             if tensor.role == "parameter":
-                q.parameters += self.tensor_numel(item, i)
-                q.parameter_bytes += self.tensor_bytes(item, i)
-                q.active_parameters += item.exprs.get(f"tensors.{i}.active", self.tensor_numel(item, i))
+                terms["parameters"].append(self.tensor_numel(item, i))
+                terms["parameter_bytes"].append(self.tensor_bytes(item, i))
+                terms["active_parameters"].append(item.exprs.get(f"tensors.{i}.active", self.tensor_numel(item, i)))
             elif tensor.role in ("intermediate", "output"):
-                q.activation_bytes += self.tensor_bytes(item, i)
+                terms["activation_bytes"].append(self.tensor_bytes(item, i))
             elif tensor.role == "cache":
-                q.kv_cache_bytes += self.tensor_bytes(item, i)
+                terms["kv_cache_bytes"].append(self.tensor_bytes(item, i))
         # A child absent from this variant or kernel runs nothing and holds nothing.
+        zero = sympy.Integer(0)
         child_peaks: dict[str, sympy.Expr] = {f"{kind}[{child.ref}]": zero for child in spec.children
                                               for kind in ("peak", "kv", "out")}
         for i, child in self.active_children(item, variant, kernel):
@@ -156,24 +157,28 @@ class Evaluator:
             active = item.exprs.get(f"children.{i}.active", count)
             for name in ADDITIVE:
                 times = instances if name in ("parameters", "parameter_bytes") else count
-                setattr(q, name, getattr(q, name) + times * getattr(sub, name).xreplace(binding))
-            q.active_parameters += active * sub.active_parameters.xreplace(binding)
+                terms[name].append(times * getattr(sub, name).xreplace(binding))
+            terms["active_parameters"].append(active * sub.active_parameters.xreplace(binding))
             key = child.ref
             child_peaks[f"peak[{key}]"] = sub.peak.xreplace(binding)
             child_peaks[f"kv[{key}]"] = sub.kv_cache_bytes.xreplace(binding)
             child_peaks[f"out[{key}]"] = sub.output_bytes.xreplace(binding)
-        q.peak = self._peak(item, kernel, child_peaks, tensor_index)
+        q = Quantities(**{name: sympy.Add(*parts) for name, parts in terms.items()})
+        # What the op returns, wherever it was produced: a parent holding it reads out(child).
+        q.output_bytes = sympy.Add(*(self.tensor_bytes(item, i) for i, tensor in enumerate(spec.tensors)
+                                     if tensor.role == "output" and present(tensor)))
+        q.peak = self._peak(item, variant, kernel, child_peaks, tensor_index)
         return q
 
-    def _peak(self, item: ParsedSpec, kernel: str, child_peaks: dict[str, sympy.Expr],
+    def _peak(self, item: ParsedSpec, variant: str | None, kernel: str, child_peaks: dict[str, sympy.Expr],
               tensor_index: dict[str, int]) -> sympy.Expr:
-        key = kernel if kernel in item.spec.memory.peak else "any"
+        key = item.spec.memory.key_for(variant, kernel)
         expr = item.exprs[f"memory.peak.{key}.formula"]
-        zero = sympy.Integer(0)
-        replace = {sympy.Symbol(f"bytes[{tensor.name}]"): zero for tensor in item.spec.tensors
-                   if tensor.name.isidentifier()}  # tensors of other variants
-        replace.update({sympy.Symbol(f"bytes[{name}]"): self.tensor_bytes(item, i)
-                        for name, i in tensor_index.items() if name.isidentifier()})
+        # A tensor that exists only with the other kernel, or in another variant, holds nothing here.
+        replace = {sympy.Symbol(f"bytes[{name}]"): self.tensor_bytes(item, i)
+                   if item.spec.tensors[i].kernel in (None, kernel) and item.spec.tensors[i].only in (None, variant)
+                   else sympy.Integer(0)
+                   for name, i in tensor_index.items() if name.isidentifier()}
         replace.update({sympy.Symbol(name): value for name, value in child_peaks.items()})
         return expr.xreplace(replace)
 

@@ -1,4 +1,8 @@
-"""The driver: load specs -> evaluate (and prove closed forms) -> render -> write, each stage timed."""
+"""The driver: load specs -> evaluate (and prove closed forms) -> render -> write, each stage timed.
+
+A build whose inputs match the stamp of the committed output (opdoc/stamp.py) stops before any of
+that; the stages' modules (and sympy) are imported only when there is work to do.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from opdoc.catalog import Catalog, load_catalog
-from opdoc.evaluate import Evaluator
-from opdoc.render import Rendered, differences, render_all, write
+from opdoc import stamp
 from opdoc.spec import SpecError, SpecProblem
+
+if TYPE_CHECKING:
+    from opdoc.catalog import Catalog
+    from opdoc.evaluate import Evaluator
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -48,6 +55,9 @@ class Timings:
 
 
 def load(paths: Paths, timings: Timings | None = None) -> tuple[Catalog, Evaluator]:
+    from opdoc.catalog import load_catalog
+    from opdoc.evaluate import Evaluator
+
     timings = timings or Timings()
     dirs = paths.model_dirs()
     if len(dirs) != 1:
@@ -93,12 +103,30 @@ def gpu_report(site: Path) -> dict | None:
         raise SpecError([SpecProblem(str(path), 0, "", f"not valid JSON ({exc}); rerun `opdoc check --device cuda`")])
 
 
-def build(paths: Paths, check: bool = False) -> tuple[list[str], Timings]:
-    """Render everything; write it (or, with check, list what would change). Returns (changes, timings)."""
+def build(paths: Paths, check: bool = False, full: bool = False) -> tuple[list[str], Timings]:
+    """Render everything; write it (or, with check, list what would change). Returns (changes, timings).
+
+    Unless `full`, a site whose stamp matches today's inputs and files is reported unchanged at once.
+    """
     timings = Timings()
+    dirs = paths.model_dirs()
+    if not full and len(dirs) == 1:
+        with timings.stage("stamp"):
+            current = stamp.is_current(dirs[0], paths.root, paths.site_dir, TEMPLATES)
+        if current:
+            return [], timings
+    from opdoc.render import differences, render_all, write
+
     catalog, evaluator = load(paths, timings)
     conventions = (paths.site_dir / CONVENTIONS).exists()
-    rendered: Rendered = render_all(catalog, evaluator, TEMPLATES, timings, gpu_report(paths.site_dir), conventions)
+    rendered = render_all(catalog, evaluator, TEMPLATES, timings, gpu_report(paths.site_dir), conventions)
+    with timings.stage("stamp"):
+        from opdoc.source import implementation_path
+
+        sources = stamp.implementation_sources(
+            (implementation_path(item, catalog).rpartition(".")[0] for item in catalog.specs.values()), paths.root)
+        digest = stamp.input_digest(dirs[0], paths.root, paths.site_dir, TEMPLATES, sources)
+        rendered.files[stamp.STAMP] = stamp.stamp_text(digest, sources, rendered.files)
     with timings.stage("write"):
         changes = differences(rendered, paths.site_dir) if check else write(rendered, paths.site_dir)
     return changes, timings

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import jinja2
 
-from opdoc import __version__, escape
+from opdoc import __version__, escape, plots
 from opdoc.catalog import Catalog
+from opdoc.analytic import report_context
 from opdoc.evaluate import Evaluator
+from opdoc.exact import values_at
+from opdoc.roofline import build_pages
 from opdoc.spec import SpecError, SpecProblem
 from opdoc.view import OpView, ViewBuilder
 
@@ -61,6 +64,7 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
     env.globals["conventions_page"] = "measured/conventions.md" if conventions else None
     builder = ViewBuilder(catalog, evaluator, escape_prose, escape_label, escape_step, gpu)
     with stage("render"):
+        roofline = build_pages(catalog, evaluator)  # None without a hardware table beside the specs
         views: list[OpView] = []
         problems: list[SpecProblem] = []
         for op in sorted(catalog.specs):  # every op's problems are reported, not the first op's only
@@ -71,24 +75,27 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
         if problems:
             raise SpecError(problems)
         page = env.get_template("op.md.j2")
-        files = {f"op-{view.name}.md": page.render(op=view) for view in views}
+        files = {f"op-{view.name}.md": page.render(op=view, roofline=roofline and roofline.get(view.name))
+                 for view in views}
     families = catalog.model.families
     order = list(families)
     rows = sorted((view.index_row | {"family_key": view.family} for view in views),
                   key=lambda row: (order.index(row["family_key"]), row["op"]))
     with stage("plots"):
-        files.update(plot_files(catalog, evaluator, views))
+        files.update(plot_files(catalog, evaluator, views, roofline.plot_jobs if roofline else []))
     files["index.md"] = env.get_template("index.md.j2").render(
         rows=rows, model=catalog.model, version=__version__, families=families, gpu=gpu,
         spec_dir=str(Path(catalog.model_path).parent))
+    if roofline:  # the model-level analytic report (seed layout), beside the index
+        files["analytic.md"] = env.get_template("analytic.md.j2").render(**report_context(catalog, views, roofline.r))
     return Rendered(files)
 
 
-def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView]) -> dict[str, str]:
+def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView], extra_jobs: list = ()) -> dict[str, str]:
     """SVG plots computed from the formulas: each op against its scope's sweep, and the index overview.
 
-    The numbers are computed here; drawing (matplotlib, the slow part) runs in worker processes, one
-    plot per task, so the output is the same bytes whatever the number of workers.
+    Every sweep point is evaluated exactly (opdoc.exact, one walk of each formula for all points);
+    drawing is plain string building (opdoc.plots), so no worker processes are needed.
     """
     jobs: list[tuple[str, str, tuple, dict]] = []
     for view in views:
@@ -96,41 +103,30 @@ def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView]) -> d
         scope = catalog.model.scopes[item.spec.scope]
         primary = item.spec.examples[0]
         q = evaluator.quantities(view.name, evaluator.variants(view.name)[0])
-        series = {"tensor": [], "cuda": [], "peak": []}
-        for value in scope.sweep.values:
-            binding = evaluator.binding(item.spec.scope, primary, {name: value for name in scope.sweep.vary})
-            for key, expr in (("tensor", q.tensor_flops), ("cuda", q.cuda_flops), ("peak", q.peak)):
-                series[key].append(float(expr.xreplace(binding)))
+        bindings = [evaluator.binding(item.spec.scope, primary, {name: value for name in scope.sweep.vary})
+                    for value in scope.sweep.values]
+        tensor, cuda, peak = (values_at(expr, bindings) for expr in (q.tensor_flops, q.cuda_flops, q.peak))
         example_x = float(evaluator.binding(item.spec.scope, primary)[catalog.symbols[scope.sweep.vary[0]]])
         jobs.append((f"plots/op-{view.name}.svg", "op_scaling_svg",
-                     (view.name, [float(v) for v in scope.sweep.values], series["tensor"], series["cuda"],
-                      series["peak"], example_x, view.primary_title), {"x_label": scope.sweep.label}))
+                     (view.name, [float(v) for v in scope.sweep.values], tensor, cuda, peak, example_x,
+                      view.primary_title), {"x_label": scope.sweep.label}))
     overview = []
     for view in views:
         values = evaluator.evaluate_at(view.name, catalog.specs[view.name].spec.examples[0],
                                        evaluator.variants(view.name)[0])
         overview.append((view.name, float(values["forward_flops"]), float(values["parameters"])))
     jobs.append(("plots/overview.svg", "breakdown_svg", (overview,), {}))
+    jobs.extend(extra_jobs)
     return dict(zip((job[0] for job in jobs), _draw_all(jobs)))
 
 
 def _draw(job: tuple[str, str, tuple, dict]) -> str:
-    from opdoc import plots
-
     _, function, args, kwargs = job
     return getattr(plots, function)(*args, **kwargs)
 
 
 def _draw_all(jobs: list) -> list[str]:
-    import multiprocessing
-
-    from opdoc import plots  # noqa: F401 - matplotlib loads once, before the workers fork
-
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return [_draw(job) for job in jobs]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return pool.map(_draw, jobs, chunksize=1)
+    return [_draw(job) for job in jobs]
 
 
 # ------------------------------------------------------------------ writing

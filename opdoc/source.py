@@ -67,7 +67,9 @@ def class_source(item: ParsedSpec, catalog: Catalog) -> ClassSource:
     for path in files:
         text = path.read_text(encoding="utf-8")
         for node in ast.parse(text).body:
-            if isinstance(node, ast.ClassDef) and node.name == name:
+            # A helper function (get_rel_pos, window_partition) is documented like a class: its own
+            # signature stands where a constructor's would (the template's abbreviated form).
+            if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == name:
                 return _source(path, text, node, catalog.root)
     if item.spec.implementation:
         raise fail(f"class '{name}' not found in {files[0].name}")
@@ -75,11 +77,14 @@ def class_source(item: ParsedSpec, catalog: Catalog) -> ClassSource:
                "`implementation`")
 
 
-def _source(path: Path, text: str, node: ast.ClassDef, root: Path) -> ClassSource:
+def _source(path: Path, text: str, node: ast.ClassDef | ast.FunctionDef, root: Path) -> ClassSource:
     first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
     lines = text.splitlines()[first - 1:node.end_lineno]
-    init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
-    signature, params = _signature(init)
+    if isinstance(node, ast.FunctionDef):
+        signature, params = _signature(node)
+    else:
+        init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+        signature, params = _signature(init)
     return ClassSource(_relative(path, root), first, node.end_lineno, "\n".join(lines), signature, params)
 
 
@@ -101,5 +106,22 @@ def _signature(init: ast.FunctionDef | None) -> tuple[str, list[tuple[str, str |
     defaults = [None] * (len(positional) - len(args.defaults)) + [ast.unparse(d) for d in args.defaults]
     params = [(a.arg, d) for a, d in zip(positional, defaults) if a.arg != "self"]
     params += [(a.arg, ast.unparse(d) if d is not None else None) for a, d in zip(args.kwonlyargs, args.kw_defaults)]
-    header = f"def __init__({ast.unparse(args)})"
+    header = f"def {init.name}({ast.unparse(args)})"
+    if init.name != "__init__" and init.returns is not None:
+        header += f" -> {ast.unparse(init.returns)}"
     return header, params
+
+
+def implementation_path(item: ParsedSpec, catalog: Catalog) -> str:
+    """The dotted `package.module.Class` of an op's implementation (found the way `class_source` finds it)."""
+    if item.spec.implementation:
+        return item.spec.implementation
+    source = class_source(item, catalog)
+    folder = package_folder(catalog)
+    path = Path(source.file)
+    absolute = path if path.is_absolute() else (catalog.root / path)
+    if not absolute.exists():
+        absolute = Path(__file__).resolve().parent.parent / path
+    relative = absolute.resolve().relative_to(folder.resolve()).with_suffix("")
+    parts = [part for part in relative.parts if part != "__init__"]
+    return ".".join([catalog.model.package, *parts, item.spec.op])

@@ -245,8 +245,15 @@ class FormulaNote(_Strict):
 
 
 class Memory(_Strict):
-    # kernel -> peak live activation bytes beyond parameters and inputs; "any" when the kernel does not matter.
-    peak: dict[Literal[("any", *KERNELS)], FormulaNote]  # type: ignore[valid-type]
+    # Peak live activation bytes beyond parameters and inputs, keyed by attention kernel ("any" when the
+    # kernel does not matter). An op with variants may key a formula by variant as well, "<variant>" or
+    # "<variant>.<kernel>", when its variants run different children in different order.
+    peak: dict[str, FormulaNote]
+
+    def key_for(self, variant: str | None, kernel: str) -> str | None:
+        """The formula that applies: the most specific key present, or None."""
+        candidates = [f"{variant}.{kernel}", variant] if variant else []
+        return next((key for key in (*candidates, kernel, "any") if key in self.peak), None)
 
 
 class ClosedForms(_Strict):
@@ -283,6 +290,19 @@ class Prose(_Strict):
     references: list[str]
 
 
+class Harness(_Strict):
+    """How the checker builds and calls the module when no builder is registered for it.
+
+    `arguments`: the constructor's keyword arguments. A value that names a configuration key of the
+    scope takes that key's value as it is (e.g. an epsilon); any other string is a formula in the
+    symbols and configuration keys (e.g. `h`, `hidden_size // 2`); booleans, numbers and null pass
+    as they are. The forward is called with the spec's input tensors, in their order, shaped and
+    typed as the spec declares them.
+    """
+
+    arguments: dict[str, Formula | bool | None] = {}
+
+
 class OpSpec(_Strict):
     op: str
     family: str  # one of the model's families (model.yaml `families`)
@@ -303,6 +323,7 @@ class OpSpec(_Strict):
     flow: Flow
     related: Related = Related()
     prose: Prose
+    harness: Harness | None = None
 
     @field_validator("op")
     @classmethod
@@ -310,6 +331,20 @@ class OpSpec(_Strict):
         if not op.isidentifier():
             raise ValueError(f"'{op}' is not a Python class name")
         return op
+
+    @model_validator(mode="after")
+    def _peak_keys(self) -> "OpSpec":
+        variants = list(self.variants) or [None]
+        allowed = {"any", *KERNELS, *self.variants, *(f"{v}.{k}" for v in self.variants for k in KERNELS)}
+        unknown = sorted(set(self.memory.peak) - allowed)
+        if unknown:
+            raise ValueError(f"memory.peak: unknown key(s) {unknown}; use any, a kernel ({', '.join(KERNELS)}), "
+                             "a variant of this op, or variant.kernel")
+        missing = [f"{v + ', ' if v else ''}{k} kernel" for v in variants for k in KERNELS
+                   if self.memory.key_for(v, k) is None]
+        if missing:
+            raise ValueError(f"memory.peak: no formula for {'; '.join(missing)}; add an 'any' formula or one per kernel")
+        return self
 
     @field_validator("implementation")
     @classmethod

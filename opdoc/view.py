@@ -347,11 +347,13 @@ class ViewBuilder:
 
     def _peaks(self, item: ParsedSpec, result: Evaluated) -> list[Row]:
         spec = item.spec
-        kernels = ["any"] if set(spec.memory.peak) == {"any"} else list(KERNELS)
+        keys = {kernel: spec.memory.key_for(result.variant, kernel) for kernel in KERNELS}
+        # One row when every kernel reads the same formula, one per kernel otherwise.
+        kernels = ["any"] if len(set(keys.values())) == 1 else list(KERNELS)
         rows = []
         for kernel in kernels:
             value = result.totals["peak" if kernel == "any" else f"peak_{kernel}"]
-            note = spec.memory.peak.get(kernel) or spec.memory.peak["any"]
+            note = spec.memory.peak[keys[result.kernel if kernel == "any" else kernel]]
             # The author's phase-by-phase formula reads better than its expansion into nested maxima.
             rows.append(Row(kernel, KERNELS.get(kernel, "any attention kernel"), source_text(note.formula),
                             with_exact(value, "bytes"), self.fill(item, note.explain)))

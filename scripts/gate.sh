@@ -15,7 +15,7 @@ step() {
     failed+=("$name")
   fi
 }
-step "knowledge base is current" $BIN/opdoc build --check
+step "knowledge base is current" $BIN/opdoc build --check --full
 step "spec schema is current" $BIN/opdoc schema --check
 step "lint" $BIN/opdoc lint
 step "strict site build" $BIN/mkdocs build --strict --quiet

@@ -65,11 +65,13 @@ def test_two_builds_are_byte_identical(tmp_path):
     assert any(name.endswith(".svg") for name in first)
 
 
-def test_building_the_docs_never_imports_torch():
+def test_building_the_docs_never_imports_torch(tmp_path):
+    # Into an empty folder: a build that finds its stamp current would render (and import) nothing.
     probe = ("import sys; from opdoc.cli import main; "
-             "code = main(['build', '--check', '--root', sys.argv[1]]); "
+             "code = main(['build', '--root', sys.argv[1], '--site', sys.argv[2]]); "
              "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)")
-    result = subprocess.run([sys.executable, "-c", probe, str(ROOT)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", probe, str(ROOT), str(tmp_path / "site")],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -167,3 +169,15 @@ def test_the_implementation_defaults_to_the_class_named_as_the_op(tmp_path, caps
     assert run("build", "--root", str(root), "--site", str(root / "site")) == 0
     page = (root / "site" / "op-DeepseekV2MLP.md").read_text(encoding="utf-8")
     assert "reference implementation `opdoc/models/deepseek_ocr/deepseek_v2.py:" in page
+
+
+def test_a_peak_formula_keyed_by_an_unknown_variant_is_refused(tmp_path, capsys):
+    """memory.peak keys: any, a kernel, a variant of the op, or variant.kernel (the op here has no variants)."""
+    root = tiny_copy(tmp_path)
+    spec = root / "specs" / "tiny" / "DeepseekV2MLP.yaml"
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text(text.replace("    any: {formula: 'max(up, peak(norm))'", "    windowed: {formula: 'max(up, peak(norm))'"),
+                    encoding="utf-8")
+    assert run("build", "--root", str(root), "--site", str(root / "site")) == 1
+    err = capsys.readouterr().err
+    assert "DeepseekV2MLP.yaml:" in err and "memory.peak: unknown key(s) ['windowed']" in err

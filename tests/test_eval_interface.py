@@ -88,7 +88,7 @@ def test_list_names_every_op_with_variants_and_examples(capsys):
     assert run(["list", "--root", str(ROOT), "--format", "json"]) == 0
     entries = {e["op"]: e for e in json.loads(capsys.readouterr().out)}
     assert set(entries["DeepseekV2DecoderLayer"]["variants"]) == {"dense", "moe"}
-    assert set(entries["PatchEmbed"]["examples"]) == {"base_view", "gundam_tile"}
+    assert {"base_view", "gundam_tile"} <= set(entries["PatchEmbed"]["examples"])
 
 
 def test_export_filters_by_op_example_and_override(capsys):

@@ -77,3 +77,18 @@ def test_opdoc_holds_no_knowledge_of_either_model_outside_the_model_packages():
         if any(name in path.read_text(encoding="utf-8").lower() for name in ("deepseek", "llama")):
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_the_toy_model_needs_no_harness_module():
+    """Its spec's `harness` block is all the checker needs to build and call the module."""
+    assert not (TOY / "toy_model" / "harness.py").exists()
+
+
+def test_a_harness_argument_is_a_checked_formula(tmp_path, capsys):
+    shutil.copytree(TOY, tmp_path, dirs_exist_ok=True)
+    spec = tmp_path / "specs" / "toy" / "ToyProjection.yaml"
+    spec.write_text(spec.read_text(encoding="utf-8").replace("{hidden: h, out: d_out}", "{hidden: hh, out: d_out}"),
+                    encoding="utf-8")
+    assert run(["build", "--root", str(tmp_path), "--site", str(tmp_path / "site")]) == 1
+    err = capsys.readouterr().err
+    assert "ToyProjection.yaml:" in err and "harness.arguments.hidden: unknown symbol 'hh'" in err

@@ -82,6 +82,7 @@ class HarnessRegistry:
 
     def __init__(self) -> None:
         self._builders: dict[str, Builder] = {}
+        self._declared: set[str] = set()  # built from a spec's `harness` block (replaced on each load)
         self.attention: set[str] = set()
 
     def __call__(self, op: str, *, attention: bool = False) -> Callable[[Builder], Builder]:
@@ -93,6 +94,14 @@ class HarnessRegistry:
                 self.attention.add(op)
             return fn
         return register
+
+    def declare(self, op: str, builder: Builder) -> None:
+        """A builder made from a spec's `harness` block; an op with a registered builder may not declare one."""
+        if op in self._builders and op not in self._declared:
+            raise HarnessError(f"{op}: both a registered builder ({self._builders[op].__qualname__}) and a "
+                               "`harness` block in its spec; keep one")
+        self._builders[op] = builder
+        self._declared.add(op)
 
     def __contains__(self, op: object) -> bool:
         return op in self._builders
@@ -161,14 +170,16 @@ class Context:
             self._gen = torch.Generator(device=self.device).manual_seed(self.seed + 1)
         return self._gen
 
-    def module(self, factory: Callable[[], nn.Module]) -> nn.Module:
+    def module(self, factory: Callable[[], nn.Module], *, built_for: tuple = ()) -> nn.Module:
         """Construct with the model dtype as default dtype, where the tensors live, in eval mode.
 
         With ``modules`` given, a module built earlier for the same op, variant, kernel, device,
         dtype and configuration is reused (its FakeTensorMode must be this context's ``mode``).
+        ``built_for``: values the construction depends on beyond the configuration (e.g. the grid
+        SAM's position tables are sized for), so that points differing in them get their own module.
         """
         key = (self.op, self.variant, self.kernel, self.device, self.dtype, id(self.mode),
-               tuple(sorted(self.config.items())))
+               tuple(sorted(self.config.items())), built_for)
         if self.modules is not None and key in self.modules:
             return self.modules[key]
         module = self._construct(factory)
@@ -240,8 +251,61 @@ def load_model_harness(catalog) -> None:
     first; implementations resolve inside the packages a model declares.
     """
     import importlib
+    import importlib.util
 
     from opdoc.pipeline import model_package_path
 
     model_package_path(catalog)
-    importlib.import_module(f"{catalog.model.package}.harness")
+    name = f"{catalog.model.package}.harness"
+    if importlib.util.find_spec(name) is not None:
+        importlib.import_module(name)
+    for op in catalog.specs:
+        builder = declared_builder(catalog, op)
+        if builder is not None:
+            harness.declare(op, builder)
+
+
+def declared_builder(catalog, op: str) -> Builder | None:
+    """A builder from the spec's `harness` block (constructor arguments and input tensors), or None.
+
+    The class is the op's implementation in the model's package; arguments are formulas in the
+    symbols and configuration keys, evaluated at the point's binding.
+    """
+    import importlib
+
+    from opdoc.formula import parse_formula
+    from opdoc.source import implementation_path
+
+    item = catalog.specs[op]
+    declared = item.spec.harness
+    if declared is None:
+        return None
+    module_name, _, class_name = implementation_path(item, catalog).rpartition(".")
+    inputs = [(index, tensor) for index, tensor in enumerate(item.spec.tensors) if tensor.role == "input"]
+
+    def builder(ctx: Context) -> Case:
+        cls = getattr(importlib.import_module(module_name), class_name)
+        config = {**(ctx.scope_config or {}), **ctx.config}
+        names = {key: value for key, value in config.items() if isinstance(value, int | float)
+                 and not isinstance(value, bool)}
+        names.update(ctx.values)
+
+        def argument(value):
+            if isinstance(value, str) and value in config:
+                return config[value]
+            if isinstance(value, str):
+                return int(parse_formula(value, {k: parse_formula(v, {}) for k, v in names.items()}))
+            return value
+
+        kwargs = {name: argument(value) for name, value in declared.arguments.items()}
+        module = ctx.module(lambda: cls(**kwargs))
+        values = {symbol: value for symbol, value in ctx.values.items()}
+        tensors = []
+        for index, tensor in inputs:
+            shape = [int(item.exprs[f"tensors.{index}.shape.{axis}"].xreplace(
+                {catalog.symbols[name]: value for name, value in values.items() if name in catalog.symbols}))
+                for axis in range(len(tensor.shape))]
+            dtype = None if tensor.dtype == "model" else getattr(torch, tensor.dtype)
+            tensors.append(ctx.tensor(*shape, dtype=dtype))
+        return Case(module, lambda: module(*tensors))
+    return builder

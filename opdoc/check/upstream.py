@@ -47,10 +47,11 @@ def source_hash(lines: list[str]) -> str:
 
 
 def find_class(path: Path, name: str) -> tuple[int, int, str] | None:
-    """(first line with decorators, last line, hash) of the top-level class ``name`` in ``path``."""
+    """(first line with decorators, last line, hash) of the top-level class ``name`` in ``path``, or of
+    the top-level function of that name (a helper such as get_rel_pos, documented like a class)."""
     text = path.read_text(encoding="utf-8")
     for node in ast.parse(text, filename=str(path)).body:
-        if isinstance(node, ast.ClassDef) and node.name == name:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == name:
             first = min([node.lineno] + [d.lineno for d in node.decorator_list])
             lines = text.splitlines()[first - 1:node.end_lineno]
             return first, node.end_lineno, source_hash(lines)
@@ -107,7 +108,7 @@ def check_locations(catalog, checkout: Path, transformers: tuple[Path, str] | No
         else:
             where = find_class(path, op)
             if where is None:
-                loc.problem = f"{up.file}: defines no top-level class {op}"
+                loc.problem = f"{up.file}: defines no top-level class or function {op}"
             else:
                 first, last, loc.current = where
                 loc.found = (first, last)
@@ -130,11 +131,6 @@ def staleness(locations: list[Location]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ the run
-
-
-def model_package(catalog) -> str:
-    """The model package of the catalog's reference modules (model.yaml's ``package``)."""
-    return catalog.model.package
 
 
 @dataclass
@@ -182,7 +178,7 @@ def run_upstream(root: Path, checkout: Path, ops: list[str] | tuple[str, ...] = 
     start = time.perf_counter()
     catalog, ev = load(Paths(root=root, specs=specs))
     harness_module.load_model_harness(catalog)
-    vendor_module = importlib.import_module(model_package(catalog) + ".upstream")
+    vendor_module = importlib.import_module(catalog.model.package + ".upstream")
     vendor = vendor_module.load_checkout(checkout)
     import transformers
 

@@ -291,3 +291,24 @@ def test_multiplying_a_modules_bytes_is_not_a_conversion(write_doc):
 def test_key_value_pairs_are_not_shapes(write_doc):
     text = edit("    # 1. Mean of squares", "    # cache entries are (k, v) pairs\n    # 1. Mean of squares")
     assert not lint_file(write_doc(text)).findings
+
+
+def _as_helper_function(text: str) -> str:
+    """The valid page turned into a helper function's page: its own signature stands for __init__."""
+    return (text.replace("# TinyNorm\n", "# tiny_norm\n", 1)
+            .replace("def __init__(self, hidden_size: int, eps: float = 1e-6)", "def tiny_norm(hidden_size: int, eps: float = 1e-6)"))
+
+
+def test_helper_function_page_shows_its_own_signature(write_doc):
+    text = _as_helper_function(VALID_TEXT)
+    assert "def tiny_norm(hidden_size" in text
+    report = lint_file(write_doc(text, "op-tiny_norm.md"))
+    assert not [f for f in report.findings if f.rule.startswith("OD40")]
+
+
+def test_helper_function_page_parameters_still_checked(write_doc):
+    text = _as_helper_function(edit("- `hidden_size`: width of the vectors being normalised (typical values: 1024, 1280)\n", ""))
+    report = lint_file(write_doc(text, "op-tiny_norm.md"))
+    # the finding points at the parameter in the Signature block, two lines under its label
+    assert [(f.rule, f.line) for f in report.findings if f.rule.startswith("OD40")] == [
+        ("OD402", line_of(text, "**Signature**") + 2)]

@@ -53,6 +53,12 @@ class Parameter:
     default_source: str | None
 
 
+def _signature_names(doc: LintDoc) -> tuple[str, ...]:
+    """A class page shows ``def __init__``; a helper function's page (the template's abbreviated form
+    for utility functions) shows the function's own ``def <name>``."""
+    return ("__init__", doc.class_name) if doc.class_name else ("__init__",)
+
+
 def signature_block(doc: LintDoc) -> CodeBlock | None:
     md = doc.md
     assert md is not None
@@ -60,19 +66,19 @@ def signature_block(doc: LintDoc) -> CodeBlock | None:
     if section is None:
         return None
     for block in md.blocks_in(section.start, section.end):
-        if block.lang in PYTHON_LANGS + ("",) and "def __init__" in block.text:
+        if block.lang in PYTHON_LANGS + ("",) and any(f"def {name}(" in block.text for name in _signature_names(doc)):
             return block
     return None
 
 
-def signature_parameters(block: CodeBlock) -> tuple[list[Parameter] | None, str]:
+def signature_parameters(block: CodeBlock, names: tuple[str, ...] = ("__init__",)) -> tuple[list[Parameter] | None, str]:
     tree, error, source = parse_python(block.text)
     if tree is None:
         assert error is not None
         line = block.first_text_line + max((error.lineno or 1) - 1, 0)
         return None, f"line {line}: {error.msg}"
     init = next(
-        (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == "__init__"),
+        (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name in names),
         None,
     )
     if init is None:
@@ -162,7 +168,7 @@ def signature_present(doc: LintDoc, context: LintContext) -> list[Finding]:
     block = signature_block(doc)
     if block is None:
         return [finding("OD401", doc, section.start, "no **Signature** code block with `def __init__(...)`")]
-    parameters, problem = signature_parameters(block)
+    parameters, problem = signature_parameters(block, _signature_names(doc))
     if parameters is None:
         return [finding("OD401", doc, block.line, f"the Signature block does not parse as Python ({problem})")]
     return []
@@ -171,7 +177,7 @@ def signature_present(doc: LintDoc, context: LintContext) -> list[Finding]:
 def _parameters_and_bullets(doc: LintDoc) -> tuple[list, dict]:
     """The Signature's parameters (empty when there is none to read) and the Parameters bullets."""
     block = signature_block(doc)
-    parameters = signature_parameters(block)[0] if block is not None else None
+    parameters = signature_parameters(block, _signature_names(doc))[0] if block is not None else None
     return (parameters or []), (documented_bullets(doc) if parameters else {})
 
 

@@ -130,7 +130,9 @@ class SamConfig(_FromScope):
     window_size: int
     global_attn_indexes: list[int]
     layer_norm_eps: float
-    downsample_channels: list[int]
+    net_2_channels: int
+    net_3_channels: int
+    num_global_blocks: int
 
 
 @dataclass

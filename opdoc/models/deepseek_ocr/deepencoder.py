@@ -52,7 +52,7 @@ class MLPBlock(nn.Module):
 
 
 class LayerNorm2d(nn.Module):
-    """LayerNorm over the channel axis of a (B, C, H, W) map, with per-channel weight and bias."""
+    """LayerNorm over the channel axis (dim 1) of a channels-first feature map, with per-channel weight and bias."""
 
     def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -71,37 +71,49 @@ def get_abs_pos_sam(abs_pos: Tensor, tgt_size: int) -> Tensor:
     """Resize SAM's (1, 64, 64, C) absolute position table bicubically to a (1, tgt, tgt, C) grid when sizes differ."""
     if abs_pos.shape[1] == tgt_size:
         return abs_pos
-    grid = abs_pos.permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=(tgt_size, tgt_size), mode="bicubic", antialias=True, align_corners=False)
-    return grid.to(abs_pos.dtype).permute(0, 2, 3, 1)
+    # The fp32 copy stays referenced until the function returns, as upstream's does.
+    table32 = abs_pos.permute(0, 3, 1, 2).to(torch.float32)
+    resized = F.interpolate(table32, size=(tgt_size, tgt_size), mode="bicubic", antialias=True,
+                            align_corners=False).to(abs_pos.dtype)
+    return resized.permute(0, 2, 3, 1)
 
 
 def get_rel_pos(q_size: int, k_size: int, rel_pos: Tensor) -> Tensor:
-    """Relative-position embeddings (q_size, k_size, C) for every query/key pair; the table is resized if too short."""
-    max_rel_dist = 2 * max(q_size, k_size) - 1
+    """The table row of every (query, key) pair's offset along one axis; the table is resized when it does not fit."""
+    max_rel_dist = int(2 * max(q_size, k_size) - 1)
     if rel_pos.shape[0] != max_rel_dist:  # global blocks on a grid other than 64x64 (e.g. a 640 px tile)
-        resized = F.interpolate(rel_pos.float().T[None], size=max_rel_dist, mode="linear")
-        rel_pos = resized[0].T.to(rel_pos.dtype)
+        dtype = rel_pos.dtype
+        rel_pos = rel_pos.to(torch.float32)  # this fp32 copy stays referenced until the function returns
+        table = F.interpolate(rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1),  # (1, C, L)
+                              size=max_rel_dist, mode="linear").to(dtype)
+        table = table.reshape(-1, max_rel_dist).permute(1, 0)  # (max_rel_dist, C), a view
+    else:
+        table = rel_pos
+    # Coordinates scaled to the longer side when query and key sizes differ (they never do in SAM).
     q_coords = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
     k_coords = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)
     relative = (q_coords - k_coords) + (k_size - 1) * max(q_size / k_size, 1.0)
-    return rel_pos[relative.long()]
+    return table[relative.long()]
 
 
 def add_decomposed_rel_pos(
     q: Tensor, rel_pos_h: Tensor, rel_pos_w: Tensor, q_size: tuple[int, int], k_size: tuple[int, int]
-) -> Tensor:
-    """Decomposed relative-position bias (B, q_h*q_w, k_h*k_w): a row term plus a column term, each q·R."""
+) -> tuple[Tensor, Tensor]:
+    """Row and column terms of the decomposed relative-position bias, q·R_h and q·R_w, shaped to broadcast:
+    (B*H, S, H_p, 1) and (B*H, S, 1, W_p) for an H_p x W_p grid. Their sum is the (S, S) bias of each head."""
     (q_h, q_w), (k_h, k_w) = q_size, k_size
     Rh, Rw = get_rel_pos(q_h, k_h, rel_pos_h), get_rel_pos(q_w, k_w, rel_pos_w)
-    r_q = q.reshape(q.shape[0], q_h, q_w, q.shape[-1])
-    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh)  # (B, q_h, q_w, k_h)
-    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw)  # (B, q_h, q_w, k_w)
-    return (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(q.shape[0], q_h * q_w, k_h * k_w)
+    batch, _, dim = q.shape
+    r_q = q.reshape(batch, q_h, q_w, dim)
+    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh)  # (B*H, H_p, W_p, H_p)
+    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw)  # (B*H, H_p, W_p, W_p)
+    rel_h = rel_h.unsqueeze(-1).reshape(batch, q_h * q_w, k_h, 1)
+    rel_w = rel_w.unsqueeze(-2).reshape(batch, q_h * q_w, 1, k_w)
+    return rel_h, rel_w
 
 
 class Attention(nn.Module):
-    """SAM multi-head attention on a (B, H, W, C) grid: fused qkv, decomposed relative-position bias, fused SDPA."""
+    """SAM multi-head attention on a channels-last token grid: fused qkv, decomposed relative-position bias, SDPA."""
 
     def __init__(
         self,
@@ -126,26 +138,35 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         B, H, W, _ = x.shape
-        qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B, heads, H*W, head_dim)
-        bias = None
-        if self.use_rel_pos:  # the bias is added to the scores as an attention mask (unscaled q, as in SAM)
-            bias = add_decomposed_rel_pos(q.flatten(0, 1), self.rel_pos_h, self.rel_pos_w, (H, W), (H, W))
-            bias = bias.view(B, self.num_heads, H * W, H * W)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        S = H * W
+        qkv = self.qkv(x).reshape(B, S, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # q, k, v, then B, H, S, d_h
+        # Heads folded into the batch axis: a view for one image or window, a copy of qkv for several.
+        q, k, v = qkv.reshape(3, B * self.num_heads, S, -1).unbind(0)
+        rel_h = rel_w = None
+        if self.use_rel_pos:  # from the unscaled q, as in SAM
+            rel_h, rel_w = add_decomposed_rel_pos(q, self.rel_pos_h, self.rel_pos_w, (H, W), (H, W))
+        q, k, v = (t.view(B, self.num_heads, S, -1) for t in (q, k, v))
+        if self.use_rel_pos:  # the bias is materialised densely, (B, H, S, S), and passed as a float mask
+            rel_h = rel_h.view(B, self.num_heads, S, rel_h.shape[2], 1)
+            rel_w = rel_w.view(B, self.num_heads, S, 1, rel_w.shape[3])
+            bias = (rel_h + rel_w).view(B, self.num_heads, S, S)
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        else:
+            x = F.scaled_dot_product_attention(q, k, v)
         x = x.view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)
         return self.proj(x)
 
 
 def window_partition(x: Tensor, window_size: int) -> tuple[Tensor, tuple[int, int]]:
-    """Pad (B, H, W, C) to multiples of the window and cut it into (B * windows, ws, ws, C)."""
+    """Pad a channels-last token grid to whole windows and stack the windows along the batch axis."""
     B, H, W, C = x.shape
     pad_h, pad_w = (window_size - H % window_size) % window_size, (window_size - W % window_size) % window_size
-    if pad_h or pad_w:
-        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    if pad_h > 0 or pad_w > 0:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))  # zeros at the bottom and right
     Hp, Wp = H + pad_h, W + pad_w
     x = x.view(B, Hp // window_size, window_size, Wp // window_size, window_size, C)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size, window_size, C), (Hp, Wp)
+    windows = x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, window_size, window_size, C)
+    return windows, (Hp, Wp)
 
 
 def window_unpartition(windows: Tensor, window_size: int, pad_hw: tuple[int, int], hw: tuple[int, int]) -> Tensor:
@@ -153,8 +174,10 @@ def window_unpartition(windows: Tensor, window_size: int, pad_hw: tuple[int, int
     (Hp, Wp), (H, W) = pad_hw, hw
     B = windows.shape[0] // (Hp * Wp // window_size // window_size)
     x = windows.view(B, Hp // window_size, Wp // window_size, window_size, window_size, -1)
-    x = x.permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, -1)
-    return x[:, :H, :W, :].contiguous()
+    x = x.permute(0, 1, 3, 2, 4, 5).contiguous().view(B, Hp, Wp, -1)
+    if Hp > H or Wp > W:
+        x = x[:, :H, :W, :].contiguous()
+    return x
 
 
 class Block(nn.Module):
@@ -184,12 +207,12 @@ class Block(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x
         x = self.norm1(x)
-        if self.window_size > 0:
+        if self.window_size > 0:  # pad to whole windows and fold them into the batch axis
             H, W = x.shape[1], x.shape[2]
             x, pad_hw = window_partition(x, self.window_size)
-            x = window_unpartition(self.attn(x), self.window_size, pad_hw, (H, W))
-        else:
-            x = self.attn(x)
+        x = self.attn(x)
+        if self.window_size > 0:  # back to the token grid, padding dropped
+            x = window_unpartition(x, self.window_size, pad_hw, (H, W))
         x = shortcut + x
         return x + self.mlp(self.norm2(x))
 
@@ -244,7 +267,8 @@ class ImageEncoderViT(nn.Module):
         for blk in self.blocks:
             x = blk(x)
         x = self.neck(x.permute(0, 3, 1, 2))
-        return self.net_3(self.net_2(x))
+        x2 = self.net_2(x)
+        return self.net_3(x2.clone())  # the clone is upstream's: one extra copy of net_2's output
 
 
 def build_sam_vit_b(cfg: SamConfig | None = None) -> ImageEncoderViT:
@@ -255,7 +279,7 @@ def build_sam_vit_b(cfg: SamConfig | None = None) -> ImageEncoderViT:
         depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, out_chans=cfg.out_chans,
         qkv_bias=cfg.qkv_bias, norm_layer=partial(nn.LayerNorm, eps=cfg.layer_norm_eps), use_rel_pos=cfg.use_rel_pos,
         window_size=cfg.window_size, global_attn_indexes=tuple(cfg.global_attn_indexes),
-        downsample_channels=tuple(cfg.downsample_channels),
+        downsample_channels=(cfg.net_2_channels, cfg.net_3_channels),
     )
 
 
@@ -272,15 +296,18 @@ class LayerNormfp32(nn.LayerNorm):
 
 
 def get_abs_pos(abs_pos: Tensor, tgt_size: int) -> Tensor:
-    """Resize CLIP's (1, 1 + 16*16, C) position table to 1 + side² tokens: class row kept, grid resized bicubically."""
-    cls_pos, grid_pos = abs_pos[:, :1], abs_pos[:, 1:]
-    src, tgt = math.isqrt(grid_pos.shape[1]), math.isqrt(tgt_size - 1)
+    """Resize CLIP's (1, 1 + 16*16, C) position table to 1 + side² rows: class row kept, grid resized bicubically."""
+    dim = abs_pos.shape[-1]
+    table = abs_pos.squeeze(0)
+    cls_pos, grid_pos = table[:1], table[1:]
+    src, tgt = int(math.sqrt(table.shape[0] - 1)), int(math.sqrt(tgt_size))
     if src == tgt:
         return abs_pos
-    grid = grid_pos.reshape(1, src, src, -1).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=(tgt, tgt), mode="bicubic", antialias=True, align_corners=False)
-    grid = grid.to(abs_pos.dtype).permute(0, 2, 3, 1).reshape(1, tgt * tgt, -1)
-    return torch.cat([cls_pos, grid], dim=1)
+    grid = grid_pos.view(1, src, src, dim).permute(0, 3, 1, 2).contiguous()
+    grid = grid.to(torch.float32)  # referenced until the function returns, as upstream's copy is
+    resized = F.interpolate(grid, size=(tgt, tgt), mode="bicubic", antialias=True, align_corners=False).to(abs_pos.dtype)
+    resized = resized.permute(0, 2, 3, 1).view(tgt * tgt, dim)
+    return torch.cat([cls_pos, resized], dim=0).view(1, tgt * tgt + 1, dim)
 
 
 class CLIPVisionEmbeddings(nn.Module):
@@ -297,11 +324,12 @@ class CLIPVisionEmbeddings(nn.Module):
         self.position_embedding = nn.Embedding(self.num_positions, hidden_size)
         self.register_buffer("position_ids", torch.arange(self.num_positions)[None], persistent=False)
 
-    def forward(self, pixel_values: Tensor, patch_embeds: Tensor | None = None) -> Tensor:
+    def forward(self, pixel_values: Tensor, patch_embeds: Tensor | None) -> Tensor:
+        batch = pixel_values.shape[0]
         if patch_embeds is None:  # DeepSeek-OCR always passes SAM's (B, 1024, h, w) output instead
             patch_embeds = self.patch_embedding(pixel_values)
-        patch_embeds = patch_embeds.flatten(2).transpose(1, 2)
-        class_embeds = self.class_embedding.expand(patch_embeds.shape[0], 1, -1).to(patch_embeds.dtype)
+        patch_embeds = patch_embeds.flatten(2).transpose(1, 2)  # (B, h*w, C), a view
+        class_embeds = self.class_embedding.expand(batch, 1, -1)
         embeddings = torch.cat([class_embeds, patch_embeds], dim=1)
         return embeddings + get_abs_pos(self.position_embedding(self.position_ids), embeddings.shape[1])
 
@@ -350,8 +378,8 @@ class NoTPTransformerBlock(nn.Module):
         self.layer_id = layer_id
         self.self_attn = NoTPAttention(cfg)
         self.mlp = NoTPFeedForward(cfg, dim=cfg.hidden_size, hidden_dim=cfg.ffn_hidden_size)
-        self.layer_norm1 = LayerNormfp32(cfg.hidden_size, eps=cfg.layernorm_epsilon)
-        self.layer_norm2 = LayerNormfp32(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        self.layer_norm1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
+        self.layer_norm2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
 
     def forward(self, x: Tensor) -> Tensor:
         h = x + self.self_attn(self.layer_norm1(x))
@@ -380,9 +408,10 @@ class VitModel(nn.Module):
         cfg = cfg or ClipConfig.from_scope()
         self.embeddings = CLIPVisionEmbeddings(cfg.hidden_size, cfg.image_size, cfg.patch_size)
         self.transformer = NoTPTransformer(cfg)
-        self.pre_layrnorm = LayerNormfp32(cfg.hidden_size, eps=cfg.layernorm_epsilon)  # spelling as in the checkpoint
+        # Spelling as in the checkpoint; a plain LayerNorm (upstream's fp32norm switch is off for OCR).
+        self.pre_layrnorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
 
-    def forward(self, x: Tensor, patch_embeds: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, patch_embeds: Tensor | None) -> Tensor:
         return self.transformer(self.pre_layrnorm(self.embeddings(x, patch_embeds)))
 
 

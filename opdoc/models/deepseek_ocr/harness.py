@@ -86,8 +86,6 @@ def _reference(name: str) -> Any:
     return getattr(deepseek_v2, name)
 
 
-harness("DeepseekV2RMSNorm")(_on_hidden_states(
-    lambda cfg: _reference("DeepseekV2RMSNorm")(cfg.hidden_size, eps=cfg.rms_norm_eps)))
 harness("DeepseekV2MLP")(_on_hidden_states(lambda cfg: _reference("DeepseekV2MLP")(cfg)))
 harness("MoEGate")(_on_hidden_states(lambda cfg: _reference("MoEGate")(cfg)))
 
@@ -360,3 +358,158 @@ def _clip_attention(ctx: Context) -> Case:
     x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
     return Case(module, lambda: module(x), context=ctx.sdpa_context())
 
+
+
+def sam_config(ctx: Context):
+    """SAM-B's configuration at this point; its values must give the formulas' symbols."""
+    from opdoc.models.deepseek_ocr.config import SamConfig
+
+    cfg = SamConfig.from_scope(values=ctx.scope_config, **ctx.config)
+    ctx.check(h=cfg.embed_dim, H=cfg.num_heads, d_h=cfg.embed_dim // cfg.num_heads, p=cfg.patch_size,
+              C_in=cfg.in_chans, C=cfg.out_chans, w=cfg.window_size, C_2=cfg.net_2_channels,
+              C_3=cfg.net_3_channels, L_v=cfg.depth, L_g=len(cfg.global_attn_indexes))
+    return cfg
+
+
+@harness("LayerNorm2d")
+def _layer_norm_2d(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import LayerNorm2d
+
+    cfg = sam_config(ctx)
+    module = ctx.module(lambda: LayerNorm2d(cfg.out_chans))  # the neck keeps the default eps
+    x = ctx.tensor(ctx["B"], ctx["C"], ctx["H_p"], ctx["W_p"])
+    return Case(module, lambda: module(x))
+
+
+def _sam_grid(ctx: Context) -> Tensor:
+    """SAM's channels-last (B, H_p, W_p, h) token grid."""
+    return ctx.tensor(ctx["B"], ctx["H_p"], ctx["W_p"], ctx["h"])
+
+
+@harness("MLPBlock")
+def _sam_mlp(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import MLPBlock
+
+    cfg = sam_config(ctx)
+    ctx.check(d_ff=int(cfg.embed_dim * cfg.mlp_ratio))
+    module = ctx.module(lambda: MLPBlock(cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio)))
+    x = _sam_grid(ctx)
+    return Case(module, lambda: module(x))
+
+
+@harness("get_rel_pos")
+def _get_rel_pos(ctx: Context) -> Case:
+    """One axis of a global block: a table built for G_p patches, called with the view's grid side."""
+    from opdoc.models.deepseek_ocr.deepencoder import get_rel_pos
+
+    sam_config(ctx)
+    holder = ctx.module(nn.Module)  # a function: no parameters of its own (the table is an Attention's)
+    table = ctx.tensor(2 * ctx["G_p"] - 1, ctx["d_h"])
+    side = ctx["H_p"]
+    return Case(holder, lambda: get_rel_pos(side, side, table))
+
+
+def _folded_queries(ctx: Context) -> Tensor:
+    """q as Attention hands it on: a head-folded slice of the qkv projection, made before the
+    measured forward (strided for one image, a contiguous copy's slice for several)."""
+    B, S, H, d_h = ctx["B"], ctx["S"], ctx["H"], ctx["d_h"]
+    qkv = ctx.tensor(B, S, 3 * H * d_h)
+    with ctx.place():
+        return qkv.reshape(B, S, 3, H, d_h).permute(2, 0, 3, 1, 4).reshape(3, B * H, S, d_h).unbind(0)[0]
+
+
+@harness("add_decomposed_rel_pos")
+def _add_decomposed_rel_pos(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import add_decomposed_rel_pos
+
+    sam_config(ctx)
+    holder = ctx.module(nn.Module)  # a function: the tables are an Attention's parameters
+    q = _folded_queries(ctx)
+    rows, cols = ctx.tensor(2 * ctx["G_p"] - 1, ctx["d_h"]), ctx.tensor(2 * ctx["G_p"] - 1, ctx["d_h"])
+    grid = (ctx["H_p"], ctx["W_p"])
+    return Case(holder, lambda: add_decomposed_rel_pos(q, rows, cols, grid, grid))
+
+
+def _windows_per_image(ctx: Context) -> tuple[int, int]:
+    """Windows along each side of the padded grid: ceil(H_p / w), ceil(W_p / w)."""
+    w = ctx["w"]
+    return -(-ctx["H_p"] // w), -(-ctx["W_p"] // w)
+
+
+@harness("window_partition")
+def _window_partition(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import window_partition
+
+    cfg = sam_config(ctx)
+    holder = ctx.module(nn.Module)
+    x = _sam_grid(ctx)
+    return Case(holder, lambda: window_partition(x, cfg.window_size))
+
+
+@harness("window_unpartition")
+def _window_unpartition(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import window_unpartition
+
+    cfg = sam_config(ctx)
+    holder = ctx.module(nn.Module)
+    rows, cols = _windows_per_image(ctx)
+    w = cfg.window_size
+    windows = ctx.tensor(ctx["B"] * rows * cols, w, w, ctx["h"])
+    padded, grid = (rows * w, cols * w), (ctx["H_p"], ctx["W_p"])
+    return Case(holder, lambda: window_unpartition(windows, w, padded, grid))
+
+
+@harness("Attention", attention=True)
+def _sam_attention(ctx: Context) -> Case:
+    """One call of SAM's attention on a (B, H_p, W_p, h) grid, tables built for G_p: a view in a global
+    block, or a batch of windows (G_p = H_p = w) in a windowed one."""
+    from opdoc.models.deepseek_ocr.deepencoder import Attention
+
+    cfg = sam_config(ctx)
+    side = ctx["G_p"]
+    module = ctx.module(lambda: Attention(cfg.embed_dim, cfg.num_heads, cfg.qkv_bias, cfg.use_rel_pos,
+                                          input_size=(side, side)), built_for=(side,))
+    x = _sam_grid(ctx)
+    return Case(module, lambda: module(x), context=ctx.sdpa_context())
+
+
+@harness("Block", attention=True)
+def _sam_block(ctx: Context) -> Case:
+    """A windowed block (window_size w) or a global one (0), built as ImageEncoderViT builds it."""
+    from functools import partial
+
+    from opdoc.models.deepseek_ocr.deepencoder import Block
+
+    cfg = sam_config(ctx)
+    if ctx.variant not in ("windowed", "global"):
+        raise HarnessError(f"Block: variant must be windowed or global, got {ctx.variant!r}")
+    window = cfg.window_size if ctx.variant == "windowed" else 0
+    grid = ctx["G_p"]
+    module = ctx.module(lambda: Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias,
+                                      partial(nn.LayerNorm, eps=cfg.layer_norm_eps), nn.GELU, cfg.use_rel_pos,
+                                      window_size=window, input_size=(grid, grid)), built_for=(grid,))
+    x = _sam_grid(ctx)
+    return Case(module, lambda: module(x), context=ctx.sdpa_context())
+
+
+@harness("get_abs_pos_sam")
+def _get_abs_pos_sam(ctx: Context) -> Case:
+    """ImageEncoderViT's call: its (1, G_p, G_p, h) table for the grid side H_p."""
+    from opdoc.models.deepseek_ocr.deepencoder import get_abs_pos_sam
+
+    sam_config(ctx)
+    holder = ctx.module(nn.Module)  # a function: the table is ImageEncoderViT's parameter
+    table = ctx.tensor(1, ctx["G_p"], ctx["G_p"], ctx["h"])
+    side = ctx["H_p"]
+    return Case(holder, lambda: get_abs_pos_sam(table, side))
+
+
+@harness("ImageEncoderViT", attention=True)
+def _sam_encoder(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import build_sam_vit_b
+
+    cfg = sam_config(ctx)
+    ctx.check(G_p=cfg.img_size // cfg.patch_size)
+    module = ctx.module(lambda: build_sam_vit_b(cfg))
+    x = ctx.tensor(ctx["B"], ctx["C_in"], ctx["H_img"], ctx["W_img"])
+    return Case(module, lambda: module(x), context=ctx.sdpa_context())

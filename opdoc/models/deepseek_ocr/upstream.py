@@ -603,6 +603,105 @@ def _clip_attention(vendor: Vendor, ctx: Context) -> Case:
     return _with_patches(vendor, ctx, module, lambda: module(x), context=ctx.sdpa_context())
 
 
+def _vendor_sam(vendor: Vendor, ctx: Context, part: Callable[[nn.Module], nn.Module], built_for: tuple = ()):
+    """A part of the SAM-B encoder exactly as the vendor's build_sam_vit_b constructs it."""
+    return ctx.module(lambda: part(vendor["deepencoder"].build_sam_vit_b()), built_for=built_for)
+
+
+def _vendor_function(name: str, make_call: Callable[[Vendor, Context, Callable[..., Any]], Callable[[], Any]]) -> None:
+    """A vendor helper function of deepencoder.py (no parameters of its own) called as its spec says."""
+    def builder(vendor: Vendor, ctx: Context) -> Case:
+        holder = ctx.module(nn.Module)
+        return _with_patches(vendor, ctx, holder, make_call(vendor, ctx, getattr(vendor["deepencoder"], name)))
+    upstream(name)(builder)
+
+
+@upstream("LayerNorm2d")
+def _layer_norm_2d(vendor: Vendor, ctx: Context) -> Case:
+    module = _vendor_sam(vendor, ctx, lambda sam: sam.neck[1])
+    ctx.check(C=module.weight.shape[0])
+    x = ctx.tensor(ctx["B"], ctx["C"], ctx["H_p"], ctx["W_p"])
+    return _with_patches(vendor, ctx, module, lambda: module(x))
+
+
+@upstream("MLPBlock")
+def _sam_mlp(vendor: Vendor, ctx: Context) -> Case:
+    module = _vendor_sam(vendor, ctx, lambda sam: sam.blocks[0].mlp)
+    ctx.check(h=module.lin1.in_features, d_ff=module.lin1.out_features)
+    x = ctx.tensor(ctx["B"], ctx["H_p"], ctx["W_p"], ctx["h"])
+    return _with_patches(vendor, ctx, module, lambda: module(x))
+
+
+@upstream("Attention", attention=True)
+def _sam_attention(vendor: Vendor, ctx: Context) -> Case:
+    # The attention of the first block whose tables are built for G_p: a windowed block (G_p = 14) or a
+    # global one (the 64-patch grid).
+    rows = 2 * ctx["G_p"] - 1
+    module = _vendor_sam(vendor, ctx, lambda sam: next(b.attn for b in sam.blocks if b.attn.rel_pos_h.shape[0] == rows),
+                         built_for=(rows,))
+    x = ctx.tensor(ctx["B"], ctx["H_p"], ctx["W_p"], ctx["h"])
+    return _with_patches(vendor, ctx, module, lambda: module(x), context=ctx.sdpa_context())
+
+
+@upstream("Block", attention=True)
+def _sam_block(vendor: Vendor, ctx: Context) -> Case:
+    # The first windowed block (0) or the first global one (2) of the vendor's SAM-B.
+    if ctx.variant not in ("windowed", "global"):
+        raise HarnessError(f"Block: variant must be windowed or global, got {ctx.variant!r}")
+    windowed = ctx.variant == "windowed"
+    module = _vendor_sam(vendor, ctx, lambda sam: next(b for b in sam.blocks if (b.window_size > 0) == windowed))
+    if windowed:
+        ctx.check(w=module.window_size)
+    x = ctx.tensor(ctx["B"], ctx["H_p"], ctx["W_p"], ctx["h"])
+    return _with_patches(vendor, ctx, module, lambda: module(x), context=ctx.sdpa_context())
+
+
+@upstream("ImageEncoderViT", attention=True)
+def _sam_encoder(vendor: Vendor, ctx: Context) -> Case:
+    module = _vendor_sam(vendor, ctx, lambda sam: sam)
+    ctx.check(h=module.patch_embed.proj.out_channels, L_v=len(module.blocks), C_3=module.net_3.out_channels)
+    x = ctx.tensor(ctx["B"], ctx["C_in"], ctx["H_img"], ctx["W_img"])
+    return _with_patches(vendor, ctx, module, lambda: module(x), context=ctx.sdpa_context())
+
+
+def _rel_pos_call(vendor: Vendor, ctx: Context, fn: Callable[..., Any]) -> Callable[[], Any]:
+    table = ctx.tensor(2 * ctx["G_p"] - 1, ctx["d_h"])
+    return lambda: fn(ctx["H_p"], ctx["H_p"], table)
+
+
+def _decomposed_call(vendor: Vendor, ctx: Context, fn: Callable[..., Any]) -> Callable[[], Any]:
+    from opdoc.models.deepseek_ocr.harness import _folded_queries
+
+    q = _folded_queries(ctx)
+    rows, cols = ctx.tensor(2 * ctx["G_p"] - 1, ctx["d_h"]), ctx.tensor(2 * ctx["G_p"] - 1, ctx["d_h"])
+    grid = (ctx["H_p"], ctx["W_p"])
+    return lambda: fn(q, rows, cols, grid, grid)
+
+
+def _partition_call(vendor: Vendor, ctx: Context, fn: Callable[..., Any]) -> Callable[[], Any]:
+    x = ctx.tensor(ctx["B"], ctx["H_p"], ctx["W_p"], ctx["h"])
+    return lambda: fn(x, ctx["w"])
+
+
+def _unpartition_call(vendor: Vendor, ctx: Context, fn: Callable[..., Any]) -> Callable[[], Any]:
+    w = ctx["w"]
+    rows, cols = -(-ctx["H_p"] // w), -(-ctx["W_p"] // w)
+    windows = ctx.tensor(ctx["B"] * rows * cols, w, w, ctx["h"])
+    return lambda: fn(windows, w, (rows * w, cols * w), (ctx["H_p"], ctx["W_p"]))
+
+
+def _abs_pos_call(vendor: Vendor, ctx: Context, fn: Callable[..., Any]) -> Callable[[], Any]:
+    table = ctx.tensor(1, ctx["G_p"], ctx["G_p"], ctx["h"])
+    return lambda: fn(table, ctx["H_p"])
+
+
+_vendor_function("get_abs_pos_sam", _abs_pos_call)
+_vendor_function("get_rel_pos", _rel_pos_call)
+_vendor_function("add_decomposed_rel_pos", _decomposed_call)
+_vendor_function("window_partition", _partition_call)
+_vendor_function("window_unpartition", _unpartition_call)
+
+
 # The vendor classes each op's spec documents, by file; used to list what has no spec yet.
 def vendor_classes(vendor: Vendor) -> dict[str, list[str]]:
     """nn.Module classes defined in each vendor file (and the Llama classes OCR instantiates)."""

@@ -1,0 +1,149 @@
+"""The build stamp: what the committed knowledge base was generated from, so that a build whose
+inputs have not changed can say so without rendering anything.
+
+`opdoc build` writes `site/.opdoc-stamp.json` beside the pages: one digest of every input (the model's
+spec folder, the templates, opdoc's own source, the source files of the reference classes the pages
+quote, the GPU report read from site/measured/, pyproject.toml, and the Python and pinned library
+versions) and one digest per generated file. A later `build` or `build --check` that finds
+the same input digest, and every generated file still with its digest, has nothing to do and stops
+before importing sympy. Anything else, including a missing or unreadable stamp, falls through to the
+full build, which renders every page and compares it byte for byte.
+
+This is not a cache: nothing is kept outside the committed output, and a cold build into an empty
+folder has no stamp to read. This module imports nothing heavy, on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+STAMP = ".opdoc-stamp.json"
+PACKAGE = Path(__file__).resolve().parent  # opdoc's own source
+# The pinned libraries whose version can change the generated text (sympy's printers, jinja2's
+# whitespace, ...); only pinned ones, so that every machine set up from pyproject.toml agrees.
+LIBRARIES = ("sympy", "jinja2", "pydantic", "pyyaml")
+# opdoc's subpackages that a build never imports (tests/test_stamp.py keeps this true): editing the
+# checker or the lint does not make the knowledge base out of date.
+NOT_BUILT_FROM = ("check", "lint")
+# Files under site/ that the build reads (written by `opdoc check`), not writes.
+SITE_INPUTS = ("measured/cuda-report.json", "measured/conventions.md")
+
+
+def _digest(chunks: Iterable[bytes]) -> str:
+    hasher = hashlib.sha256()
+    for chunk in chunks:
+        hasher.update(len(chunk).to_bytes(8, "little"))  # length-prefixed: no two inputs hash alike
+        hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _files(folder: Path, pattern: str = "*") -> list[Path]:
+    """Files under folder, leaving out bytecode, hidden files and editor backups (never inputs)."""
+    return sorted(path for path in folder.rglob(pattern)
+                  if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith(".")
+                  and not path.name.endswith("~"))
+
+
+def build_sources() -> list[Path]:
+    """opdoc's own source files that a build may run or quote."""
+    return [path for path in _files(PACKAGE, "*.py")
+            if path.relative_to(PACKAGE).parts[0] not in NOT_BUILT_FROM]
+
+
+def _name(path: Path, root: Path) -> str:
+    """A path as recorded in the stamp: relative to the repository, so the stamp is the same anywhere."""
+    for base in (root, PACKAGE.parent):
+        try:
+            return path.resolve().relative_to(base.resolve()).as_posix()
+        except ValueError:
+            continue
+    return path.resolve().as_posix()
+
+
+def _environment() -> list[str]:
+    versions = [f"python {sys.version_info.major}.{sys.version_info.minor}"]
+    for name in LIBRARIES:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name} absent")
+    return versions
+
+
+def input_digest(model_dir: Path, root: Path, site: Path, templates: Path, sources: Iterable[str]) -> str:
+    """One digest of everything the generated files depend on; `sources` as recorded in the stamp."""
+
+    def chunks() -> Iterable[bytes]:
+        yield "\n".join(_environment()).encode()
+        yield _name(model_dir, root).encode()  # the index page names the spec folder
+        project = PACKAGE.parent / "pyproject.toml"  # the pins
+        groups = (("spec", _files(model_dir)), ("template", _files(templates)), ("opdoc", build_sources()),
+                  ("project", [project] if project.is_file() else []))
+        for kind, paths in groups:
+            for path in paths:
+                yield f"{kind} {_name(path, root)}".encode()
+                yield path.read_bytes()
+        for name in sources:
+            path = Path(name) if Path(name).is_absolute() else root / name
+            if not path.is_file():
+                path = PACKAGE.parent / name
+            yield f"source {name}".encode()
+            yield path.read_bytes() if path.is_file() else b"(missing)"
+        for name in SITE_INPUTS:
+            path = site / name
+            yield f"site {name}".encode()
+            yield path.read_bytes() if path.is_file() else b"(absent)"
+
+    return _digest(chunks())
+
+
+def implementation_sources(modules: Iterable[str], root: Path) -> list[str]:
+    """Source files of the reference classes' modules outside opdoc's package (already in the digest)."""
+    found = set()
+    for module in modules:
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None and spec.origin and Path(spec.origin).is_file():
+            path = Path(spec.origin).resolve()
+            if PACKAGE not in path.parents:
+                found.add(_name(path, root))
+    return sorted(found)
+
+
+def stamp_text(digest: str, sources: list[str], files: dict[str, str]) -> str:
+    """The stamp for a build that generated `files` (path under site/ -> content)."""
+    record = {
+        "about": "written by `opdoc build`: the inputs and outputs of the last build, so that an unchanged "
+                 "build can stop early; a cold build never reads it",
+        "inputs": digest,
+        "sources": sources,
+        "files": {name: hashlib.sha256(text.encode("utf-8")).hexdigest()
+                  for name, text in sorted(files.items()) if name != STAMP},
+    }
+    return json.dumps(record, indent=2, sort_keys=False) + "\n"
+
+
+def is_current(model_dir: Path, root: Path, site: Path, templates: Path) -> bool:
+    """True when site/ holds a stamp whose inputs match today's and whose files are all unchanged."""
+    try:
+        record = json.loads((site / STAMP).read_text(encoding="utf-8"))
+        sources, files, digest = record["sources"], record["files"], record["inputs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if not files or input_digest(model_dir, root, site, templates, sources) != digest:
+        return False
+    for name, expected in files.items():
+        try:
+            if hashlib.sha256((site / name).read_bytes()).hexdigest() != expected:
+                return False
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,43 @@
+"""opdoc.exact: a formula's value at many bindings, exactly, without building sympy trees."""
+
+import sympy
+
+from opdoc.exact import values_at
+from opdoc.formula import parse_formula
+
+NAMES = ("B", "S", "k", "h", "p", "H_img", "E")
+SYMBOLS = {name: sympy.Symbol(name, positive=True) for name in NAMES}
+
+
+def at(text: str, **bindings) -> list[float]:
+    """The formula at one binding per keyword-list position: at('S*h', S=[1, 2], h=[3, 3])."""
+    count = len(next(iter(bindings.values())))
+    rows = [{SYMBOLS[name]: sympy.Integer(values[i]) for name, values in bindings.items()} for i in range(count)]
+    return values_at(parse_formula(text, SYMBOLS), rows)
+
+
+def test_polynomial_at_several_sizes():
+    # 2*B*S*h*3 + 4*B*S*S*h at B=1, h=1280: S=256 -> 1,966,080 + 335,544,320; S=512 -> 3,932,160 + 1,342,177,280
+    assert at("2*B*S*h*3 + 4*B*S*S*h", B=[1, 1], S=[256, 512], h=[1280, 1280]) == [337_510_400.0, 1_346_109_440.0]
+
+
+def test_floor_division_and_min_max():
+    # H_img // p at 1000 px, p = 16: 62 (62.5 rounded down); min(E, B*S*k) with E = 64: B*S*k = 6 -> 6, 6144 -> 64
+    assert at("H_img // p", H_img=[1000], p=[16]) == [62.0]
+    assert at("min(E, B*S*k)", E=[64, 64], B=[1, 1], S=[1, 1024], k=[6, 6]) == [6.0, 64.0]
+    assert at("max(S*h, 2*S*h) / 4", S=[3], h=[5]) == [7.5]  # 30 / 4
+
+
+def test_ceil_of_log2_is_exact_at_and_around_powers_of_two():
+    # A sort of n = B*S*k keys takes ceil(log2(n)) passes: n = 32768 = 2**15 -> 15; n = 32769 -> 16;
+    # n = 49152 (B=1, S=8192, k=6) -> 16, since 2**15 < 49152 <= 2**16.
+    assert at("B*S*k*ceil(log2(B*S*k))", B=[1, 1, 1], S=[32768, 32769, 8192], k=[1, 1, 6]) == [
+        32768.0 * 15, 32769.0 * 16, 49152.0 * 16]
+    assert at("floor(log2(S))", S=[1, 2, 3, 1023, 1024]) == [0.0, 1.0, 1.0, 9.0, 10.0]
+
+
+def test_agrees_with_substitution_where_sympy_must_decide():
+    # sqrt is left to sympy: sqrt(2*8) = 4, sqrt(2) is irrational.
+    expr = parse_formula("sqrt(2*S) + log2(S)", SYMBOLS)
+    rows = [{SYMBOLS["S"]: sympy.Integer(8)}, {SYMBOLS["S"]: sympy.Integer(1)}]
+    assert values_at(expr, rows) == [float(expr.xreplace(row)) for row in rows] == [4.0 + 3.0, 2 ** 0.5]

@@ -249,7 +249,7 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
             if key not in scope.config:
                 problem(("prose", "config_keys", index), f"scope '{spec.scope}' has no config key '{key}'"
                                                          f"{suggest(key, sorted(scope.config))}")
-    problems.extend(_check_prose(item, symbols))
+    problems.extend(_check_prose(item, symbols, {name: parsed.spec for name, parsed in catalog.items()}))
     problems.extend(_todos(item))
     for key in ("used_by", "uses", "inherits_from", "alternatives", "patterns"):
         for name, text in getattr(spec.related, key).items():
@@ -257,7 +257,7 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
     return problems
 
 
-def _check_prose(item: ParsedSpec, symbols: dict[str, sympy.Symbol]) -> list[SpecProblem]:
+def _check_prose(item: ParsedSpec, symbols: dict[str, sympy.Symbol], specs: dict | None = None) -> list[SpecProblem]:
     problems: list[SpecProblem] = []
     prose = item.spec.prose
     for key, value in prose.model_dump().items():
@@ -265,7 +265,7 @@ def _check_prose(item: ParsedSpec, symbols: dict[str, sympy.Symbol]) -> list[Spe
         for index, text in enumerate(texts):
             if text is not None:
                 loc = ("prose", key, index) if isinstance(value, list) else ("prose", key)
-                _check_text(item, loc, text, symbols, problems)
+                _check_text(item, loc, text, symbols, problems, specs)
     for name, param in item.spec.constructor.parameters.items():
         for key in ("description", "typical"):
             text = getattr(param, key)
@@ -274,7 +274,8 @@ def _check_prose(item: ParsedSpec, symbols: dict[str, sympy.Symbol]) -> list[Spe
     return problems
 
 
-def _check_text(item: ParsedSpec, loc: tuple, text: str, symbols: dict, problems: list[SpecProblem]) -> None:
+def _check_text(item: ParsedSpec, loc: tuple, text: str, symbols: dict, problems: list[SpecProblem],
+                specs: dict | None = None) -> None:
     """Prose may not type a magnitude; placeholders must name something the renderer knows."""
     line = item.line(*loc)
     for match in MAGNITUDE.finditer(PLACEHOLDER.sub("", text)):
@@ -282,7 +283,7 @@ def _check_text(item: ParsedSpec, loc: tuple, text: str, symbols: dict, problems
                                     f"magnitude '{match.group(0)}' typed into prose; use a placeholder such as "
                                     "{{tensor_flops}} so the number is computed"))
     for match in PLACEHOLDER.finditer(text):
-        error = check_placeholder(match.group(1), item.spec, symbols)
+        error = check_placeholder(match.group(1), item.spec, symbols, specs)
         if error:
             problems.append(SpecProblem(item.path, line, ".".join(map(str, loc)), error))
 

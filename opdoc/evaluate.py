@@ -116,9 +116,13 @@ class Evaluator:
     def _compose(self, item: ParsedSpec, variant: str | None, kernel: str) -> Quantities:
         spec = item.spec
         # Terms are collected and each sum is built once: adding one term at a time grows as N^1.2.
-        terms: dict[str, list[sympy.Expr]] = {name: [] for name in (*ADDITIVE, "active_parameters", "output_bytes")}
-        # Tensors of this variant (a tensor of another variant does not exist here: 0 bytes in the peak).
-        tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors) if tensor.only in (None, variant)}
+        terms: dict[str, list[sympy.Expr]] = {name: [] for name in (*ADDITIVE, "active_parameters")}
+        tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors)}
+
+        def present(tensor) -> bool:
+            """A tensor of the other kernel or of another variant does not exist here."""
+            return tensor.kernel in (None, kernel) and tensor.only in (None, variant)
+
         for i, operation in enumerate(spec.operations):
             if operation.kernel not in (None, kernel) or operation.only not in (None, variant):
                 continue
@@ -127,15 +131,11 @@ class Evaluator:
             terms["backward_flops"].append(item.exprs.get(f"operations.{i}.backward", 2 * flops))
             # A tensor that exists only with the other kernel is neither read nor written with this one.
             terms["io_read_bytes"] += [self.tensor_bytes(item, tensor_index[n]) for n in operation.reads
-                                       if spec.tensors[tensor_index[n]].kernel in (None, kernel)]
+                                       if present(spec.tensors[tensor_index[n]])]
             terms["io_write_bytes"] += [self.tensor_bytes(item, tensor_index[n]) for n in operation.writes
-                                        if spec.tensors[tensor_index[n]].kernel in (None, kernel)]
-        # What the op returns, wherever it was produced: a parent holding it reads out(child).
-        terms["output_bytes"] += [self.tensor_bytes(item, i) for i, tensor in enumerate(spec.tensors)
-                                  if tensor.role == "output" and tensor.kernel in (None, kernel)
-                                  and tensor.only in (None, variant)]
+                                        if present(spec.tensors[tensor_index[n]])]
         for i, tensor in enumerate(spec.tensors):
-            if tensor.from_child or tensor.kernel not in (None, kernel) or tensor.only not in (None, variant):
+            if tensor.from_child or not present(tensor):
                 continue
             if tensor.role == "parameter":
                 terms["parameters"].append(self.tensor_numel(item, i))
@@ -164,6 +164,9 @@ class Evaluator:
             child_peaks[f"kv[{key}]"] = sub.kv_cache_bytes.xreplace(binding)
             child_peaks[f"out[{key}]"] = sub.output_bytes.xreplace(binding)
         q = Quantities(**{name: sympy.Add(*parts) for name, parts in terms.items()})
+        # What the op returns, wherever it was produced: a parent holding it reads out(child).
+        q.output_bytes = sympy.Add(*(self.tensor_bytes(item, i) for i, tensor in enumerate(spec.tensors)
+                                     if tensor.role == "output" and present(tensor)))
         q.peak = self._peak(item, variant, kernel, child_peaks, tensor_index)
         return q
 
@@ -171,14 +174,11 @@ class Evaluator:
               tensor_index: dict[str, int]) -> sympy.Expr:
         key = item.spec.memory.key_for(variant, kernel)
         expr = item.exprs[f"memory.peak.{key}.formula"]
-        zero = sympy.Integer(0)
-        # A tensor of another variant does not exist here, and one that exists only with the other
-        # kernel holds nothing with this one.
-        replace = {sympy.Symbol(f"bytes[{tensor.name}]"): zero for tensor in item.spec.tensors
-                   if tensor.name.isidentifier()}
-        replace.update({sympy.Symbol(f"bytes[{name}]"): self.tensor_bytes(item, i)
-                        if item.spec.tensors[i].kernel in (None, kernel) else zero
-                        for name, i in tensor_index.items() if name.isidentifier()})
+        # A tensor that exists only with the other kernel, or in another variant, holds nothing here.
+        replace = {sympy.Symbol(f"bytes[{name}]"): self.tensor_bytes(item, i)
+                   if item.spec.tensors[i].kernel in (None, kernel) and item.spec.tensors[i].only in (None, variant)
+                   else sympy.Integer(0)
+                   for name, i in tensor_index.items() if name.isidentifier()}
         replace.update({sympy.Symbol(name): value for name, value in child_peaks.items()})
         return expr.xreplace(replace)
 

@@ -17,7 +17,7 @@ from opdoc.escape import code_span, escape_text
 from opdoc.evaluate import Evaluated, Evaluator, dominant_terms
 from opdoc.source import ClassSource, class_source
 from opdoc.formula import engineering, exact_number, plain_text, source_text, with_exact
-from opdoc.placeholders import QUANTITY_UNITS, parse_placeholder
+from opdoc.placeholders import QUANTITY_UNITS, parse_placeholder, placeholder_op
 from opdoc.registry import DTYPES, KERNELS, UNITS
 from opdoc.spec import SpecError, SpecProblem
 
@@ -120,8 +120,9 @@ class ViewBuilder:
             at = at or example or item.spec.examples[0]
             if name in self.catalog.symbols:  # a dimension reads as a plain integer, in prose and code alike
                 return str(self.ev.at(item, self.catalog.symbols[name], at, name))
-            variant = variant or self.ev.variants(item.spec.op)[0]
-            return engineering(self.ev.evaluate_at(item.spec.op, at, variant)[name], QUANTITY_UNITS[name])
+            op = placeholder_op(match.group(1)) or item.spec.op  # a sibling op of the same scope, or this one
+            variant = variant or self.ev.variants(op)[0]
+            return engineering(self.ev.evaluate_at(op, at, variant)[name], QUANTITY_UNITS[name])
         return PLACEHOLDER.sub(value, text if code else self.escape_prose(text))
 
     def fmt(self, expr: sympy.Expr, unit: str, item: ParsedSpec, example: str, what: str) -> str:

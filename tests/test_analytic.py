@@ -34,17 +34,18 @@ def test_dimensions_override_the_example():
 
 
 def test_attention_kv_cache_and_executed_work():
-    decode = layer("LlamaAttention", example="decode")
+    decode = layer("LlamaFlashAttention2", example="decode")
     # keys and values of 8192 positions × 10 heads × 128, bf16: 41,943,040 B
     assert decode.forward_memory_kvcache() == pytest.approx(0.04194304, rel=1e-12)
     # one query sees every key: nothing for the causal kernel to skip
     assert decode.forward_tensor_core_flops(executed=True) == decode.forward_tensor_core_flops()
-    half = layer("LlamaFlashAttention2", S=4096)  # the fused kernel OCR loads
+    half = layer("LlamaFlashAttention2", S=4096)  # per_layer: the layer builds its rotary angles (2 · 64 · S)
     products = 4 * 10 * 4096 * 4096 * 128
-    rotary = 2 * 64 * 4096  # the rotary table the layer rebuilds: (64 × 1) by (1 × S)
-    assert half.forward_tensor_core_flops() == 8 * 4096 * 1280 * 1280 + products + rotary
+    assert half.forward_tensor_core_flops() == 8 * 4096 * 1280 * 1280 + products + 2 * 64 * 4096
     # 32 blocks of 128: n(n+1)/2 of n² tiles = 33/64 of the products
-    assert half.forward_tensor_core_flops(executed=True) == 8 * 4096 * 1280 * 1280 + products * 33 // 64 + rotary
+    assert half.forward_tensor_core_flops(executed=True) == 8 * 4096 * 1280 * 1280 + products * 33 // 64 + 2 * 64 * 4096
+    eager = layer("LlamaAttention", S=4096)  # the eager class has no causal kernel: it executes what it counts
+    assert eager.forward_tensor_core_flops(executed=True) == eager.forward_tensor_core_flops()
 
 
 def test_backward_and_training():
@@ -61,7 +62,7 @@ def test_backward_and_training():
 
 def test_variants_and_time_bound():
     dense = layer("DeepseekV2DecoderLayer", variant="dense", S=100)
-    # attention 8·S·h² + 4·H·S²·d_h + the rotary table 2·(d_h/2)·S + dense MLP 6·S·h·d_ff (tensor cores)
+    # attention 8·S·h² + 4·H·S²·d_h + its rotary bmm 2·(d_h/2)·S + dense MLP 6·S·h·d_ff (tensor cores)
     assert dense.forward_tensor_core_flops() == (8 * 100 * 1280**2 + 4 * 10 * 100**2 * 128 + 2 * 64 * 100
                                                  + 6 * 100 * 1280 * 6848)
     mlp = layer("DeepseekV2MLP")

@@ -98,10 +98,10 @@ def runtime_with(tmp_path: Path, old: str, new: str):
 
 @pytest.mark.parametrize("old, new, expected", [
     ("  DeepseekV2MLP:\n", "  DeepseekV2MPL:\n", "ops.DeepseekV2MPL: no spec for op 'DeepseekV2MPL'"),
-    ("fused_softmax: causal_tiles", "fused_softmx: causal_tiles", "'fused_softmx' is not an operation of LlamaAttention"),
-    ("fused_softmax: causal_tiles", "fused_softmax: causal_tile", "unknown kernel model 'causal_tile'"),
+    ("flash_softmax: causal_tiles", "flash_softmx: causal_tiles", "'flash_softmx' is not an operation of LlamaFlashAttention2"),
+    ("flash_softmax: causal_tiles", "flash_softmax: causal_tile", "unknown kernel model 'causal_tile'"),
     ("launches: 14\n", "launches: 14 + E_runn\n", "ops.DeepseekV2MoE.launches: unknown symbol 'E_runn'"),
-    ("mask: 'the flash", "maks: 'the flash", "'maks' is not an input tensor of LlamaAttention"),
+    ("past_v: counted", "past_vv: counted", "'past_vv' is not an input tensor of LlamaFlashAttention2"),
     ("model: deepseek_ocr", "model: tiny", "written for model 'tiny'"),
 ])
 def test_bad_runtime_table_gives_a_located_error(tmp_path, old, new, expected):
@@ -115,7 +115,8 @@ def test_runtime_counts_parse_into_formulas():
     runtime = load_runtime(RUNTIME, "specs/runtime.yaml", CATALOG.symbols, CATALOG.specs, {"causal_tiles"},
                            "deepseek_ocr")
     P, S = CATALOG.symbols["P"], CATALOG.symbols["S"]
-    attention = runtime.ops["LlamaAttention"].launches
-    # 24 always; 2 cache concatenations once a cache exists; 3 position checks at prefill only
-    assert attention.xreplace({P: 8191, S: 1}) == 26
-    assert attention.xreplace({P: 0, S: 8192}) == 27
+    attention = runtime.ops["LlamaFlashAttention2"].launches
+    # 15 always; 2 cache concatenations once a cache exists; 3 position checks at prefill only
+    assert attention.xreplace({P: 8191, S: 1}) == 17
+    assert attention.xreplace({P: 0, S: 8192}) == 18
+    assert runtime.ops["LlamaRotaryEmbedding"].launches == 9  # the table every layer rebuilds, its own op

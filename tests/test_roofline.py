@@ -57,11 +57,12 @@ def test_causal_tiles_at_the_examples():
 
 
 def test_attention_prefill_executes_about_half_of_the_counted_products():
-    p = R.point("LlamaFlashAttention2", None, "prefill")  # the fused kernel OCR loads
+    p = R.point("LlamaFlashAttention2", "per_layer", "prefill")
     projections = 8 * 8192 * 1280 * 1280  # q, k, v, o: 107,374,182,400
     products = 4 * 10 * 8192 * 8192 * 128  # QKᵀ and PV over the full square: 343,597,383,680
-    assert p.counted_tensor == projections + products
-    assert p.executed_tensor == projections + products * 65 // 128 == 281_857_228_800
+    rotary = 2 * 64 * 8192  # the layer's own rotary angles: a (1, 64, 1) @ (1, 1, S) bmm, 1,048,576
+    assert p.counted_tensor == projections + products + rotary
+    assert p.executed_tensor == projections + products * 65 // 128 + rotary == 281_858_277_376
 
 
 def test_fused_bytes_of_an_moe_decode_step():
@@ -71,9 +72,9 @@ def test_fused_bytes_of_an_moe_decode_step():
 
 
 def test_fused_bytes_of_an_attention_decode_step():
-    p = R.point("LlamaFlashAttention2", None, "decode")
+    p = R.point("LlamaFlashAttention2", "per_layer", "decode")
     weights = 4 * 1280 * 1280 * 2  # 13,107,200
-    io = 1280 * 2 + 8 + 2 * 128 * 2 + 1280 * 2  # x, the position id (int64), cos and sin rows, out
+    io = 1280 * 2 + 8 + 2 * 128 * 2 + 1280 * 2  # x, the int64 position id, cos and sin rows, out
     kv_read = 2 * 10 * 8191 * 128 * 2  # keys and values of 8191 cached positions: 41,937,920
     kv_write = 2 * 10 * 1 * 128 * 2  # this step's key and value
     assert p.fused_bytes == weights + io + kv_read + kv_write == 55_055_880
@@ -109,7 +110,7 @@ def test_whole_model_decode_is_bandwidth_bound_and_launch_bound():
 
 def test_whole_model_prefill_is_tensor_bound():
     p = R.point("DeepseekV2ForCausalLM", None, "prefill")
-    # projections, both attention products, and the rotary table each layer rebuilds (64 × 1 by 1 × S)
+    # each layer also builds its own rotary angles: a (1, 64, 1) @ (1, 1, S) bmm, 2 · 64 · 8192
     attention = 8 * 8192 * 1280 * 1280 + 4 * 10 * 8192**2 * 128 + 2 * 64 * 8192
     moe = 8192 * (2 * 1280 * 64 + 6 * 6 * 1280 * 896 + 6 * 1280 * 1792)
     counted = 2 * 8192 * 1280 * 129280 + 12 * attention + 11 * moe + 6 * 8192 * 1280 * 6848
@@ -158,7 +159,7 @@ def test_attention_overtakes_feed_forward_plugged_back_in():
 
     def attention(S, executed):
         pairs = tile_pairs(S, 0, 128) if executed else S * S
-        return 8 * S * 1280 * 1280 + 4 * 10 * 128 * pairs + 2 * 64 * S  # + the per-layer rotary table
+        return 8 * S * 1280 * 1280 + 4 * 10 * 128 * pairs + 2 * 64 * S  # and the layer's rotary bmm
 
     for variant, per_token in (("dense", 6 * 1280 * 6848), ("moe", 2 * 1280 * 64 + 6 * 6 * 1280 * 896 + 6 * 1280 * 1792)):
         for kind in ("counted", "executed"):
@@ -166,8 +167,7 @@ def test_attention_overtakes_feed_forward_plugged_back_in():
             executed = kind == "executed"
             assert attention(n, executed) > per_token * n, (variant, kind)
             assert attention(n - 1, executed) <= per_token * (n - 1), (variant, kind)
-    # dense, counted: attention/S = 5120·S + 13,107,200 + 128 (rotary) against 52,592,640 for the MLP:
-    # 5120·S > 39,485,312 from S = 7712 (7711.98 solves it exactly)
+    # dense, counted: 5120·S + 13,107,200 + 128 (the rotary bmm) passes 52,592,640 at S > 7711.98
     assert values[("dense", "counted")] == 7712
 
 

@@ -18,7 +18,8 @@ measured with the same counter) tests that they describe the algorithm, not our 
 
 The rows compare with the specs' formulas: PatchEmbed, SAM's Attention, Block (per variant),
 ImageEncoderViT (less DeepSeek-OCR's net_2 and net_3, which segment-anything does not have),
-LlamaAttention, LlamaFlashAttention2 and DeepseekV2MoE. Quantities listed in a comparison's ``gate`` must match
+LlamaAttention, LlamaFlashAttention2, DeepseekV2MoE, and
+DeepSeek-V2-Lite's DeepseekV2Attention, DeepseekV2FlashAttention2 and YaRN rotary table. Quantities listed in a comparison's ``gate`` must match
 exactly (a mismatch fails the check); the others are printed as ``info`` with the reason the
 conventions differ. A package that is not installed gives one ``skip`` row saying so.
 """
@@ -378,6 +379,90 @@ _SAM_REASONS = {
 }
 
 
+# ------------------------------------------------------------------------------ transformers: MLA
+
+
+def _v2_lite_hf_config(interface: str, variant: str):
+    """transformers' own DeepseekV2Config at DeepSeek-V2-Lite's attention settings (model.yaml v2_lite)."""
+    from transformers import DeepseekV2Config as HFConfig
+
+    from opdoc.models.deepseek_ocr.config import MlaConfig
+
+    ours = MlaConfig.from_scope()
+    rope = {**ours.rope_scaling, "rope_type": ours.rope_scaling["type"], "rope_theta": ours.rope_theta}
+    cfg = HFConfig(hidden_size=ours.hidden_size, num_attention_heads=ours.num_attention_heads,
+                   num_key_value_heads=ours.num_key_value_heads, kv_lora_rank=ours.kv_lora_rank,
+                   q_lora_rank=ours.v2_q_lora_rank if variant == "q_compressed" else None,
+                   qk_nope_head_dim=ours.qk_nope_head_dim, qk_rope_head_dim=ours.qk_rope_head_dim,
+                   v_head_dim=ours.v_head_dim, max_position_embeddings=ours.max_position_embeddings,
+                   rope_parameters=rope, attention_bias=ours.attention_bias)
+    cfg._attn_implementation = interface
+    return cfg
+
+
+def _hf_mla(interface: str, variant: str) -> Callable[[Context], Case]:
+    """transformers' DeepseekV2Attention: it caches the normalised latent and the rotary key (as the
+    vendor's eager class does) but expands every cached position to per-head keys and values in each
+    call, and rotates with complex numbers from tables passed in (no cached table)."""
+    def make(ctx: Context) -> Case:
+        modeling = _transformers("transformers.models.deepseek_v2.modeling_deepseek_v2")
+        from transformers import DynamicCache
+
+        from opdoc.models.deepseek_ocr.deepseek_v2 import causal_mask_4d
+
+        cfg = _v2_lite_hf_config(interface, variant)
+        module = ctx.module(lambda: modeling.DeepseekV2Attention(cfg, layer_idx=0))
+        B, S, P = ctx["B"], ctx["S"], ctx["P"]
+        x = ctx.tensor(B, S, ctx["h"])
+        with ctx.place(), torch.no_grad():
+            positions = torch.arange(P, P + S)[None].expand(ctx["B_pos"], -1)
+            tables = modeling.DeepseekV2RotaryEmbedding(cfg)(x, positions)
+            mask = causal_mask_4d(B, S, P, ctx.dtype, x.device) if interface == "eager" else None
+            cache = DynamicCache()
+            cache.update(ctx.tensor(B, 1, P, ctx["d_c"]), ctx.tensor(B, 1, P, ctx["d_r"]), 0)
+
+        def kv(_output: Any) -> list[torch.Tensor]:
+            return [cache.layers[0].keys, cache.layers[0].values]
+        return Case(module, lambda: module(x, attention_mask=mask, past_key_values=cache,
+                                           position_embeddings=tables), kv)
+    return make
+
+
+def _hf_yarn_rotary(ctx: Context) -> Case:
+    """transformers' DeepseekV2RotaryEmbedding (YaRN inverse frequencies): cos and sin for exactly the
+    positions given, as complex numbers, with no table kept between calls."""
+    modeling = _transformers("transformers.models.deepseek_v2.modeling_deepseek_v2")
+    cfg = _v2_lite_hf_config("eager", "lite")
+    module = ctx.module(lambda: modeling.DeepseekV2RotaryEmbedding(cfg))
+    x = ctx.tensor(ctx["B"], ctx["H"], ctx["S"], ctx["d_r"])
+    with ctx.place():
+        positions = torch.arange(ctx["P"], ctx["P"] + ctx["S"])[None].expand(ctx["B_pos"], -1)
+    return Case(module, lambda: module(x, positions))
+
+
+_MLA_REASONS = {
+    **{q: "transformers expands the cached latent to per-head keys and values in every call (kv_b_proj over all "
+          "P + S positions) and attends per head; the vendor's eager class absorbs kv_b_proj into the query and "
+          "the output and scores against the latent; rotation is complex multiplication there, a regroup and "
+          "rotate_half here, with the vendor's table rebuilt for P + S positions"
+       for q in ("tensor_flops", "cuda_flops", "io_read_bytes", "io_write_bytes", "activation_bytes", "peak_bytes")},
+}
+_MLA_FLASH_REASONS = {
+    **{q: "transformers caches the latent and expands it per call, and hands SDPA values d_v wide: with head "
+          "widths that differ, torch's fused CPU kernel does not apply and SDPA materialises the scores (the "
+          "reason the vendor pads the values); the vendor's flash class caches expanded keys and values padded "
+          "to d_n + d_r and runs the fused kernel at that width"
+       for q in ("tensor_flops", "cuda_flops", "io_read_bytes", "io_write_bytes", "activation_bytes", "peak_bytes",
+                 "kv_cache_bytes")},
+}
+_YARN_REASONS = {
+    **{q: "transformers computes cos and sin (as complex numbers) for the S positions of the call; the vendor class "
+          "rebuilds its whole cached table for P + S positions, frequencies included"
+       for q in ("cuda_flops", "io_read_bytes", "io_write_bytes", "activation_bytes", "peak_bytes")},
+}
+_STRUCTURE = frozenset({"parameters", "parameter_bytes", "kv_cache_bytes"})
+
+
 # What LlamaFlashAttention2's check that position ids ascend (before a prefill) adds: 3 ops over B_pos·(S-1).
 _ORDER_CHECK = frozenset({"cuda_flops", "io_read_bytes", "io_write_bytes", "activation_bytes"})
 _ORDER_REASONS = {q: "transformers' sdpa path makes no position-order check; LlamaFlashAttention2 (4.46.3) runs "
@@ -403,6 +488,18 @@ def comparisons(quick: bool = False) -> list[Comparison]:
         out.append(Comparison("LlamaFlashAttention2", "transformers sdpa", point, "fused", _llama_attention("sdpa"),
                               gate=ALL if single else ALL - _ORDER_CHECK, reasons=_ORDER_REASONS,
                               quick=point is prefill, variant="shared_tables"))
+    # Multi-head latent attention at DeepSeek-V2-Lite's configuration: the same weights and, for the eager
+    # class, the same cache (latent + rotary key), but transformers runs a third algorithm.
+    for point in (prefill, decode):
+        for variant in ("lite", "q_compressed"):
+            out.append(Comparison("DeepseekV2Attention", "transformers eager", point, "fused", _hf_mla("eager", variant),
+                                  gate=_STRUCTURE, reasons=_MLA_REASONS, quick=point is prefill, variant=variant))
+        out.append(Comparison("DeepseekV2FlashAttention2", "transformers sdpa", point, "fused", _hf_mla("sdpa", "lite"),
+                              gate=frozenset({"parameters", "parameter_bytes"}), reasons=_MLA_FLASH_REASONS,
+                              quick=point is prefill, variant="lite"))
+        out.append(Comparison("DeepseekV2YarnRotaryEmbedding", "transformers", point, "fused", _hf_yarn_rotary,
+                              gate=frozenset({"parameters", "parameter_bytes", "kv_cache_bytes", "tensor_flops"}),
+                              reasons=_YARN_REASONS, quick=point is prefill))
     for experts in ("grouped_mm", "batched_mm"):
         out.append(Comparison("DeepseekV2MoE", f"transformers {experts}", prefill, "fused", _deepseek_moe(experts),
                               reasons=_MOE_REASONS, quick=experts == "grouped_mm"))

@@ -277,9 +277,9 @@ class DeepseekV2Attention(nn.Module):
         weights = (torch.matmul(q_pe, k_pe.mT) + torch.matmul(q_nope, latent.unsqueeze(-3).mT)) * self.softmax_scale
         if attention_mask is None:
             raise ValueError("DeepseekV2Attention needs an additive mask (B, 1, S, P+S), even for one query")
-        if attention_mask.size() != (bsz, 1, q_len, kv_seq_len):
-            raise ValueError(f"attention mask of size {tuple(attention_mask.size())}, expected "
-                             f"{(bsz, 1, q_len, kv_seq_len)}")
+        expected = (bsz, 1, q_len, kv_seq_len)  # (B, 1, S, P+S)
+        if attention_mask.size() != expected:
+            raise ValueError(f"attention mask of size {tuple(attention_mask.size())}, expected {expected}")
         weights = weights + attention_mask
         weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(q_pe.dtype)
         weights = F.dropout(weights, p=self.attention_dropout, training=self.training)

@@ -41,13 +41,14 @@ def set_generated(root: Path, generated) -> None:
     (root / "site" / MANIFEST).write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
-@pytest.mark.parametrize("entry", ["../victim.txt", "/tmp/opdoc-victim", "plots/../../victim.txt", "a/./b",
+@pytest.mark.parametrize("entry", ["../victim.txt", "ABSOLUTE", "plots/../../victim.txt", "a/./b",
                                    ".opdoc-journal.json", "", "x\\..\\victim.txt"])
 def test_a_manifest_entry_outside_site_is_an_error_and_deletes_nothing(built, tmp_path, capsys, entry):
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me\n", encoding="utf-8")
-    absolute = Path("/tmp/opdoc-victim")
-    if entry == str(absolute):
+    absolute = tmp_path / "opdoc-victim"  # an absolute path outside site/
+    if entry == "ABSOLUTE":
+        entry = str(absolute)
         absolute.write_text("keep me\n", encoding="utf-8")
     before = manifest(built)
     set_generated(built, [*before["generated"], entry])

@@ -117,7 +117,10 @@ class Evaluator:
         spec = item.spec
         # Terms are collected and each sum is built once: adding one term at a time grows as N^1.2.
         terms: dict[str, list[sympy.Expr]] = {name: [] for name in (*ADDITIVE, "active_parameters")}
-        tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors)}
+        # A name may be declared once per variant: this variant's declaration is the one it means.
+        tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors) if tensor.only in (None, variant)}
+        tensor_index.update({tensor.name: i for i, tensor in enumerate(spec.tensors)
+                             if tensor.name not in tensor_index})  # other variants' names hold 0 bytes
 
         def present(tensor) -> bool:
             """A tensor of the other kernel or of another variant does not exist here."""

@@ -17,7 +17,7 @@ from opdoc.formula import FormulaError, parse_formula, suggest
 from opdoc.placeholders import check_placeholder
 from opdoc.spec import (
     DTYPE_BYTES,
-    Located, ModelConfig, OpSpec, SpecError, SpecProblem, read_yaml, validate,
+    Located, ModelConfig, OpSpec, SpecError, SpecProblem, read_yaml, validate, variant_names,
 )
 
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -111,6 +111,10 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
                    model_located, model_dir)
 
 
+def _variants_text(names: list[str]) -> str:
+    return f"variant {names[0]!r}" if len(names) == 1 else "variants " + ", ".join(map(repr, names))
+
+
 def _display(path: Path, root: Path) -> str:
     try:
         return str(path.resolve().relative_to(root.resolve()))
@@ -162,21 +166,26 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
         if tensor.from_child and tensor.from_child not in {child.name for child in spec.children} | {child.ref for child in spec.children}:
             problem(("tensors", index, "from_child"), f"no child named '{tensor.from_child}'")
 
-    # `only` names a variant; an operation reads and writes tensors that exist whenever it runs.
+    # `only` names variants; an operation reads and writes tensors that exist whenever it runs.
+    def unknown_variants(only) -> list[str]:
+        return [name for name in variant_names(only) or [] if name not in spec.variants]
+
     for kind, entries in (("tensors", spec.tensors), ("operations", spec.operations)):
         for index, entry in enumerate(entries):
-            if entry.only is not None and entry.only not in spec.variants:
-                problem((kind, index, "only"), f"'{entry.only}' is not one of this op's variants "
+            for name in unknown_variants(entry.only):
+                problem((kind, index, "only"), f"'{name}' is not one of this op's variants "
                                                f"({', '.join(spec.variants) or 'none declared'})")
     for index, operation in enumerate(spec.operations):
+        runs_in = variant_names(operation.only)
         for key in ("reads", "writes"):
             for position, name in enumerate(getattr(operation, key)):
                 tensor = spec.tensors[tensor_names[name]] if name in tensor_names else None
-                if tensor is not None and tensor.only not in (None, operation.only):
+                exists_in = None if tensor is None else variant_names(tensor.only)
+                if exists_in is not None and (runs_in is None or not set(runs_in) <= set(exists_in)):
                     problem(("operations", index, key, position),
-                            f"tensor '{name}' exists only in variant '{tensor.only}', but this operation runs "
-                            f"{'in every variant' if operation.only is None else 'in ' + repr(operation.only)}; "
-                            "give the operation the same `only`")
+                            f"tensor '{name}' exists only in {_variants_text(exists_in)}, but this operation runs "
+                            f"{'in every variant' if runs_in is None else 'in ' + _variants_text(runs_in)}; "
+                            "give the operation an `only` within the tensor's")
     for index, operation in enumerate(spec.operations):
         parse(("operations", index, "flops"), operation.flops)
         if operation.backward is not None:
@@ -191,8 +200,8 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
         if child.op not in catalog and child.op not in failed:
             problem(("children", index, "op"), f"no spec for child op '{child.op}'{suggest(child.op, sorted(catalog))}; "
                                                f"add specs/.../{child.op}.yaml or fix the name")
-        if child.only is not None and child.only not in spec.variants:
-            problem(("children", index, "only"), f"'{child.only}' is not one of this op's variants "
+        for name in unknown_variants(child.only):
+            problem(("children", index, "only"), f"'{name}' is not one of this op's variants "
                                                  f"({', '.join(spec.variants) or 'none declared'})")
         target = catalog.get(child.op)
         if target is not None and (child.variant or None) not in (set(target.spec.variants) or {None}):

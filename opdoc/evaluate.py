@@ -21,7 +21,7 @@ import sympy
 from opdoc.catalog import Catalog, ParsedSpec
 from opdoc.formula import FormulaError, parse_formula, suggest
 from opdoc.registry import ADDITIVE, DTYPES, FLOAT_DTYPES, KERNELS
-from opdoc.spec import DTYPE_BYTES, Child, Formula, SpecError, SpecProblem
+from opdoc.spec import DTYPE_BYTES, Child, Formula, SpecError, SpecProblem, in_variant
 
 ADAMW_STATE_BYTES = 8  # two fp32 moments per parameter
 # Symbols whose growth the "dominant as it grows" term follows: context and image size.
@@ -107,7 +107,7 @@ class Evaluator:
         """Children present in this variant with this attention kernel (the model's unless told)."""
         kernel = kernel or self.kernel
         return [(i, c) for i, c in enumerate(item.spec.children)
-                if c.only in (None, variant) and c.kernel in (None, kernel)]
+                if in_variant(c.only, variant) and c.kernel in (None, kernel)]
 
     def child_binding(self, item: ParsedSpec, index: int) -> dict[sympy.Symbol, sympy.Expr]:
         child = item.spec.children[index]
@@ -121,10 +121,10 @@ class Evaluator:
 
         def present(tensor) -> bool:
             """A tensor of the other kernel or of another variant does not exist here."""
-            return tensor.kernel in (None, kernel) and tensor.only in (None, variant)
+            return tensor.kernel in (None, kernel) and in_variant(tensor.only, variant)
 
         for i, operation in enumerate(spec.operations):
-            if operation.kernel not in (None, kernel) or operation.only not in (None, variant):
+            if operation.kernel not in (None, kernel) or not in_variant(operation.only, variant):
                 continue
             flops = item.exprs[f"operations.{i}.flops"]
             terms["tensor_flops" if operation.unit == "tensor" else "cuda_flops"].append(flops)
@@ -176,7 +176,7 @@ class Evaluator:
         expr = item.exprs[f"memory.peak.{key}.formula"]
         # A tensor that exists only with the other kernel, or in another variant, holds nothing here.
         replace = {sympy.Symbol(f"bytes[{name}]"): self.tensor_bytes(item, i)
-                   if item.spec.tensors[i].kernel in (None, kernel) and item.spec.tensors[i].only in (None, variant)
+                   if item.spec.tensors[i].kernel in (None, kernel) and in_variant(item.spec.tensors[i].only, variant)
                    else sympy.Integer(0)
                    for name, i in tensor_index.items() if name.isidentifier()}
         replace.update({sympy.Symbol(name): value for name, value in child_peaks.items()})
@@ -421,7 +421,7 @@ class Evaluator:
         totals = {name: number(expr, name) for name, expr in formulas.items()}
         operations = []
         for index, operation in enumerate(item.spec.operations):
-            if operation.kernel not in (None, kernel) or operation.only not in (None, variant):
+            if operation.kernel not in (None, kernel) or not in_variant(operation.only, variant):
                 continue
             expr = item.exprs[f"operations.{index}.flops"]
             operations.append(Part(index, operation.name, operation.unit, expr,
@@ -441,7 +441,7 @@ class Evaluator:
                                       number(instances, f"child '{child.name}' instances"), contribution))
         tensors = []
         for index, tensor in enumerate(item.spec.tensors):
-            if tensor.kernel not in (None, kernel) or tensor.only not in (None, variant):
+            if tensor.kernel not in (None, kernel) or not in_variant(tensor.only, variant):
                 continue
             shape = tuple(number(item.exprs[f"tensors.{index}.shape.{axis}"], f"tensor '{tensor.name}' shape",
                                  ("tensors", index, "shape", axis)) for axis in range(len(tensor.shape)))

@@ -17,7 +17,7 @@ from opdoc.evaluate import Evaluated, Evaluator, dominant_terms
 from opdoc.formula import engineering, exact_number, plain_text, source_text, with_exact
 from opdoc.placeholders import QUANTITY_UNITS, parse_placeholder, placeholder_op
 from opdoc.registry import DTYPES, KERNELS, UNITS
-from opdoc.spec import SpecError, SpecProblem
+from opdoc.spec import SpecError, SpecProblem, variant_names
 
 DTYPE_SHORT = {name: dtype.short for name, dtype in DTYPES.items()}
 
@@ -231,7 +231,8 @@ class ViewBuilder:
             rows.append({"name": child.name, "type": child.op + (f" ({child.variant})" if child.variant else ""),
                          "purpose": self.fill(item, child.why),
                          "shapes": f"× {plain_text(count)}, {self.fmt(count * params, 'params', item, primary, 'parameters')}"
-                                   + (f" (only in the {child.only} variant)" if child.only else "")
+                                   + (f" (only in the {' and '.join(variant_names(child.only))} variant"
+                                      f"{'s' if len(variant_names(child.only)) > 1 else ''})" if child.only else "")
                                    + (f" (only with the {child.kernel} kernel)" if child.kernel else ""),
                          "link": child.op})
         return rows

@@ -96,7 +96,8 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
             problems.append(SpecProblem(display, 1, "op", f"'{spec.op}' is specified twice"))
             continue
         if not spec.examples and model is not None and spec.scope in model.scopes:
-            spec = spec.model_copy(update={"examples": list(model.scopes[spec.scope].examples)})
+            spec = spec.model_copy(update={"examples": [name for name, example in model.scopes[spec.scope].examples.items()
+                                                        if not example.only or spec.op in example.only]})
         parsed[spec.op] = ParsedSpec(spec, display, located)
     if model is None:
         raise SpecError(problems)

@@ -190,6 +190,10 @@ class Evaluator:
         model, path = self.catalog.model, self.catalog.model_path
         for scope_name, scope in model.scopes.items():
             for example in scope.examples:
+                at = ("scopes", scope_name, "examples", example, "only")
+                for op in (op for op in scope.examples[example].only if op not in self.catalog.specs):
+                    problems.append(SpecProblem(path, self.catalog.model_line(*at), ".".join(at),
+                                                f"no spec for '{op}'{suggest(op, sorted(self.catalog.specs))}"))
                 try:
                     self.binding(scope_name, example)
                 except SpecError as exc:

@@ -56,6 +56,9 @@ class Example(_Strict):
     title: str
     bind: dict[str, Formula]
     why: str
+    # The ops whose pages show it unless a spec lists its examples (empty: every op of the scope); for an
+    # example that rebinds a configuration symbol only some ops follow (e.g. grouped key/value heads).
+    only: list[str] = []
 
 
 class Sweep(_Strict):

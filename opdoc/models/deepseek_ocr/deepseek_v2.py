@@ -515,12 +515,12 @@ def attention_class(config: DeepseekV2Config) -> type[LlamaAttention]:
                          f"{', '.join(ATTENTION_CLASSES)}") from None
 
 
-def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
-    """(B, H_kv, S, d) -> (B, H_kv * n_rep, S, d); a no-op for DeepSeek-OCR, where H_kv == H."""
+def repeat_kv(hidden_states: Tensor, n_rep: int) -> Tensor:
+    """(B, H_kv, P+S, d_h) -> (B, H, P+S, d_h); DeepSeek-OCR (H_kv = H) gets its input back."""
     if n_rep == 1:
-        return x
-    b, h_kv, s, d = x.shape
-    return x[:, :, None].expand(b, h_kv, n_rep, s, d).reshape(b, h_kv * n_rep, s, d)
+        return hidden_states
+    b, h_kv, s, d = hidden_states.shape
+    return hidden_states[:, :, None].expand(b, h_kv, n_rep, s, d).reshape(b, h_kv * n_rep, s, d)
 
 
 class DeepseekV2DecoderLayer(nn.Module):

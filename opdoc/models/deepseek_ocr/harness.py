@@ -25,7 +25,8 @@ def language_config(ctx: Context):
     ctx.check(h=cfg.hidden_size, H=cfg.num_attention_heads, d_h=cfg.hidden_size // cfg.num_attention_heads,
               d_ff=cfg.intermediate_size, d_e=cfg.moe_intermediate_size, E=cfg.n_routed_experts,
               k=cfg.num_experts_per_tok, E_s=cfg.n_shared_experts, V=cfg.vocab_size,
-              L=cfg.num_hidden_layers, L_dense=cfg.first_k_dense_replace, G_n=cfg.n_group, G_k=cfg.topk_group)
+              L=cfg.num_hidden_layers, L_dense=cfg.first_k_dense_replace, G_n=cfg.n_group, G_k=cfg.topk_group,
+              H_kv=cfg.num_key_value_heads)
     return cfg
 
 
@@ -88,6 +89,16 @@ def _reference(name: str) -> Any:
 
 
 harness("DeepseekV2MLP")(_on_hidden_states(lambda cfg: _reference("DeepseekV2MLP")(cfg)))
+
+
+@harness("repeat_kv")
+def _repeat_kv(ctx: Context) -> Case:
+    """One call on the keys as the eager attention makes it: the cache and the new positions, H_kv heads."""
+    cfg = language_config(ctx)
+    holder = ctx.module(nn.Module)
+    keys = ctx.tensor(ctx["B"], ctx["H_kv"], ctx["P"] + ctx["S"], ctx["d_h"])
+    n_rep = cfg.num_attention_heads // cfg.num_key_value_heads
+    return Case(holder, lambda: _reference("repeat_kv")(keys, n_rep))
 # MoEGate's variants: DeepSeek-OCR's greedy softmax routing, the vendor file's other methods and
 # scoring, and the greedy router in training mode (where it also forms the load-balancing loss).
 GATE_VARIANTS = {

@@ -105,7 +105,7 @@ class AnalyticLayer:
 
     def _backward(self, unit: str) -> sympy.Expr:
         return self._at(walk(self._model, self.op, self.variant,
-                             lambda o: sum((backward for _, kind, _, backward in self._model.operations_with_backward(o)
+                             lambda o, v: sum((backward for _, kind, _, backward in self._model.operations_with_backward(o, v)
                                             if kind == unit), sympy.Integer(0))))
 
     @staticmethod

@@ -17,7 +17,7 @@ from opdoc.formula import FormulaError, parse_formula, suggest
 from opdoc.placeholders import check_placeholder
 from opdoc.spec import (
     DTYPE_BYTES,
-    Located, ModelConfig, OpSpec, SpecError, SpecProblem, read_yaml, validate,
+    Located, ModelConfig, OpSpec, SpecError, SpecProblem, read_yaml, validate, variant_names,
 )
 
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -96,7 +96,8 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
             problems.append(SpecProblem(display, 1, "op", f"'{spec.op}' is specified twice"))
             continue
         if not spec.examples and model is not None and spec.scope in model.scopes:
-            spec = spec.model_copy(update={"examples": list(model.scopes[spec.scope].examples)})
+            spec = spec.model_copy(update={"examples": [name for name, example in model.scopes[spec.scope].examples.items()
+                                                        if not example.only or spec.op in example.only]})
         parsed[spec.op] = ParsedSpec(spec, display, located)
     if model is None:
         raise SpecError(problems)
@@ -109,6 +110,10 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
         raise SpecError(problems)
     return Catalog(model, model_display, symbols, {name: parsed[name] for name in order}, root,
                    model_located, model_dir)
+
+
+def _variants_text(names: list[str]) -> str:
+    return f"variant {names[0]!r}" if len(names) == 1 else "variants " + ", ".join(map(repr, names))
 
 
 def _display(path: Path, root: Path) -> str:
@@ -148,12 +153,13 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
     # Tensors: shapes are formulas; names are unique (one declaration per variant when gated by `only`,
     # as a projector type's first layer is in each type); non-parameter names can be used in peak formulas.
     tensor_names: dict[str, int] = {}
-    gated: dict[str, list[str | None]] = {}
+    gated: dict[str, list[list[str] | None]] = {}
     for index, tensor in enumerate(spec.tensors):
         earlier = gated.setdefault(tensor.name, [])
-        if earlier and (tensor.only is None or None in earlier or tensor.only in earlier):
+        mine = variant_names(tensor.only)
+        if earlier and (mine is None or None in earlier or any(set(mine) & set(other) for other in earlier)):
             problem(("tensors", index, "name"), f"tensor '{tensor.name}' is declared twice")
-        earlier.append(tensor.only)
+        earlier.append(mine)
         tensor_names[tensor.name] = index
         if tensor.role != "parameter" and not tensor.name.isidentifier():
             problem(("tensors", index, "name"), f"'{tensor.name}' must be an identifier (it can appear in formulas)")
@@ -166,22 +172,30 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
         if tensor.from_child and tensor.from_child not in {child.name for child in spec.children} | {child.ref for child in spec.children}:
             problem(("tensors", index, "from_child"), f"no child named '{tensor.from_child}'")
 
-    # `only` names a variant; an operation reads and writes tensors that exist whenever it runs.
+    # `only` names variants; an operation reads and writes tensors that exist whenever it runs.
+    def unknown_variants(only) -> list[str]:
+        return [name for name in variant_names(only) or [] if name not in spec.variants]
+
     for kind, entries in (("tensors", spec.tensors), ("operations", spec.operations)):
         for index, entry in enumerate(entries):
-            if entry.only is not None and entry.only not in spec.variants:
-                problem((kind, index, "only"), f"'{entry.only}' is not one of this op's variants "
+            for name in unknown_variants(entry.only):
+                problem((kind, index, "only"), f"'{name}' is not one of this op's variants "
                                                f"({', '.join(spec.variants) or 'none declared'})")
     for index, operation in enumerate(spec.operations):
+        runs_in = variant_names(operation.only)
         for key in ("reads", "writes"):
             for position, name in enumerate(getattr(operation, key)):
+                # A name may be declared once per variant: the operation needs one declaration that exists
+                # in every variant it runs in.
                 declared = [t for t in spec.tensors if t.name == name]
-                if declared and not any(t.only in (None, operation.only) for t in declared):
-                    tensor = declared[0]
+                fits = [t for t in declared if variant_names(t.only) is None
+                        or (runs_in is not None and set(runs_in) <= set(variant_names(t.only)))]
+                exists_in = variant_names(declared[0].only) if declared else None
+                if declared and not fits:
                     problem(("operations", index, key, position),
-                            f"tensor '{name}' exists only in variant '{tensor.only}', but this operation runs "
-                            f"{'in every variant' if operation.only is None else 'in ' + repr(operation.only)}; "
-                            "give the operation the same `only`")
+                            f"tensor '{name}' exists only in {_variants_text(exists_in)}, but this operation runs "
+                            f"{'in every variant' if runs_in is None else 'in ' + _variants_text(runs_in)}; "
+                            "give the operation an `only` within the tensor's")
     for index, operation in enumerate(spec.operations):
         parse(("operations", index, "flops"), operation.flops)
         if operation.backward is not None:
@@ -196,8 +210,8 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
         if child.op not in catalog and child.op not in failed:
             problem(("children", index, "op"), f"no spec for child op '{child.op}'{suggest(child.op, sorted(catalog))}; "
                                                f"add specs/.../{child.op}.yaml or fix the name")
-        if child.only is not None and child.only not in spec.variants:
-            problem(("children", index, "only"), f"'{child.only}' is not one of this op's variants "
+        for name in unknown_variants(child.only):
+            problem(("children", index, "only"), f"'{name}' is not one of this op's variants "
                                                  f"({', '.join(spec.variants) or 'none declared'})")
         target = catalog.get(child.op)
         if target is not None and (child.variant or None) not in (set(target.spec.variants) or {None}):

@@ -21,7 +21,7 @@ import sympy
 from opdoc.catalog import Catalog, ParsedSpec
 from opdoc.formula import FormulaError, parse_formula, suggest
 from opdoc.registry import ADDITIVE, DTYPES, FLOAT_DTYPES, KERNELS
-from opdoc.spec import DTYPE_BYTES, Child, Formula, SpecError, SpecProblem
+from opdoc.spec import DTYPE_BYTES, Child, Formula, SpecError, SpecProblem, in_variant
 
 ADAMW_STATE_BYTES = 8  # two fp32 moments per parameter
 # Symbols whose growth the "dominant as it grows" term follows: context and image size.
@@ -107,7 +107,7 @@ class Evaluator:
         """Children present in this variant with this attention kernel (the model's unless told)."""
         kernel = kernel or self.kernel
         return [(i, c) for i, c in enumerate(item.spec.children)
-                if c.only in (None, variant) and c.kernel in (None, kernel)]
+                if in_variant(c.only, variant) and c.kernel in (None, kernel)]
 
     def child_binding(self, item: ParsedSpec, index: int) -> dict[sympy.Symbol, sympy.Expr]:
         child = item.spec.children[index]
@@ -118,16 +118,16 @@ class Evaluator:
         # Terms are collected and each sum is built once: adding one term at a time grows as N^1.2.
         terms: dict[str, list[sympy.Expr]] = {name: [] for name in (*ADDITIVE, "active_parameters")}
         # A name may be declared once per variant: this variant's declaration is the one it means.
-        tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors) if tensor.only in (None, variant)}
+        tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors) if in_variant(tensor.only, variant)}
         tensor_index.update({tensor.name: i for i, tensor in enumerate(spec.tensors)
                              if tensor.name not in tensor_index})  # other variants' names hold 0 bytes
 
         def present(tensor) -> bool:
             """A tensor of the other kernel or of another variant does not exist here."""
-            return tensor.kernel in (None, kernel) and tensor.only in (None, variant)
+            return tensor.kernel in (None, kernel) and in_variant(tensor.only, variant)
 
         for i, operation in enumerate(spec.operations):
-            if operation.kernel not in (None, kernel) or operation.only not in (None, variant):
+            if operation.kernel not in (None, kernel) or not in_variant(operation.only, variant):
                 continue
             flops = item.exprs[f"operations.{i}.flops"]
             terms["tensor_flops" if operation.unit == "tensor" else "cuda_flops"].append(flops)
@@ -179,7 +179,7 @@ class Evaluator:
         expr = item.exprs[f"memory.peak.{key}.formula"]
         # A tensor that exists only with the other kernel, or in another variant, holds nothing here.
         replace = {sympy.Symbol(f"bytes[{name}]"): self.tensor_bytes(item, i)
-                   if item.spec.tensors[i].kernel in (None, kernel) and item.spec.tensors[i].only in (None, variant)
+                   if item.spec.tensors[i].kernel in (None, kernel) and in_variant(item.spec.tensors[i].only, variant)
                    else sympy.Integer(0)
                    for name, i in tensor_index.items() if name.isidentifier()}
         replace.update({sympy.Symbol(name): value for name, value in child_peaks.items()})
@@ -193,6 +193,10 @@ class Evaluator:
         model, path = self.catalog.model, self.catalog.model_path
         for scope_name, scope in model.scopes.items():
             for example in scope.examples:
+                at = ("scopes", scope_name, "examples", example, "only")
+                for op in (op for op in scope.examples[example].only if op not in self.catalog.specs):
+                    problems.append(SpecProblem(path, self.catalog.model_line(*at), ".".join(at),
+                                                f"no spec for '{op}'{suggest(op, sorted(self.catalog.specs))}"))
                 try:
                     self.binding(scope_name, example)
                 except SpecError as exc:
@@ -455,7 +459,7 @@ class Evaluator:
         totals = {name: number(expr, name) for name, expr in formulas.items()}
         operations = []
         for index, operation in enumerate(item.spec.operations):
-            if operation.kernel not in (None, kernel) or operation.only not in (None, variant):
+            if operation.kernel not in (None, kernel) or not in_variant(operation.only, variant):
                 continue
             expr = item.exprs[f"operations.{index}.flops"]
             operations.append(Part(index, operation.name, operation.unit, expr,
@@ -475,7 +479,7 @@ class Evaluator:
                                       number(instances, f"child '{child.name}' instances"), contribution))
         tensors = []
         for index, tensor in enumerate(item.spec.tensors):
-            if tensor.kernel not in (None, kernel) or tensor.only not in (None, variant):
+            if tensor.kernel not in (None, kernel) or not in_variant(tensor.only, variant):
                 continue
             shape = tuple(number(item.exprs[f"tensors.{index}.shape.{axis}"], f"tensor '{tensor.name}' shape",
                                  ("tensors", index, "shape", axis)) for axis in range(len(tensor.shape)))

@@ -126,6 +126,8 @@ class OpRuntime(_Strict):
     executed: dict[str, str] = {}
     # input tensors a fused kernel does not read from memory, with why
     fused_io_skips: dict[str, str] = {}
+    # the op's variants these counts describe (empty: every variant); another variant is not counted
+    variants: list[str] = []
     launches: Formula
     syncs: Formula
     loops: Formula
@@ -152,6 +154,11 @@ class OpCounts:
     executed: dict[str, str]
     fused_io_skips: dict[str, str]
     explain: str
+    variants: tuple[str, ...] = ()
+
+    def describes(self, variant: str | None) -> bool:
+        """Whether these counts are those of this variant of the op."""
+        return not self.variants or variant in self.variants
 
 
 @dataclass(frozen=True)
@@ -191,6 +198,10 @@ def load_runtime(path: Path, display: str, symbols: dict[str, sympy.Symbol], spe
                 problem(("ops", op, "executed", name), f"'{name}' is not an operation of {op}")
             if model not in table.kernel_models:
                 problem(("ops", op, "executed", name), f"unknown kernel model '{model}'; define it under `kernel_models`")
+        for name in entry.variants:
+            if name not in spec.variants:
+                problem(("ops", op, "variants"), f"'{name}' is not a variant of {op} "
+                                                 f"({', '.join(spec.variants) or 'none declared'})")
         inputs = {t.name for t in spec.tensors if t.role == "input"}
         for name in entry.fused_io_skips:
             if name not in inputs:
@@ -203,7 +214,7 @@ def load_runtime(path: Path, display: str, symbols: dict[str, sympy.Symbol], spe
                 problem(("ops", op, field), str(exc))
         if len(parsed) == 3:
             ops[op] = OpCounts(parsed["launches"], parsed["syncs"], parsed["loops"], dict(entry.executed),
-                               dict(entry.fused_io_skips), entry.explain)
+                               dict(entry.fused_io_skips), entry.explain, tuple(entry.variants))
     if problems:
         raise SpecError(problems)
     return Runtime(display, table, ops)

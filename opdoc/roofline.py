@@ -39,7 +39,7 @@ from opdoc.formula import engineering, exact_number, minimum, plain_text
 from opdoc.hardware import (
     HARDWARE_FILE, RUNTIME_FILE, GpuPeaks, Hardware, Runtime, load_hardware, load_runtime,
 )
-from opdoc.spec import SpecError, SpecProblem
+from opdoc.spec import SpecError, SpecProblem, in_variant
 
 
 
@@ -115,28 +115,29 @@ class Model:
         # The answers' searches and degree probes may pass the trained context; they say where it lies.
         return self.ev.binding(self.spec(op).scope, example, overrides, allow_beyond=True)
 
-    def operations(self, op: str) -> list[tuple[str, str, sympy.Expr]]:
-        """(name, unit, counted FLOPs) of the op's own operations that run with the model's kernel."""
+    def operations(self, op: str, variant: str | None = None) -> list[tuple[str, str, sympy.Expr]]:
+        """(name, unit, counted FLOPs) of the op's own operations that run in this variant with the model's kernel."""
         item = self.catalog.specs[op]
         return [(o.name, o.unit, item.exprs[f"operations.{i}.flops"]) for i, o in enumerate(item.spec.operations)
-                if o.kernel in (None, self.kernel)]
+                if o.kernel in (None, self.kernel) and in_variant(o.only, variant)]
 
-    def operations_with_backward(self, op: str) -> list[tuple[str, str, sympy.Expr, sympy.Expr]]:
+    def operations_with_backward(self, op: str, variant: str | None = None) -> list[tuple[str, str, sympy.Expr, sympy.Expr]]:
         """(name, unit, FLOPs, backward FLOPs) per own operation; the default backward is the evaluator's
         rule (2× forward: a gradient for each operand), stated in evaluate.py."""
         item = self.catalog.specs[op]
         rows = []
         for i, o in enumerate(item.spec.operations):
-            if o.kernel in (None, self.kernel):
+            if o.kernel in (None, self.kernel) and in_variant(o.only, variant):
                 flops = item.exprs[f"operations.{i}.flops"]
                 rows.append((o.name, o.unit, flops, item.exprs.get(f"operations.{i}.backward", 2 * flops)))
         return rows
 
-    def tensors(self, op: str) -> list[TensorCost]:
+    def tensors(self, op: str, variant: str | None = None) -> list[TensorCost]:
+        """The op's tensors that exist in this variant with the model's kernel."""
         item: ParsedSpec = self.catalog.specs[op]
         rows = []
         for i, t in enumerate(item.spec.tensors):
-            if t.kernel not in (None, self.kernel):
+            if t.kernel not in (None, self.kernel) or not in_variant(t.only, variant):
                 continue
             size = self.ev.dtype_bytes(t.dtype)
             active = item.exprs.get(f"tensors.{i}.active")
@@ -163,18 +164,24 @@ class Model:
             return str(path)
 
 
-def walk(model: Model, op: str, variant: str | None, own: Callable[[str], sympy.Expr]) -> sympy.Expr:
-    """own(op) + Σ children count × walk(child), each child's expression in the parent's symbols."""
-    total = own(op)
+def walk(model: Model, op: str, variant: str | None,
+         own: Callable[[str, str | None], sympy.Expr]) -> sympy.Expr:
+    """own(op, variant) + Σ children count × walk(child), each child's expression in the parent's symbols."""
+    total = own(op, variant)
     for child in model.children(op, variant):
         total += child.count * walk(model, child.op, child.variant, own).xreplace(child.binding)
     return total
 
 
 def tree_ops(model: Model, op: str, variant: str | None) -> set[str]:
-    found = {op}
+    return {name for name, _ in tree_variants(model, op, variant)}
+
+
+def tree_variants(model: Model, op: str, variant: str | None) -> set[tuple[str, str | None]]:
+    """(op, variant) of the op and of every descendant that runs."""
+    found = {(op, variant)}
     for child in model.children(op, variant):
-        found |= tree_ops(model, child.op, child.variant)
+        found |= tree_variants(model, child.op, child.variant)
     return found
 
 
@@ -279,32 +286,32 @@ class Roofline:
 
     # -------------------------------------------------------------- symbolic
 
-    def _executed_delta(self, unit: str) -> Callable[[str], sympy.Expr]:
+    def _executed_delta(self, unit: str) -> Callable[[str, str | None], sympy.Expr]:
         S = self.model.symbols.get("S", sympy.Integer(1))
         P = self.model.symbols.get("P", sympy.Integer(0))
 
-        def own(op: str) -> sympy.Expr:
+        def own(op: str, variant: str | None) -> sympy.Expr:
             counts = self.runtime.ops.get(op) if self.runtime else None
             delta = sympy.Integer(0)
-            for name, kind, flops in self.model.operations(op):
+            for name, kind, flops in self.model.operations(op, variant):
                 if counts and name in counts.executed and kind == unit:
                     delta += flops * (KERNEL_MODELS[counts.executed[name]](S, P, BLOCK) - 1)
             return delta
         return own
 
-    def _weights_read(self, op: str) -> sympy.Expr:
+    def _weights_read(self, op: str, variant: str | None) -> sympy.Expr:
         S = self.model.symbols.get("S", sympy.Integer(1))
         B = self.model.symbols.get("B", sympy.Integer(1))
         total = sympy.Integer(0)
-        for t in self.model.tensors(op):
+        for t in self.model.tensors(op, variant):
             if t.role != "parameter" or t.from_child:
                 continue
             total += t.bytes if t.active is None else minimum(t.numel, B * S * t.active) * t.element_bytes
         return total
 
-    def _own_io(self, op: str) -> sympy.Expr:
+    def _own_io(self, op: str, variant: str | None) -> sympy.Expr:
         skips = self.runtime.ops[op].fused_io_skips if self.runtime and op in self.runtime.ops else {}
-        tensors = self.model.tensors(op)
+        tensors = self.model.tensors(op, variant)
         inputs = [t for t in tensors if t.role == "input" and t.name not in skips]
         outputs = [t for t in tensors if t.role == "output" and not t.from_child]
         if not outputs:  # the op's result is produced by its last child (a final norm): still its output
@@ -323,13 +330,14 @@ class Roofline:
         kv = q["kv_cache_bytes"]
         kv_read = kv.xreplace({m.symbols["S"]: 0}) if "S" in m.symbols else sympy.Integer(0)  # P positions
         kv_write = sympy.expand(kv - kv_read)
-        fused = weights + self._own_io(op) + kv_read + kv_write
+        fused = weights + self._own_io(op, variant) + kv_read + kv_write
         ops_in_tree = tree_ops(m, op, variant)
-        counted = self.runtime is not None and ops_in_tree <= set(self.runtime.ops)
+        counted = self.runtime is not None and all(o in self.runtime.ops and self.runtime.ops[o].describes(v)
+                                                   for o, v in tree_variants(m, op, variant))
         counts = self.runtime.ops if counted else {}
-        launches = walk(m, op, variant, lambda o: counts[o].launches) if counted else None
-        syncs = walk(m, op, variant, lambda o: counts[o].syncs) if counted else None
-        loops = walk(m, op, variant, lambda o: counts[o].loops) if counted else None
+        launches = walk(m, op, variant, lambda o, v: counts[o].launches) if counted else None
+        syncs = walk(m, op, variant, lambda o, v: counts[o].syncs) if counted else None
+        loops = walk(m, op, variant, lambda o, v: counts[o].loops) if counted else None
         models = sorted({name for o in ops_in_tree if self.runtime and o in self.runtime.ops
                          for name in self.runtime.ops[o].executed.values()})
         work = Work(q["tensor_flops"], q["cuda_flops"], executed_tensor, executed_cuda, weights, kv_read, kv_write,

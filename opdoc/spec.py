@@ -49,6 +49,9 @@ class Example(_Strict):
     title: str
     bind: dict[str, Formula]
     why: str
+    # The ops whose pages show it unless a spec lists its examples (empty: every op of the scope); for an
+    # example that rebinds a configuration symbol only some ops follow (e.g. grouped key/value heads).
+    only: list[str] = []
 
 
 class Sweep(_Strict):
@@ -185,6 +188,21 @@ class Constructor(_Strict):
     behavior: list[str] = []
 
 
+# `only`: the variant, or the list of variants, in which a tensor, operation or child exists (None: all).
+VariantSet = str | list[str] | None
+
+
+def variant_names(only: VariantSet) -> list[str] | None:
+    """The variants an `only` names, as a list; None when the entry exists in every variant."""
+    return None if only is None else [only] if isinstance(only, str) else list(only)
+
+
+def in_variant(only: VariantSet, variant: str | None) -> bool:
+    """Whether an entry with this `only` exists in ``variant``."""
+    names = variant_names(only)
+    return names is None or variant in names
+
+
 class Tensor(_Strict):
     name: str
     role: Literal["input", "intermediate", "output", "cache", "parameter"]
@@ -197,7 +215,7 @@ class Tensor(_Strict):
     kernel: KernelName | None = None
     # Parameters touched per token when fewer than all (an embedding reads one row): for active counts.
     active: Formula | None = None
-    only: str | None = None  # present only in this variant of the op (absent elsewhere: 0 bytes in peaks)
+    only: VariantSet = None  # present only in this variant (or these) of the op (absent elsewhere: 0 bytes in peaks)
 
 
 class Operation(_Strict):
@@ -209,7 +227,7 @@ class Operation(_Strict):
     reads: list[str] = []
     writes: list[str] = []
     kernel: KernelName | None = None
-    only: str | None = None  # runs only in this variant of the op
+    only: VariantSet = None  # runs only in this variant (or these) of the op
 
 
 class Child(_Strict):
@@ -222,7 +240,7 @@ class Child(_Strict):
     active: Formula | None = None
     bind: dict[str, Formula] = {}
     variant: str | None = None  # which variant of the child op this is (e.g. a "moe" decoder layer)
-    only: str | None = None  # present only in this variant of the parent
+    only: VariantSet = None  # present only in this variant (or these) of the parent
     # Present only with this attention kernel (a layer builds an eager or a flash attention class); None: always.
     kernel: KernelName | None = None
     why: str

@@ -83,7 +83,9 @@ def input_digest(model_dir: Path, root: Path, site: Path, templates: Path, sourc
         yield "\n".join(_environment()).encode()
         yield _name(model_dir, root).encode()  # the index page names the spec folder
         project = PACKAGE.parent / "pyproject.toml"  # the pins
-        groups = (("spec", _files(model_dir)), ("template", _files(templates)), ("opdoc", build_sources()),
+        # hardware.yaml and runtime.yaml sit beside the model folder and feed the roofline pages
+        shared = sorted(path for path in model_dir.parent.glob("*.yaml") if path.is_file())
+        groups = (("spec", _files(model_dir)), ("spec", shared), ("template", _files(templates)), ("opdoc", build_sources()),
                   ("project", [project] if project.is_file() else []))
         for kind, paths in groups:
             for path in paths:

@@ -19,7 +19,7 @@ from opdoc.source import ClassSource, class_source
 from opdoc.formula import engineering, exact_number, plain_text, source_text, with_exact
 from opdoc.placeholders import QUANTITY_UNITS, parse_placeholder, placeholder_op
 from opdoc.registry import DTYPES, KERNELS, UNITS
-from opdoc.spec import SpecError, SpecProblem
+from opdoc.spec import SpecError, SpecProblem, in_variant, variant_names
 
 DTYPE_SHORT = {name: dtype.short for name, dtype in DTYPES.items()}
 
@@ -226,7 +226,7 @@ class ViewBuilder:
             # Already Markdown (a code span per tensor name), so marked safe for the template.
             shapes = [Markup(f"{code_span(t.name)} {escape_text(self._shape(item, i))}") for i, t in enumerate(spec.tensors)
                       if t.role == "parameter" and (t.name == name or t.name.startswith(name + "."))
-                      and t.only in (None, first)]
+                      and in_variant(t.only, first)]
             rows.append({"name": name, "type": component.type, "purpose": self.fill(item, component.purpose),
                          "shapes": Markup(", ").join(shapes), "link": None})
         for index, child in enumerate(spec.children):
@@ -236,7 +236,8 @@ class ViewBuilder:
             rows.append({"name": child.name, "type": child.op + (f" ({child.variant})" if child.variant else ""),
                          "purpose": self.fill(item, child.why),
                          "shapes": f"× {plain_text(count)}, {self.fmt(count * params, 'params', item, primary, 'parameters')}"
-                                   + (f" (only in the {child.only} variant)" if child.only else "")
+                                   + (f" (only in the {' and '.join(variant_names(child.only))} variant"
+                                      f"{'s' if len(variant_names(child.only)) > 1 else ''})" if child.only else "")
                                    + (f" (only with the {child.kernel} kernel)" if child.kernel else ""),
                          "link": child.op})
         return rows

@@ -204,3 +204,14 @@ def test_roofline_chart_refuses_points_a_log_axis_cannot_show():
 
     with pytest.raises(ValueError, match="must be positive"):
         plots.roofline_svg("X", GPUS, [("X", "decode", 0.0, 1e12)], "H100 SXM5 80 GB")
+
+
+def test_runtime_counts_describe_only_the_variants_they_name():
+    """runtime.yaml counts DeepSeek-OCR's greedy router; the vendor file's other routing methods launch
+    other kernels, so their launches are left uncounted rather than borrowed."""
+    assert R.point("MoEGate", "greedy", "decode").launches == 9
+    for variant in ("sigmoid", "group_limited_greedy", "noaux_tc", "training"):
+        assert R.point("MoEGate", variant, "decode").launches is None
+    # the fused bytes of a variant read only its own tensors: noaux_tc adds its bf16 bias (64 × 2 bytes)
+    greedy, noaux = R.point("MoEGate", "greedy", "decode"), R.point("MoEGate", "noaux_tc", "decode")
+    assert noaux.fused_bytes - greedy.fused_bytes == 64 * 2

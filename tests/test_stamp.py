@@ -105,3 +105,19 @@ def test_committed_knowledge_base_is_what_a_full_render_generates():
     # The stamp lets `build --check` answer early; this renders every page and compares, stamp included.
     changes, _ = build(Paths(root=ROOT), check=True, full=True)
     assert changes == [], changes
+
+
+def test_the_input_digest_follows_the_hardware_and_runtime_files(tmp_path):
+    """runtime.yaml and hardware.yaml sit beside the model folder and change the roofline pages: an edit
+    to either must not leave a stale knowledge base vouched for."""
+    root, site = tiny(tmp_path)
+    model = root / "specs" / "tiny"
+    shared = root / "specs" / "hardware.yaml"
+    assert shared.is_file()
+
+    def digest():
+        return stamp.input_digest(model, root, site, TEMPLATES, [])
+
+    before = digest()
+    shared.write_text(shared.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    assert digest() != before

@@ -27,6 +27,12 @@ def mutated(tmp_path: Path, op: str, edits: list[tuple[str, str]], drop_closed: 
     model = yaml.safe_load((SPECS / "model.yaml").read_text(encoding="utf-8"))
     for scope in model["scopes"].values():
         scope["check"] = [p for p in scope.get("check", []) if not p.get("only") or set(p["only"]) & copied]
+        # and so would examples shown only on their pages
+        for name, example in list(scope["examples"].items()):
+            if example.get("only"):
+                example["only"] = [o for o in example["only"] if o in copied]
+                if not example["only"]:
+                    del scope["examples"][name]
     (folder / "model.yaml").write_text(yaml.safe_dump(model, sort_keys=False), encoding="utf-8")
     path = folder / f"{op}.yaml"
     text = path.read_text(encoding="utf-8")

@@ -69,8 +69,10 @@ def test_point_binding_recomputes_dependent_symbols(loaded):
     _, ev = loaded
     tiny = by_name(point_binding(ev, "sam", Point.at("base_view", H_img=512, W_img=512)))
     assert (tiny["H_p"], tiny["S"]) == (32, 1024)
+    # num_key_value_heads follows the heads: 4 query heads cannot share 10 key/value heads (a limit)
     small = by_name(point_binding(ev, "language", Point.at("prefill", config={"hidden_size": 64,
-                                                                              "num_attention_heads": 4})))
+                                                                              "num_attention_heads": 4,
+                                                                              "num_key_value_heads": 4})))
     assert (small["h"], small["d_h"]) == (64, 16)
 
 

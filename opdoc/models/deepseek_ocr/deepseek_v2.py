@@ -57,7 +57,14 @@ class DeepseekV2MLP(nn.Module):
 
 
 class MoEGate(nn.Module):
-    """Router: fp32 logits over the routed experts, softmax scores, top-k experts and weights per token."""
+    """Router: fp32 logits over the routed experts, scores (softmax or sigmoid), top-k experts and weights.
+
+    The selection methods of the vendor file: "greedy" (DeepSeek-OCR: the k best scores), and two that
+    first keep the best `topk_group` of `n_group` expert groups, "group_limited_greedy" (a group ranked
+    by its best score) and "noaux_tc" (ranked by its two best scores after a learned per-expert bias,
+    inference only). In training mode with aux_loss_alpha > 0 it also returns the load-balancing loss.
+    Intermediates are locals of forward, as upstream's, so they stay referenced until it returns.
+    """
 
     def __init__(self, config: DeepseekV2Config) -> None:
         super().__init__()
@@ -73,42 +80,69 @@ class MoEGate(nn.Module):
         self.topk_group = config.topk_group
         self.norm_topk_prob = config.norm_topk_prob
         self.weight = nn.Parameter(torch.empty(self.n_routed_experts, config.hidden_size))
+        if self.topk_method == "noaux_tc":  # a learned bias that only steers the choice, not the weights
+            self.e_score_correction_bias = nn.Parameter(torch.zeros(self.n_routed_experts))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
     def forward(self, hidden_states: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         bsz, seq_len, h = hidden_states.shape
-        x = hidden_states.reshape(-1, h)
+        tokens = bsz * seq_len
+        hidden_states = hidden_states.view(-1, h)
         # Routing decisions are made in fp32 even for a bf16 model, as upstream does.
-        logits = F.linear(x.to(torch.float32), self.weight.to(torch.float32))
-        if self.scoring_func != "softmax":
+        logits = F.linear(hidden_states.type(torch.float32), self.weight.type(torch.float32), None)
+        if self.scoring_func == "softmax":
+            scores = logits.softmax(dim=-1, dtype=torch.float32)
+        elif self.scoring_func == "sigmoid":
+            scores = logits.sigmoid()
+        else:
             raise NotImplementedError(f"scoring_func {self.scoring_func!r}")
-        scores = logits.softmax(dim=-1, dtype=torch.float32)
+        per_group = self.n_routed_experts // self.n_group
         if self.topk_method == "greedy":
             topk_weight, topk_idx = torch.topk(scores, k=self.top_k, dim=-1, sorted=False)
-        elif self.topk_method == "group_limited_greedy":  # keep only experts of the best topk_group groups
-            group_scores = scores.view(x.shape[0], self.n_group, -1).max(dim=-1).values
+        elif self.topk_method == "group_limited_greedy":  # groups ranked by their best score
+            group_scores = scores.view(tokens, self.n_group, -1).max(dim=-1).values
             group_idx = torch.topk(group_scores, k=self.topk_group, dim=-1, sorted=False)[1]
-            group_mask = torch.zeros_like(group_scores).scatter_(1, group_idx, 1.0)
-            score_mask = group_mask.repeat_interleave(self.n_routed_experts // self.n_group, dim=-1)
-            masked = scores.masked_fill(score_mask == 0, 0.0)
-            topk_weight, topk_idx = torch.topk(masked, k=self.top_k, dim=-1, sorted=False)
+            group_mask = torch.zeros_like(group_scores)
+            group_mask.scatter_(1, group_idx, 1)  # 1 for each token's kept groups
+            score_mask = group_mask.unsqueeze(-1).expand(tokens, self.n_group, per_group).reshape(tokens, -1)
+            kept = scores.masked_fill(~score_mask.bool(), 0.0)
+            topk_weight, topk_idx = torch.topk(kept, k=self.top_k, dim=-1, sorted=False)
+        elif self.topk_method == "noaux_tc":  # groups ranked by their two best biased scores
+            if self.training:
+                raise NotImplementedError("noaux_tc routing is for inference only (upstream asserts it)")
+            biased = scores.view(tokens, -1) + self.e_score_correction_bias.unsqueeze(0)
+            group_scores = biased.view(tokens, self.n_group, -1).topk(2, dim=-1)[0].sum(dim=-1)
+            group_idx = torch.topk(group_scores, k=self.topk_group, dim=-1, sorted=False)[1]
+            group_mask = torch.zeros_like(group_scores)
+            group_mask.scatter_(1, group_idx, 1)
+            score_mask = group_mask.unsqueeze(-1).expand(tokens, self.n_group, per_group).reshape(tokens, -1)
+            kept = biased.masked_fill(~score_mask.bool(), 0.0)
+            # The biased values are kept in a local until the call returns, as upstream's `_`.
+            choice_values, topk_idx = torch.topk(kept, k=self.top_k, dim=-1, sorted=False)
+            topk_weight = scores.gather(1, topk_idx)  # the weights are the unbiased scores
         else:
             raise NotImplementedError(f"topk_method {self.topk_method!r}")
         if self.top_k > 1 and self.norm_topk_prob:
-            topk_weight = topk_weight / (topk_weight.sum(dim=-1, keepdim=True) + 1e-20)
-        topk_weight = topk_weight * self.routed_scaling_factor
+            denominator = topk_weight.sum(dim=-1, keepdim=True) + 1e-20
+            topk_weight = topk_weight / denominator * self.routed_scaling_factor
+        else:
+            topk_weight = topk_weight * self.routed_scaling_factor
         aux_loss = self._aux_loss(scores, topk_idx, bsz, seq_len) if self.training and self.alpha > 0.0 else None
         return topk_idx, topk_weight, aux_loss
 
     def _aux_loss(self, scores: Tensor, topk_idx: Tensor, bsz: int, seq_len: int) -> Tensor:
-        """Load-balancing loss: alpha * sum_e (fraction routed to e, scaled by E) * (mean score of e)."""
+        """Load-balancing loss: alpha * sum_e (share of slots routed to e, times E) * (mean score of e)."""
         E, k = self.n_routed_experts, self.top_k
+        idx = topk_idx.view(bsz, -1)
         if self.seq_aux:  # balance within each sequence
-            idx = topk_idx.view(bsz, -1)
-            ce = scores.new_zeros(bsz, E).scatter_add_(1, idx, scores.new_ones(idx.shape)).div_(seq_len * k / E)
-            return (ce * scores.view(bsz, seq_len, -1).mean(dim=1)).sum(dim=1).mean() * self.alpha
-        fi = F.one_hot(topk_idx.view(-1), num_classes=E).float().mean(0) * E
-        return (scores.mean(0) * fi).sum() * self.alpha
+            per_sequence = scores.view(bsz, seq_len, -1)
+            counts = torch.zeros(bsz, E, device=scores.device)
+            counts.scatter_add_(1, idx, torch.ones(bsz, seq_len * k, device=scores.device)).div_(seq_len * k / E)
+            return (counts * per_sequence.mean(dim=1)).sum(dim=1).mean() * self.alpha
+        hits = F.one_hot(idx.view(-1), num_classes=E)  # kept until the loss is formed, as upstream
+        share = hits.float().mean(0)
+        mean_scores = scores.mean(0)
+        return (mean_scores * (share * E)).sum() * self.alpha
 
 
 class AddAuxiliaryLoss(torch.autograd.Function):
@@ -481,12 +515,12 @@ def attention_class(config: DeepseekV2Config) -> type[LlamaAttention]:
                          f"{', '.join(ATTENTION_CLASSES)}") from None
 
 
-def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
-    """(B, H_kv, S, d) -> (B, H_kv * n_rep, S, d); a no-op for DeepSeek-OCR, where H_kv == H."""
+def repeat_kv(hidden_states: Tensor, n_rep: int) -> Tensor:
+    """(B, H_kv, P+S, d_h) -> (B, H, P+S, d_h); DeepSeek-OCR (H_kv = H) gets its input back."""
     if n_rep == 1:
-        return x
-    b, h_kv, s, d = x.shape
-    return x[:, :, None].expand(b, h_kv, n_rep, s, d).reshape(b, h_kv * n_rep, s, d)
+        return hidden_states
+    b, h_kv, s, d = hidden_states.shape
+    return hidden_states[:, :, None].expand(b, h_kv, n_rep, s, d).reshape(b, h_kv * n_rep, s, d)
 
 
 class DeepseekV2DecoderLayer(nn.Module):

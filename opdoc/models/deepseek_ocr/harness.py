@@ -6,6 +6,7 @@ cannot be declared lives here: KV caches, token ids, rotary tables, masks and ro
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,8 @@ def language_config(ctx: Context):
     ctx.check(h=cfg.hidden_size, H=cfg.num_attention_heads, d_h=cfg.hidden_size // cfg.num_attention_heads,
               d_ff=cfg.intermediate_size, d_e=cfg.moe_intermediate_size, E=cfg.n_routed_experts,
               k=cfg.num_experts_per_tok, E_s=cfg.n_shared_experts, V=cfg.vocab_size,
-              L=cfg.num_hidden_layers, L_dense=cfg.first_k_dense_replace)
+              L=cfg.num_hidden_layers, L_dense=cfg.first_k_dense_replace, G_n=cfg.n_group, G_k=cfg.topk_group,
+              H_kv=cfg.num_key_value_heads)
     return cfg
 
 
@@ -87,7 +89,40 @@ def _reference(name: str) -> Any:
 
 
 harness("DeepseekV2MLP")(_on_hidden_states(lambda cfg: _reference("DeepseekV2MLP")(cfg)))
-harness("MoEGate")(_on_hidden_states(lambda cfg: _reference("MoEGate")(cfg)))
+
+
+@harness("repeat_kv")
+def _repeat_kv(ctx: Context) -> Case:
+    """One call on the keys as the eager attention makes it: the cache and the new positions, H_kv heads."""
+    cfg = language_config(ctx)
+    holder = ctx.module(nn.Module)
+    keys = ctx.tensor(ctx["B"], ctx["H_kv"], ctx["P"] + ctx["S"], ctx["d_h"])
+    n_rep = cfg.num_attention_heads // cfg.num_key_value_heads
+    return Case(holder, lambda: _reference("repeat_kv")(keys, n_rep))
+# MoEGate's variants: DeepSeek-OCR's greedy softmax routing, the vendor file's other methods and
+# scoring, and the greedy router in training mode (where it also forms the load-balancing loss).
+GATE_VARIANTS = {
+    "greedy": {},
+    "group_limited_greedy": {"topk_method": "group_limited_greedy"},
+    "noaux_tc": {"topk_method": "noaux_tc"},
+    "sigmoid": {"scoring_func": "sigmoid"},
+    "training": {},
+}
+
+
+def gate_config(ctx: Context):
+    if ctx.variant not in GATE_VARIANTS:
+        raise HarnessError(f"MoEGate: variant must be one of {list(GATE_VARIANTS)}, got {ctx.variant!r}")
+    return dataclasses.replace(language_config(ctx), **GATE_VARIANTS[ctx.variant])
+
+
+@harness("MoEGate")
+def _moe_gate(ctx: Context) -> Case:
+    cfg = gate_config(ctx)
+    module = ctx.module(lambda: _reference("MoEGate")(cfg))
+    module.train(ctx.variant == "training")
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
+    return Case(module, lambda: module(x))
 
 
 @harness("DeepseekV2MoE")

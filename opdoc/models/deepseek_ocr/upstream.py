@@ -334,7 +334,8 @@ def language_config(vendor: Vendor, ctx: Context):
               d_h=config.hidden_size // config.num_attention_heads, d_ff=config.intermediate_size,
               d_e=config.moe_intermediate_size, E=config.n_routed_experts, k=config.num_experts_per_tok,
               E_s=config.n_shared_experts, V=config.vocab_size, L=config.num_hidden_layers,
-              L_dense=config.first_k_dense_replace)
+              L_dense=config.first_k_dense_replace, G_n=config.n_group, G_k=config.topk_group,
+              H_kv=config.num_key_value_heads)
     return config
 
 
@@ -418,7 +419,33 @@ def _hidden(name: str, make: Callable[[Any, Any], nn.Module]) -> None:
 
 _hidden("DeepseekV2RMSNorm", lambda m, cfg: m.DeepseekV2RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps))
 _hidden("DeepseekV2MLP", lambda m, cfg: m.DeepseekV2MLP(cfg))
-_hidden("MoEGate", lambda m, cfg: m.MoEGate(cfg))
+
+
+@upstream("repeat_kv")
+def _repeat_kv(vendor: Vendor, ctx: Context) -> Case:
+    """The vendor file's repeat_kv (transformers' own, copied there), on the keys of one eager call."""
+    cfg = language_config(vendor, ctx)
+    holder = ctx.module(nn.Module)
+    keys = ctx.tensor(ctx["B"], ctx["H_kv"], ctx["P"] + ctx["S"], ctx["d_h"])
+    n_rep = cfg.num_attention_heads // cfg.num_key_value_heads
+    return _with_patches(vendor, ctx, holder, lambda: vendor["modeling_deepseekv2"].repeat_kv(keys, n_rep))
+
+
+@upstream("MoEGate")
+def _moe_gate(vendor: Vendor, ctx: Context) -> Case:
+    """The vendor router with the variant's routing keys set in its config; `training` in train mode."""
+    from opdoc.models.deepseek_ocr.harness import GATE_VARIANTS
+
+    if ctx.variant not in GATE_VARIANTS:
+        raise HarnessError(f"MoEGate: variant must be one of {list(GATE_VARIANTS)}, got {ctx.variant!r}")
+    cfg = language_config(vendor, ctx)
+    for key, value in GATE_VARIANTS[ctx.variant].items():
+        setattr(cfg, key, value)
+    module = ctx.module(lambda: vendor["modeling_deepseekv2"].MoEGate(cfg))
+    module.train(ctx.variant == "training")
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
+    return _with_patches(vendor, ctx, module, lambda: module(x))
+
 _hidden("DeepseekV2MoE", lambda m, cfg: m.DeepseekV2MoE(cfg))
 
 

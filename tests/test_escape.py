@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from html import unescape
-from html.parser import HTMLParser
 
 import pytest
 from hypothesis import given, settings
@@ -17,40 +16,7 @@ from opdoc.escape import (
 markdown = pytest.importorskip("markdown", reason="the site extra (mkdocs, pymdown-extensions) is not installed")
 pytest.importorskip("pymdownx")
 
-
-def to_html(text: str) -> str:
-    """Markdown -> HTML with the extensions the site uses (see mkdocs.yml)."""
-    from pymdownx.superfences import fence_code_format
-
-    md = markdown.Markdown(
-        extensions=["admonition", "tables", "attr_list", "md_in_html", "toc", "pymdownx.details",
-                    "pymdownx.superfences", "pymdownx.arithmatex"],
-        extension_configs={
-            "pymdownx.superfences": {"custom_fences": [
-                {"name": "mermaid", "class": "mermaid", "format": fence_code_format}]},
-            "pymdownx.arithmatex": {"generic": True},
-        },
-    )
-    return md.convert(text)
-
-
-class Elements(HTMLParser):
-    """Every start tag and its attributes in a piece of HTML."""
-
-    def __init__(self, html: str):
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
-        self.text: list[str] = []
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, attrs))
-
-    def handle_startendtag(self, tag, attrs):
-        self.tags.append((tag, attrs))
-
-    def handle_data(self, data):
-        self.text.append(data)
+from site_markdown import Elements, to_html  # noqa: E402
 
 
 # Elements Markdown itself writes for the syntax used here; anything else came from raw HTML.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -20,43 +19,12 @@ from opdoc_testing import ROOT
 markdown = pytest.importorskip("markdown", reason="the site extra (mkdocs, pymdown-extensions) is not installed")
 pytest.importorskip("pymdownx")
 
+from site_markdown import Elements, to_html  # noqa: E402
+
 # Elements Markdown writes for the syntax opdoc's templates use; anything else came from raw HTML.
 MARKDOWN_TAGS = {"p", "code", "pre", "span", "div", "br", "a", "em", "strong", "ul", "ol", "li", "blockquote",
                  "h1", "h2", "h3", "h4", "h5", "h6", "hr", "table", "thead", "tbody", "tr", "th", "td", "img"}
 PLOT = re.compile(r"plots/(?:op-\w+|roofline-\w+|overview)\.svg")
-
-
-def to_html(text: str) -> str:
-    """Markdown -> HTML with the extensions mkdocs.yml enables."""
-    from pymdownx.superfences import fence_code_format
-
-    md = markdown.Markdown(
-        extensions=["admonition", "tables", "attr_list", "md_in_html", "toc", "pymdownx.details",
-                    "pymdownx.superfences", "pymdownx.arithmatex"],
-        extension_configs={
-            "pymdownx.superfences": {"custom_fences": [
-                {"name": "mermaid", "class": "mermaid", "format": fence_code_format}]},
-            "pymdownx.arithmatex": {"generic": True},
-        },
-    )
-    return md.convert(text)
-
-
-class Elements(HTMLParser):
-    def __init__(self, html: str):
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
-        self.text: list[str] = []
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, attrs))
-
-    def handle_startendtag(self, tag, attrs):
-        self.tags.append((tag, attrs))
-
-    def handle_data(self, data):
-        self.text.append(data)
 
 
 def live_markup(html: str) -> list[str]:

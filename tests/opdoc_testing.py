@@ -1,5 +1,7 @@
 """Paths and the golden-file comparison shared by opdoc's own tests (a unique name: several test folders have a conftest)."""
 
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,3 +36,18 @@ def load_weight_index() -> dict:
 def keys_under(index: dict, prefix: str) -> set[str]:
     """Parameter names of the checkpoint under `prefix`, with the prefix removed."""
     return {k[len(prefix):] for k in index["weight_map"] if k.startswith(prefix)}
+
+
+@contextmanager
+def hang_guard(seconds: int, what: str = "still running"):
+    """Fail with TimeoutError if the block runs past `seconds` (a guard against hangs, not a timer)."""
+    def expire(*_):
+        raise TimeoutError(f"{what} after {seconds} s: a hang")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 import pytest
 
+from opdoc_testing import hang_guard as _hang_guard
 from opdoc.formula import FormulaError, engineering, exact_number, parse_formula, plain_text, with_exact
 
 S, B, h, d_ff = sympy.symbols("S B h d_ff", positive=True)
@@ -117,26 +118,14 @@ def test_number_formatting():
 # Each is refused with a FormulaError or parsed into arithmetic over the declared symbols; nothing
 # else may happen (no other exception, no hang: a guard fails the example after HANG seconds).
 
-import signal
-from contextlib import contextmanager
 
 from opdoc.formula import MAX_DEPTH, source_text
 
 HANG = 10
 
 
-@contextmanager
 def hang_guard(seconds: int = HANG):
-    def expire(*_):
-        raise TimeoutError(f"still parsing after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    return _hang_guard(seconds, "still parsing")
 
 
 def refused_or_arithmetic(text) -> sympy.Expr | None:

@@ -4,32 +4,21 @@ exit 1, never a traceback and never a hang; the knowledge base is left as it was
 from __future__ import annotations
 
 import re
-import signal
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from broken_specs import CASES, WHOLE_FILE
 from hostile_specs import tiny_copy
+from opdoc_testing import hang_guard as _hang_guard
 from opdoc.cli import main
 
 LOCATED = re.compile(r"^(?P<path>[^:\n]+):(?P<line>\d+): \S")
 HANG = 30  # seconds: a guard against hanging, far above the milliseconds a refusal takes
 
 
-@contextmanager
 def hang_guard(seconds: int = HANG):
-    def expire(*_):
-        raise TimeoutError(f"still running after {seconds} s: a hang")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    return _hang_guard(seconds, "still running")
 
 
 def run_case(name: str, root: Path, capsys) -> tuple[int, list[str]]:

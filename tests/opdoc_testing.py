@@ -51,3 +51,8 @@ def hang_guard(seconds: int, what: str = "still running"):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def parameter_names(evaluator, op: str) -> set[str]:
+    """The parameter tensors an op's spec lists (its own, not its children's)."""
+    return {t.name for t in evaluator.catalog.specs[op].spec.tensors if t.role == "parameter"}

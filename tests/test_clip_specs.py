@@ -7,33 +7,14 @@ view (1024 px) gives 16 x 16 + 1 = 257 tokens, a 640 px tile 10 x 10 + 1 = 101. 
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import pytest
 
-from opdoc_testing import keys_under, load_weight_index
+from opdoc_testing import keys_under, parameter_names
 
-from opdoc.pipeline import Paths, load
 
-REPO = Path(__file__).resolve().parents[1]
 BF16, FP32 = 2, 4
 ATTENTION_257 = 8 * 257 * 1024 * 1024 + 4 * 16 * 257 * 257 * 64   # NoTPAttention's GEMMs at 257 tokens
 MLP_257 = 4 * 257 * 1024 * 4096                                     # NoTPFeedForward's two GEMMs
-
-
-@pytest.fixture(scope="module")
-def evaluator():
-    _, ev = load(Paths(root=REPO))
-    return ev
-
-
-@pytest.fixture(scope="module")
-def index():
-    return load_weight_index()
-
-
-def parameter_names(evaluator, op: str) -> set[str]:
-    return {t.name for t in evaluator.catalog.specs[op].spec.tensors if t.role == "parameter"}
 
 
 def test_feed_forward_base_view_spelled_out(evaluator):

@@ -8,31 +8,13 @@ tests pin the numbers to arithmetic a reader can redo by hand.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
-from opdoc_testing import keys_under, load_weight_index
+from opdoc_testing import keys_under, parameter_names
 
-from opdoc.pipeline import Paths, load
 
-REPO = Path(__file__).resolve().parents[1]
 BF16, FP32 = 2, 4
-
-
-@pytest.fixture(scope="module")
-def evaluator():
-    _, ev = load(Paths(root=REPO))
-    return ev
-
-
-@pytest.fixture(scope="module")
-def index():
-    return load_weight_index()
-
-
-def parameter_names(evaluator, op: str) -> set[str]:
-    return {t.name for t in evaluator.catalog.specs[op].spec.tensors if t.role == "parameter"}
 
 
 # ---------------------------------------------------------------- LayerNorm2d

@@ -119,7 +119,7 @@ def _variants_text(names: list[str]) -> str:
 def _display(path: Path, root: Path) -> str:
     try:
         return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symbolic link loop (Python 3.11)
         return str(path)
 
 
@@ -150,11 +150,15 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
                 problem(("examples", index), f"scope '{spec.scope}' has no example '{example}'"
                                              f"{suggest(example, sorted(scope.examples))}")
 
-    # Tensors: shapes are formulas; names are unique; non-parameter names can be used in peak formulas.
+    # Tensors: shapes are formulas; names are unique (one declaration per variant when gated by `only`,
+    # as a projector type's first layer is in each type); non-parameter names can be used in peak formulas.
     tensor_names: dict[str, int] = {}
+    gated: dict[str, list[str | None]] = {}
     for index, tensor in enumerate(spec.tensors):
-        if tensor.name in tensor_names:
+        earlier = gated.setdefault(tensor.name, [])
+        if earlier and (tensor.only is None or None in earlier or tensor.only in earlier):
             problem(("tensors", index, "name"), f"tensor '{tensor.name}' is declared twice")
+        earlier.append(tensor.only)
         tensor_names[tensor.name] = index
         if tensor.role != "parameter" and not tensor.name.isidentifier():
             problem(("tensors", index, "name"), f"'{tensor.name}' must be an identifier (it can appear in formulas)")
@@ -180,8 +184,10 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
         runs_in = variant_names(operation.only)
         for key in ("reads", "writes"):
             for position, name in enumerate(getattr(operation, key)):
-                tensor = spec.tensors[tensor_names[name]] if name in tensor_names else None
-                exists_in = None if tensor is None else variant_names(tensor.only)
+                # A name may be declared once per variant: together its declarations must cover the op's.
+                declared = [t for t in spec.tensors if t.name == name]
+                exists = [variant_names(t.only) for t in declared]
+                exists_in = None if not declared or None in exists else sorted({v for names in exists for v in names})
                 if exists_in is not None and (runs_in is None or not set(runs_in) <= set(exists_in)):
                     problem(("operations", index, key, position),
                             f"tensor '{name}' exists only in {_variants_text(exists_in)}, but this operation runs "

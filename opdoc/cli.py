@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from opdoc import __version__
-from opdoc.spec import SpecError, SpecProblem
+from opdoc.problems import SpecError, SpecProblem
 
 
 def _paths(args: argparse.Namespace):

@@ -14,6 +14,11 @@ were typed. Two places take prose:
 * Mermaid diagram text — `escape_mermaid_label` for a label, `escape_mermaid_sequence_step` for one
   statement of a sequence diagram. Mermaid has its own escapes (`#60;`), and only `<br/>` is allowed.
 
+Everything else a page shows is not Markdown but text, and goes through one of: `escape_text` (plain
+text within a line: every character Markdown or HTML would read becomes an entity), `code_span` and
+`fence_block` (code as typed, delimited by more backticks than it holds), `comment_text` (inside an
+HTML comment) and `tex_text` (display math). opdoc/render.py applies them where values enter a page.
+
 The rules lean to safety: where this module cannot be sure Markdown will treat something as code or
 math (an unclosed fence, a fence that does not start a block, a code span across lines, math that
 is not a paragraph of its own), it escapes. The worst outcome is then a visible `&lt;` in the page,
@@ -25,13 +30,15 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["escape_prose", "escape_mermaid_label", "escape_mermaid_sequence_step"]
+__all__ = ["escape_prose", "escape_text", "code_span", "fence_block", "comment_text", "tex_text",
+           "escape_mermaid_label", "escape_mermaid_sequence_step"]
 
 _HTML = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
 _TEX = {"<": r"\lt ", ">": r"\gt "}
 
 # A fence line: up to any indentation (fences may sit inside list items), three or more ` or ~.
-_FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+_FENCE_OPEN = re.compile(r"(?m)^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+_FENCE_ENTITY = {"`": "&#96;", "~": "&#126;"}
 
 # A paragraph that is display math as a whole; only then does arithmatex treat it as a block
 # (its block pattern must match the entire paragraph), and only then is its text left as TeX.
@@ -53,6 +60,9 @@ _TOKENS = re.compile(
             # (Markdown also joins spans across lines, but a line break may be a block boundary, such
             # as the next list item, where the span would not hold; such spans are escaped instead.)
             r"(?P<code>(?<!\\)(?P<ticks>`+)(?!`)[^\n]+?(?<!`)(?P=ticks)(?!`))",
+            # Any other backtick would open a span that a backtick after the prose closes: the page's
+            # own text in between would become code and a code span of the page's would become text.
+            r"(?P<tick>`)",
             # A backslash escape is taken whole, so `\$` or `\`` never opens math or code.
             r"(?P<bslash>\\[\s\S])",
             # Allowed markup.
@@ -62,10 +72,13 @@ _TOKENS = re.compile(
             # A link destination, inline `](dest` or a definition `[id]: dest`, that names a scheme.
             r"(?P<dest>(?:\]\(|(?:^|(?<=\n))[ ]{0,3}\[[^\]\n]+\]:)[ \t]*\n?[ \t]*)"
             r"(?P<scheme>[^\n:/?#()<>\[\]`]*):",
-            # `{{ name }}` placeholders (filled by the renderer after escaping) pass; a lone `{` would
-            # open an attribute list ({onclick=...}) and becomes an entity.
-            r"(?P<placeholder>\{\{|\}\})",
+            # A `{` would open an attribute list ({onclick=...}) and becomes an entity. (Placeholders
+            # such as {{flops}} are filled before prose is escaped, so none is left here.)
             r"(?P<brace>\{)",
+            # `](` opens a link destination; left unclosed in the prose, the page's text after it
+            # (another field's value) would become the destination. Closed on the line, it stays.
+            r"(?P<link>\]\((?=[^()\n]*(?:\([^()\n]*\)[^()\n]*)*\)))",
+            r"(?P<opener>\](?=\())",
             # Anything else that HTML treats specially.
             r"(?P<special>[<>&])",
         ]
@@ -88,8 +101,6 @@ def _escape_paragraph(text: str) -> str:
         token = match.group(0)
         if match.group("code") is not None or match.group("quote") is not None:
             return token
-        if match.group("placeholder") is not None:
-            return token
         if match.group("bslash") is not None:
             return token[0] + _HTML.get(token[1], token[1])  # `\{` is already literal to Markdown
         if match.group("br") is not None:
@@ -103,6 +114,12 @@ def _escape_paragraph(text: str) -> str:
             return _escape_text(match.group("dest")) + _escape_text(scheme) + colon
         if match.group("brace") is not None:
             return "&#123;"
+        if match.group("tick") is not None:
+            return "&#96;"
+        if match.group("link") is not None:
+            return token
+        if match.group("opener") is not None:
+            return "&#93;"
         return _HTML[token]
 
     return _TOKENS.sub(replace, text)
@@ -150,8 +167,8 @@ def _fence_blocks(lines: list[str]):
 def escape_prose(text: str) -> str:
     """Escape raw HTML in Markdown prose so that it shows as typed.
 
-    Outside code, `<`, `>` and `&` become `&lt;`, `&gt;`, `&amp;`, and a `{` that is not part of a
-    `{{ placeholder }}` becomes `&#123;` (so no `{attribute=list}` can attach to an element). In a
+    Outside code, `<`, `>` and `&` become `&lt;`, `&gt;`, `&amp;`, and `{` becomes `&#123;` (so no
+    `{attribute=list}` can attach to an element); fill placeholders before escaping. In a
     paragraph that is display math, `<` and `>` become `\\lt` and `\\gt` and the rest stays TeX;
     inline math needs nothing (entities in it reach KaTeX as the characters). `<br/>`, http(s)
     autolinks and line-leading blockquote markers are kept. A link destination with a scheme other
@@ -164,8 +181,81 @@ def escape_prose(text: str) -> str:
     out: list[str] = []
     for is_code, block in _fence_blocks(lines):
         chunk = "\n".join(block)
-        out.append(chunk if is_code else _escape_markdown_text(chunk))
+        out.append(chunk if is_code else _defuse_fences(_escape_markdown_text(chunk)))
     return "\n".join(out)
+
+
+def _defuse_fences(text: str) -> str:
+    """Turn the first character of a fence opener outside code into an entity.
+
+    Such a line is one that `_fence_blocks` found no end for. Left alone it would open a block that
+    the page's own next fence closes, and that fence's code would then be read as live Markdown.
+    """
+
+    def defuse(match: re.Match) -> str:
+        fence = match.group("fence")
+        if fence[0] == "`" and "`" in match.group("info"):
+            return match.group(0)  # not a fence (an info string holds no backtick): a code span
+        return match.group("indent") + _FENCE_ENTITY[fence[0]] + match.group(0)[len(match.group("indent")) + 1:]
+
+    return _FENCE_OPEN.sub(defuse, text)
+
+
+# ------------------------------------------------------------------ plain text and code
+
+# Plain text (a title, a name, a symbol's meaning) is not Markdown: every character that Markdown or
+# HTML would read as syntax becomes an entity, which the reader sees as the character itself.
+_TEXT = {**_HTML, "`": "&#96;", "\\": "&#92;", "[": "&#91;", "]": "&#93;", "{": "&#123;", "}": "&#125;",
+         "|": "&#124;", "$": "&#36;", "*": "&#42;", "\r": " ", "\n": " "}
+_TEXT_CHARS = re.compile("[" + re.escape("".join(_TEXT)) + "]")
+def escape_text(text: str) -> str:
+    """Plain text within a line of Markdown, shown exactly as typed: no markup, no link, no code, no math.
+
+    (Templates put plain values inside a line, never where a line would start a heading or a list.)
+
+    >>> escape_text("hidden size <img src=x onerror=alert(1)> | [x](javascript:y)")
+    'hidden size &lt;img src=x onerror=alert(1)&gt; &#124; &#91;x&#93;(javascript:y)'
+    """
+    return _TEXT_CHARS.sub(lambda m: _TEXT[m.group(0)], text)
+
+
+def _longest_run(text: str, char: str = "`") -> int:
+    return max((len(run) for run in re.findall(f"{re.escape(char)}+", text)), default=0)
+
+
+def code_span(text: str) -> str:
+    """An inline code span that shows `text` as typed, whatever backticks it holds (on one line).
+
+    >>> code_span("a ``` b")
+    '````a ``` b````'
+    """
+    text = " ".join(str(text).splitlines())
+    ticks = "`" * (_longest_run(text) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def fence_block(body: str, info: str = "", indent: str = "") -> str:
+    """A fenced code block holding `body` as typed: the fence is longer than any backtick run in it.
+
+    Each line of the block, fences included, starts with `indent` (a block inside a list item).
+    """
+    if "`" in info or "\n" in info:
+        raise ValueError(f"a fence's info string cannot hold a backtick or a line break: {info!r}")
+    ticks = "`" * max(3, _longest_run(body) + 1)
+    lines = body.removesuffix("\n").split("\n") if body.strip("\n") else []
+    inner = "".join(f"{indent}{line}\n" if line else "\n" for line in lines)
+    return f"{indent}{ticks}{info}\n{inner}{indent}{ticks}\n"
+
+
+def comment_text(text: str) -> str:
+    """Text inside an HTML comment `<!-- ... -->`: escaped, and no `--` that could end it early."""
+    return re.sub("-(?=-)", "&#45;", escape_text(text))
+
+
+def tex_text(text: str) -> str:
+    """TeX for a display-math block (`$$ ... $$`): nothing in it can end the block or become HTML."""
+    return re.sub(r"[<>&$\n]", lambda m: {"<": r"\lt ", ">": r"\gt ", "&": r"\&", "$": r"\$", "\n": " "}[m.group(0)], text)
 
 
 # ------------------------------------------------------------------ mermaid

@@ -117,7 +117,10 @@ class Evaluator:
         spec = item.spec
         # Terms are collected and each sum is built once: adding one term at a time grows as N^1.2.
         terms: dict[str, list[sympy.Expr]] = {name: [] for name in (*ADDITIVE, "active_parameters")}
-        tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors)}
+        # A name may be declared once per variant: this variant's declaration is the one it means.
+        tensor_index = {tensor.name: i for i, tensor in enumerate(spec.tensors) if in_variant(tensor.only, variant)}
+        tensor_index.update({tensor.name: i for i, tensor in enumerate(spec.tensors)
+                             if tensor.name not in tensor_index})  # other variants' names hold 0 bytes
 
         def present(tensor) -> bool:
             """A tensor of the other kernel or of another variant does not exist here."""
@@ -213,6 +216,37 @@ class Evaluator:
                                  origin_line=self.catalog.model_line(*at))
                 except SpecError as exc:
                     problems += exc.problems
+        return problems
+
+    def check_signs(self) -> list[SpecProblem]:
+        """Every quantity of every op is a finite number >= 0 at every example and check point of its
+        scope (a formula such as -B*S*h, or one that divides by zero somewhere, is found here)."""
+        problems: list[SpecProblem] = []
+        for op, item in self.catalog.specs.items():
+            scope = self.catalog.model.scopes[item.spec.scope]
+            bindings = [(f"example '{e}'", self.binding(item.spec.scope, e)) for e in item.spec.examples]
+            bindings += [(f"check point {i} ({p.example} {p.set or ''})".rstrip(),
+                          self.binding(item.spec.scope, p.example, p.set, p.config))
+                         for i, p in enumerate(scope.check) if not p.only or op in p.only]
+            # Each operation's FLOPs and each tensor extent on its own: a negative part can hide in a total.
+            for key, expr in item.exprs.items():
+                if not key.startswith(("operations.", "tensors.")) or key.endswith(".active"):
+                    continue
+                bad = _first_bad(expr, bindings)
+                if bad is not None:
+                    loc = tuple(int(part) if part.isdigit() else part for part in key.split("."))
+                    problems.append(SpecProblem(item.path, item.line(*loc), key,
+                                                f"is {bad[1]} at {bad[0]}; a count or size must be a finite "
+                                                "number >= 0: fix the formula"))
+            for variant in self.variants(op):
+                for kernel in KERNELS:
+                    for name, expr in self.quantities(op, variant, kernel).derived().items():
+                        bad = _first_bad(expr, bindings)
+                        if bad is not None:
+                            problems.append(SpecProblem(
+                                item.path, item.line("operations"), name,
+                                f"is {bad[1]} at {bad[0]} ({kernel} kernel{', variant ' + variant if variant else ''}); "
+                                "a count or size must be a finite number >= 0: fix the formula"))
         return problems
 
     # ------------------------------------------------------------------ proofs
@@ -464,6 +498,28 @@ class Evaluator:
         scope = self.catalog.specs[op].spec.scope
         where = f"example '{example}' of scope '{scope}'"
         return dict(self.evaluate(op, self.binding(scope, example), variant, kernel, where).totals)
+
+
+def _first_bad(expr: sympy.Expr, bindings: list[tuple[str, dict]]) -> tuple[str, sympy.Expr] | None:
+    """(where, value) of the first binding at which `expr` is negative or not a finite number, else None.
+
+    All bindings are computed in one exact pass (opdoc.exact); only a suspect value is substituted again,
+    to report it exactly. Values with unbound symbols are left to the page that evaluates them.
+    """
+    from opdoc.exact import values_at
+
+    if not expr.free_symbols:
+        return None if expr.is_finite and expr.is_real and expr >= 0 else ("every binding", expr)
+    try:
+        values = values_at(expr, [binding for _, binding in bindings])
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        values = [float("nan")] * len(bindings)
+    for (where, binding), value in zip(bindings, values):
+        if not (value >= 0 and value != float("inf")):
+            exact = expr.xreplace(binding)
+            if not exact.free_symbols and not (exact.is_finite and exact.is_real and exact >= 0):
+                return where, exact
+    return None
 
 
 def value_of_override(text: Formula, origin: str, origin_line: int) -> sympy.Expr:

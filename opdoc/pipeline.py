@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from opdoc import stamp
-from opdoc.spec import SpecError, SpecProblem
+from opdoc.problems import SpecError, SpecProblem
 
 if TYPE_CHECKING:
     from opdoc.catalog import Catalog
@@ -69,7 +69,7 @@ def load(paths: Paths, timings: Timings | None = None) -> tuple[Catalog, Evaluat
         model_package_path(catalog)
     with timings.stage("evaluate"):
         evaluator = Evaluator(catalog)
-        problems = evaluator.check_bindings() or evaluator.prove_closed_forms()
+        problems = evaluator.check_bindings() or evaluator.check_signs() or evaluator.prove_closed_forms()
         if problems:
             raise SpecError(problems)
     return catalog, evaluator
@@ -98,9 +98,18 @@ def gpu_report(site: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise SpecError([SpecProblem(str(path), 0, "", f"not valid JSON ({exc}); rerun `opdoc check --device cuda`")])
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise SpecError([SpecProblem(str(path), getattr(exc, "lineno", 0), "",
+                                     f"not valid JSON ({exc}); rerun `opdoc check --device cuda`")]) from None
+    from opdoc.spec import GpuReport, Located, read_yaml, validate
+
+    try:  # JSON is YAML, read again only for the line of each key (YAML 1.1 types numbers differently)
+        lines = read_yaml(path, str(path)).lines
+    except SpecError:
+        lines = {}
+    validate(Located(path, report, lines), GpuReport, str(path))
+    return report
 
 
 def build(paths: Paths, check: bool = False, full: bool = False) -> tuple[list[str], Timings]:
@@ -111,11 +120,21 @@ def build(paths: Paths, check: bool = False, full: bool = False) -> tuple[list[s
     timings = Timings()
     dirs = paths.model_dirs()
     if not full and len(dirs) == 1:
+        from opdoc.write import JOURNAL, _leftovers, read_manifest
+
         with timings.stage("stamp"):
-            current = stamp.is_current(dirs[0], paths.root, paths.site_dir, TEMPLATES)
+            # An interrupted build (a journal or staged files left behind) is never taken as current,
+            # nor a tree whose manifest (read and validated here: a broken one is an error) lists other
+            # files than the stamp does.
+            site = paths.site_dir
+            manifest = {} if (site / JOURNAL).exists() else read_manifest(site)
+            current = (not (site / JOURNAL).exists() and not _leftovers(site)
+                       and stamp.is_current(dirs[0], paths.root, site, TEMPLATES)
+                       and stamp.listed(site, manifest))
         if current:
             return [], timings
-    from opdoc.render import differences, render_all, write
+    from opdoc.render import render_all
+    from opdoc.write import differences, write
 
     catalog, evaluator = load(paths, timings)
     conventions = (paths.site_dir / CONVENTIONS).exists()

@@ -1,19 +1,24 @@
-"""Stage 3b, render and write: the one jinja2 Environment, and the atomic write of the knowledge base.
+"""Stage 3b, render: the one jinja2 Environment, where every value enters a page.
 
-Everything is rendered in memory first; only a fully successful build touches `site/`, each file
-replaced atomically. A manifest records what opdoc generated, so opdoc only ever removes its own files.
+Values are escaped at that one door: the Environment's `finalize` turns every value a template
+prints into plain text (escape.escape_text) unless it was marked safe (markupsafe.Markup) by a filter
+that escaped it for its own context: `prose` (Markdown written by a spec's author), `code` (an inline
+code span), `comment` (inside an HTML comment), `tex` (display math), `page` (a link to an op page).
+Code blocks are written with `{% fence "python" %}...{% endfence %}`: inside, values are printed as
+typed, and the fence is chosen longer than any backtick run they hold. Writing the knowledge base
+to disk is opdoc/write.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import jinja2.ext
+from jinja2 import nodes
+from markupsafe import Markup
 
 from opdoc import __version__, escape, plots
 from opdoc.catalog import Catalog
@@ -23,20 +28,53 @@ from opdoc.exact import values_at
 from opdoc.roofline import build_pages
 from opdoc.spec import SpecError, SpecProblem
 from opdoc.view import OpView, ViewBuilder
-
-MANIFEST = ".opdoc-manifest.json"
-
-
-def escape_prose(text: str) -> str:
-    return escape.escape_prose(text)
+from opdoc.write import differences, write  # noqa: F401 - moved to opdoc/write.py; old imports keep working
 
 
-def escape_label(text: str) -> str:
-    return escape.escape_mermaid_label(text)
+@jinja2.pass_eval_context
+def _finalize(eval_ctx, value):
+    """Every value printed by a template: plain text unless marked safe, or as typed inside a fence."""
+    if not eval_ctx.autoescape:  # only {% fence %} turns escaping off, and its fence holds anything
+        return value
+    if isinstance(value, Markup):
+        return value
+    return Markup(escape.escape_text(str(value)))
 
 
-def escape_step(text: str) -> str:
-    return escape.escape_mermaid_sequence_step(text)
+class FenceExtension(jinja2.ext.Extension):
+    """`{% fence "python" %}...{% endfence %}` (optionally `{% fence "", "    " %}` to indent): a
+    fenced code block whose body is printed as typed, fenced longer than any backtick run in it."""
+
+    tags = {"fence"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        args = [parser.parse_expression()]
+        if parser.stream.skip_if("comma"):
+            args.append(parser.parse_expression())
+        body = parser.parse_statements(("name:endfence",), drop_needle=True)
+        block = nodes.CallBlock(self.call_method("_fence", args), [], [], body).set_lineno(lineno)
+        return nodes.ScopedEvalContextModifier([nodes.Keyword("autoescape", nodes.Const(False))],
+                                               [block]).set_lineno(lineno)
+
+    def _fence(self, info: str, indent: str = "", caller=None) -> Markup:
+        return Markup(escape.fence_block(str(caller()), info, indent))
+
+
+def _page(op: str) -> Markup:
+    # Op names are Python class names (spec.py checks), so the link needs no escaping; refuse otherwise.
+    if not str(op).isidentifier():
+        raise ValueError(f"not an op name: {op!r}")
+    return Markup(f"op-{op}.md")
+
+
+FILTERS = {
+    "prose": lambda text: Markup(escape.escape_prose(str(text))),
+    "code": lambda text: Markup(escape.code_span(str(text))),
+    "comment": lambda text: Markup(escape.comment_text(str(text))),
+    "tex": lambda text: Markup(escape.tex_text(str(text))),
+    "page": _page,
+}
 
 
 def environment(templates: Path) -> jinja2.Environment:
@@ -46,10 +84,17 @@ def environment(templates: Path) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,  # a missing value fails the build instead of printing nothing
-        autoescape=False,  # markdown, not HTML: prose is escaped explicitly by escape_prose
+        autoescape=True,  # with `_finalize`: Markdown escaping of every value, not jinja's HTML escaping
+        finalize=_finalize,
+        extensions=[FenceExtension],
     )
-    env.filters["page"] = lambda op: f"op-{op}.md"
+    env.filters.update(FILTERS)
     return env
+
+
+def _as_typed(text: str) -> str:
+    """The view takes prose as typed: templates escape it where it enters a page (the `prose` filter)."""
+    return text
 
 
 @dataclass
@@ -61,8 +106,9 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
                gpu: dict | None = None, conventions: bool = False) -> Rendered:
     stage = timings.stage if timings is not None else (lambda name: contextlib.nullcontext())
     env = environment(templates)
-    env.globals["conventions_page"] = "measured/conventions.md" if conventions else None
-    builder = ViewBuilder(catalog, evaluator, escape_prose, escape_label, escape_step, gpu)
+    env.globals["conventions_page"] = Markup("measured/conventions.md") if conventions else None
+    builder = ViewBuilder(catalog, evaluator, _as_typed, escape.escape_mermaid_label,
+                          escape.escape_mermaid_sequence_step, gpu)
     with stage("render"):
         roofline = build_pages(catalog, evaluator)  # None without a hardware table beside the specs
         views: list[OpView] = []
@@ -127,66 +173,3 @@ def _draw(job: tuple[str, str, tuple, dict]) -> str:
 
 def _draw_all(jobs: list) -> list[str]:
     return [_draw(job) for job in jobs]
-
-
-# ------------------------------------------------------------------ writing
-
-
-def _manifest(site: Path) -> set[str]:
-    path = site / MANIFEST
-    if not path.exists():
-        return set()
-    try:
-        return set(json.loads(path.read_text(encoding="utf-8"))["generated"])
-    except (ValueError, KeyError, TypeError):
-        return set()
-
-
-def differences(rendered: Rendered, site: Path) -> list[str]:
-    """What `build` would change: files that differ, are missing, or were generated before and are stale."""
-    changes = []
-    for name, content in sorted(rendered.files.items()):
-        target = site / name
-        if not target.exists():
-            changes.append(f"missing   {target}")
-        elif target.read_text(encoding="utf-8") != content:
-            changes.append(f"differs   {target}")
-    for name in sorted(_manifest(site) - set(rendered.files)):
-        if (site / name).exists():
-            changes.append(f"stale     {site / name} (generated earlier; its spec is gone)")
-    return changes
-
-
-def write(rendered: Rendered, site: Path) -> list[str]:
-    """Write every changed file atomically; remove only stale files that the manifest says opdoc made."""
-    site.mkdir(parents=True, exist_ok=True)
-    previous = _manifest(site)
-    written = []
-    files = dict(rendered.files)
-    files[MANIFEST] = json.dumps({"generator": f"opdoc {__version__}", "generated": sorted(rendered.files)},
-                                 indent=2) + "\n"
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for name, content in sorted(files.items()):
-            target = site / name
-            if target.exists() and target.read_text(encoding="utf-8") == content:
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".opdoc-", suffix=".tmp")
-            with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-                stream.write(content)
-            staged.append((Path(temp), target))
-    except BaseException:
-        for temp, _ in staged:
-            temp.unlink(missing_ok=True)
-        raise
-    for temp, target in staged:
-        os.replace(temp, target)
-        if target.name != MANIFEST:
-            written.append(str(target))
-    for name in sorted(previous - set(rendered.files)):
-        stale = site / name
-        if stale.is_file():  # listed in opdoc's own manifest: opdoc made it, so opdoc may remove it
-            stale.unlink()
-            written.append(f"removed {stale}")
-    return written

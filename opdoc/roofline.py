@@ -30,15 +30,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sympy
+from markupsafe import Markup
 
 from opdoc.catalog import Catalog, ParsedSpec
-from opdoc.escape import escape_prose
+from opdoc.escape import escape_prose as _escape_prose
 from opdoc.evaluate import Evaluator
 from opdoc.formula import engineering, exact_number, minimum, plain_text
 from opdoc.hardware import (
     HARDWARE_FILE, RUNTIME_FILE, GpuPeaks, Hardware, Runtime, load_hardware, load_runtime,
 )
 from opdoc.spec import SpecError, SpecProblem, in_variant
+
+
+
+def escape_prose(text: str) -> Markup:
+    """Prose from the tables, escaped here and so marked safe for the page template."""
+    return Markup(_escape_prose(text))
+
 
 BLOCK = sympy.Symbol("b", positive=True, integer=True)  # side of the attention kernel's square tile
 PEAK = sympy.Symbol("F_tc", positive=True)  # tensor-core peak, FLOP/s (closed forms only)
@@ -512,7 +520,8 @@ class Pages:
         figures = (gpu.table.tensor_tflops, gpu.table.cuda_tflops, gpu.table.bandwidth_tbs, gpu.table.memory_gb)
         return {"name": gpu.title, "tensor": f"{figures[0].value:g}", "cuda": f"{figures[1].value:g}",
                 "bandwidth": f"{figures[2].value:g}", "memory": f"{figures[3].value:g}",
-                "sources": sorted({f"[{sources[f.source].title}]({sources[f.source].url})" for f in figures})}
+                "sources": [{"title": sources[name].title, "url": sources[name].url}
+                            for name in sorted({f.source for f in figures})]}
 
     def _host(self) -> dict:
         host = self.r.hardware.table.host
@@ -576,8 +585,8 @@ class Pages:
             variants=variants, gpus=self.gpus, precision=escape_prose(runtime.table.precision) if runtime else "",
             kernel_notes=notes, block=r.block, answers=ANSWERS[op](r) if op in ANSWERS else [], host=self.host,
             chart=self._chart(op, first),
-            counted_from=(f"[{escape_prose(runtime.table.source.title)}]({runtime.table.source.url}): "
-                          f"{escape_prose(counted.explain)}" if counted else None),
+            counted_from=({"title": runtime.table.source.title, "url": runtime.table.source.url,
+                           "what": escape_prose(counted.explain)} if counted else None),
             not_counted=escape_prose(runtime.table.not_counted) if runtime else None)
 
 

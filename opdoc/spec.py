@@ -6,47 +6,40 @@ run reports all of them at once; nothing here evaluates formulas beyond parsing 
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, NonNegativeInt, PrivateAttr, StrictFloat, StrictInt,
+    StrictStr, ValidationError, field_validator, model_validator,
+)
 
+from opdoc.charset import hidden_character, name_problem
+from opdoc.formula import check_formula
+from opdoc.problems import SpecError, SpecProblem  # noqa: F401 - re-exported: every stage imports them from here
 from opdoc.registry import DTYPES, FAMILIES, FLOAT_DTYPES, KERNELS
 
-Formula = str | int | float
+# A formula as YAML gives it; strict, so `true` is not taken for 1. Checked as it is validated, so a
+# formula error has its line even where the formula is only parsed later (a model's bindings).
+Formula = Annotated[StrictStr | StrictInt | StrictFloat, AfterValidator(check_formula)]
 # Allowed values, from the registry's tables (a tensor's dtype "model" means the checkpoint's own).
 KernelName = Literal[tuple(KERNELS)]  # type: ignore[valid-type]
 ModelDtype = Literal[tuple(FLOAT_DTYPES)]  # type: ignore[valid-type]
 TensorDtype = Literal[("model", *DTYPES)]  # type: ignore[valid-type]
 
 
-@dataclass(frozen=True, order=True)
-class SpecProblem:
-    """One user-facing error: where it is and what to do."""
-
-    path: str
-    line: int
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-
-
-class SpecError(Exception):
-    """Raised with every problem of a run; the CLI prints them and exits 1."""
-
-    def __init__(self, problems: list[SpecProblem]):
-        self.problems = sorted(set(problems))
-        super().__init__("\n".join(map(str, self.problems)))
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    _located: Located | None = PrivateAttr(default=None)  # set by `validate`: where each field came from
+
+    def line_of(self, *loc) -> int:
+        """The YAML line of a field below this document's root, e.g. line_of("scopes", "language", "bind", "B")."""
+        return self._located.line_of(tuple(loc)) if self._located is not None else 0
 
 
 # --------------------------------------------------------------------------- model configuration
@@ -282,10 +275,21 @@ class ClosedForms(_Strict):
     kv_cache_bytes: Formula | None = None
 
 
+def _participant(participant: dict[str, str]) -> dict[str, str]:
+    """A participant's id is mermaid syntax, not text: it must be a plain name (labels are escaped)."""
+    if set(participant) - {"id", "label", "tensor"}:
+        raise ValueError(f"unknown key(s) {sorted(set(participant) - {'id', 'label', 'tensor'})}; "
+                         "a participant has id, label and tensor")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", participant.get("id", "")):
+        raise ValueError(f"participant id {participant.get('id', '(missing)')!r} must be a name of letters, "
+                         "digits and _; put the text to show in label")
+    return participant
+
+
 class Flow(_Strict):
     """The mermaid sequence diagram, as data: participants and steps in order."""
 
-    participants: list[dict[str, str]]
+    participants: list[Annotated[dict[str, str], AfterValidator(_participant)]]
     steps: list[str]
 
 
@@ -371,6 +375,50 @@ class OpSpec(_Strict):
             raise ValueError(f"expected a dotted import path in the model package, such as package.module.ClassName, got '{path}'")
         return path
 
+    def cross_check(self) -> list[tuple[tuple, str]]:
+        """(field, message) for references between fields that rendering would otherwise trip over."""
+        tensors = {tensor.name for tensor in self.tensors}
+        return [(("flow", "participants", index, "tensor"), f"no tensor named '{participant['tensor']}'")
+                for index, participant in enumerate(self.flow.participants)
+                if "tensor" in participant and participant["tensor"] not in tensors]
+
+
+# --------------------------------------------------------------------------- the committed GPU report
+
+
+NonNegativeFloat = Annotated[FiniteFloat, Field(ge=0)]
+
+
+class _Report(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)  # the report may carry more than pages show
+
+
+class GpuResult(_Report):
+    """One measured case of `opdoc check --device cuda`; the fields pages print must be there and sane."""
+
+    op: str
+    variant: str | None = None
+    kernel: str = ""
+    example: str = ""
+    point: str = ""
+    error: str | None = None
+    peak_bytes: NonNegativeInt | None = None
+    formula_peak_bytes: NonNegativeInt | NonNegativeFloat | None = None
+    median_seconds: NonNegativeFloat | None = None
+    flops_per_second: NonNegativeFloat | None = None
+
+    @model_validator(mode="after")
+    def _measured(self) -> "GpuResult":
+        if self.error is None and None in (self.peak_bytes, self.formula_peak_bytes, self.median_seconds):
+            raise ValueError("a result without an error needs peak_bytes, formula_peak_bytes and median_seconds")
+        return self
+
+
+class GpuReport(_Report):
+    device: str
+    torch: str
+    results: list[GpuResult]
+
 
 # --------------------------------------------------------------------------- YAML with line numbers
 
@@ -394,53 +442,123 @@ class Located:
 # libyaml's parser when PyYAML was built with it (same safe constructors, same line marks), else Python's.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+# Bounds on the work one file can cause. The largest DeepSeek-OCR spec is 18 kB, holds 627 values
+# and nests 6 deep; a YAML alias bomb (nine aliases of nine aliases ...) expands to 387 million.
+MAX_SPEC_BYTES = 1_000_000
+MAX_YAML_VALUES = 100_000  # mappings, sequences and scalars, counting each alias as often as it is used
+MAX_YAML_DEPTH = 64
+
 
 def read_yaml(path: Path, display: str) -> Located:
-    """Parse YAML keeping the line of every mapping key and sequence item; raise SpecError on bad YAML."""
+    """Parse YAML keeping the line of every mapping key and sequence item; raise SpecError on bad YAML.
+
+    Besides YAML syntax, this refuses what would otherwise surface later as a traceback or a hang:
+    a file too large, hidden characters (charset.py), nesting or alias expansion past the bounds
+    above, a list or mapping used as a key, numbers that are not finite or that YAML rounds to zero.
+    """
     try:
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError([SpecProblem(display, 0, "", f"the file is larger than {MAX_SPEC_BYTES:,} bytes; "
+                                                         "a spec is a few kilobytes: split it or check what it holds")])
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
         raise SpecError([SpecProblem(display, 0, "", f"cannot read the file: {exc}")]) from None
+    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
+    hidden = hidden_character(text)
+    if hidden is not None:
+        line = text.count("\n", 0, hidden[0]) + 1
+        raise SpecError([SpecProblem(display, line, "", hidden[1])])
     loader = _LOADER(text)
     try:
         node = loader.get_single_node()
         if node is None:
             raise SpecError([SpecProblem(display, 1, "", "the file is empty; see specs/README.md for the fields a spec needs")])
-        lines: dict[tuple, int] = {(): node.start_mark.line + 1}
-        data = _construct(loader, node, (), lines, display)
+        reader = _Reader(loader, display)
+        data = reader.value(node, (), 0)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
         raise SpecError([SpecProblem(display, line, "", f"YAML syntax: {exc.problem or exc.context}")]) from None
+    except yaml.YAMLError as exc:  # an error without a position (e.g. from the reader)
+        raise SpecError([SpecProblem(display, 0, "", f"YAML: {exc}")]) from None
+    except RecursionError:  # Python's YAML composer (without libyaml) recurses into nested collections
+        raise SpecError([SpecProblem(display, 0, "", f"nested more than {MAX_YAML_DEPTH} levels deep")]) from None
     finally:
         loader.dispose()
-    return Located(path, data, lines)
+    return Located(path, data, {(): node.start_mark.line + 1, **reader.lines})
 
 
-def _construct(loader, node: yaml.Node, at: tuple, lines: dict, display: str) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if key in result:
-                raise SpecError([SpecProblem(display, key_node.start_mark.line + 1, ".".join(map(str, (*at, key))),
-                                             "duplicate key; keep one of them")])
-            lines[(*at, key)] = key_node.start_mark.line + 1
-            result[key] = _construct(loader, value_node, (*at, key), lines, display)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        items = []
-        for index, item in enumerate(node.value):
-            lines[(*at, index)] = item.start_mark.line + 1
-            items.append(_construct(loader, item, (*at, index), lines, display))
-        return items
-    return loader.construct_object(node, deep=True)
+class _Reader:
+    """Builds plain data from a composed YAML node graph, bounded and with the line of every key."""
+
+    def __init__(self, loader, display: str):
+        self.loader = loader
+        self.display = display
+        self.lines: dict[tuple, int] = {}
+        self.count = 0
+
+    def problem(self, node: yaml.Node, at: tuple, message: str) -> SpecError:
+        field = ".".join(map(str, at[:8])) + (".(...)" if len(at) > 8 else "")
+        return SpecError([SpecProblem(self.display, node.start_mark.line + 1, field, message)])
+
+    def value(self, node: yaml.Node, at: tuple, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_YAML_VALUES:
+            raise self.problem(node, at, f"the file expands to more than {MAX_YAML_VALUES:,} values "
+                                         "(YAML aliases reused many times?); write the values out")
+        if depth > MAX_YAML_DEPTH:
+            raise self.problem(node, at, f"nested more than {MAX_YAML_DEPTH} levels deep "
+                                         "(or an alias that contains itself)")
+        if isinstance(node, yaml.MappingNode):
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise self.problem(key_node, at, "a key must be a plain name, not a list or a mapping")
+                key = self.scalar(key_node, at)
+                where = (*at, key)
+                if isinstance(key, str) and (problem := name_problem(key)):
+                    raise self.problem(key_node, where, problem)
+                if key in result:
+                    raise self.problem(key_node, where, "duplicate key; keep one of them")
+                self.lines[where] = key_node.start_mark.line + 1
+                result[key] = self.value(value_node, where, depth + 1)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for index, item in enumerate(node.value):
+                self.lines[(*at, index)] = item.start_mark.line + 1
+                items.append(self.value(item, (*at, index), depth + 1))
+            return items
+        return self.scalar(node, at)
+
+    def scalar(self, node: yaml.Node, at: tuple) -> Any:
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:  # e.g. an integer past Python's 4,300-digit limit
+            raise self.problem(node, at, f"cannot read this value: {exc}") from None
+        if isinstance(value, str):
+            hidden = hidden_character(value)  # written as an escape such as "\\u202e" in quotes
+            if hidden is not None:
+                raise self.problem(node, at, hidden[1])
+        elif isinstance(value, float) and not _exact_enough(value, node.value):
+            raise self.problem(node, at, f"the number {node.value} is not finite, or too large or too small "
+                                         "to hold; write a number within 1e-300 and 1e300")
+        return value
+
+
+def _exact_enough(value: float, written: str) -> bool:
+    """False for .nan and .inf, and for a written number that a float holds as 0, infinity or a subnormal."""
+    if not math.isfinite(value):
+        return False
+    if value == 0:
+        return not re.search(r"[1-9]", written.split("e")[0].split("E")[0])
+    return abs(value) >= sys.float_info.min
 
 
 def validate(located: Located, model: type[BaseModel], display: str) -> BaseModel:
     """Build `model` from YAML data, turning every pydantic error into a located problem."""
     try:
-        return model.model_validate(located.data)
+        result = model.model_validate(located.data)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -454,5 +572,15 @@ def validate(located: Located, model: type[BaseModel], display: str) -> BaseMode
                                "quote the value that contains commas or colons")
             elif error["type"] == "missing":
                 message = "required field is missing"
+            elif error["type"] == "value_error":  # a validator's own words, without pydantic's prefix
+                message = str(error["ctx"]["error"])
             problems.append(SpecProblem(display, located.line_of(loc), field, message))
         raise SpecError(problems) from None
+    result._located = located
+    cross_check = getattr(result, "cross_check", None)
+    if cross_check is not None:
+        problems = [SpecProblem(display, located.line_of(loc), ".".join(map(str, loc)), message)
+                    for loc, message in cross_check()]
+        if problems:
+            raise SpecError(problems)
+    return result

@@ -149,3 +149,14 @@ def is_current(model_dir: Path, root: Path, site: Path, templates: Path) -> bool
         except OSError:
             return False
     return True
+
+
+def listed(site: Path, manifest: dict[str, str | None]) -> bool:
+    """True when the manifest lists exactly the stamp's files, each with the same digest."""
+    try:
+        files = json.loads((site / STAMP).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    expected = {name: f"sha256:{value}" for name, value in files.items()}
+    expected.pop(STAMP, None)
+    return {name: value for name, value in manifest.items() if name != STAMP} == expected

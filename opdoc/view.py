@@ -9,15 +9,17 @@ import json
 from dataclasses import dataclass, field
 
 import sympy
+from markupsafe import Markup
 
 from opdoc import __version__
 from opdoc.catalog import PLACEHOLDER, Catalog, ParsedSpec
-from opdoc.source import ClassSource, class_source
+from opdoc.escape import code_span, escape_text
 from opdoc.evaluate import Evaluated, Evaluator, dominant_terms
+from opdoc.source import ClassSource, class_source
 from opdoc.formula import engineering, exact_number, plain_text, source_text, with_exact
 from opdoc.placeholders import QUANTITY_UNITS, parse_placeholder, placeholder_op
 from opdoc.registry import DTYPES, KERNELS, UNITS
-from opdoc.spec import SpecError, SpecProblem, variant_names
+from opdoc.spec import SpecError, SpecProblem, in_variant, variant_names
 
 DTYPE_SHORT = {name: dtype.short for name, dtype in DTYPES.items()}
 
@@ -219,11 +221,14 @@ class ViewBuilder:
     def _components(self, item: ParsedSpec) -> list[dict[str, str]]:
         spec, primary = item.spec, item.spec.examples[0]
         rows = []
+        first = next(iter(spec.variants), None)  # components are described for the first variant
         for name, component in spec.constructor.components.items():
-            shapes = [f"`{t.name}` {self._shape(item, i)}" for i, t in enumerate(spec.tensors)
-                      if t.role == "parameter" and (t.name == name or t.name.startswith(name + "."))]
+            # Already Markdown (a code span per tensor name), so marked safe for the template.
+            shapes = [Markup(f"{code_span(t.name)} {escape_text(self._shape(item, i))}") for i, t in enumerate(spec.tensors)
+                      if t.role == "parameter" and (t.name == name or t.name.startswith(name + "."))
+                      and in_variant(t.only, first)]
             rows.append({"name": name, "type": component.type, "purpose": self.fill(item, component.purpose),
-                         "shapes": ", ".join(shapes), "link": None})
+                         "shapes": Markup(", ").join(shapes), "link": None})
         for index, child in enumerate(spec.children):
             count = item.exprs.get(f"children.{index}.instances", item.exprs[f"children.{index}.count"])
             params = self.ev.quantities(child.op, child.variant).parameters.xreplace(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from html import unescape
 from html.parser import HTMLParser
-from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opdoc.escape import escape_mermaid_label, escape_mermaid_sequence_step, escape_prose
+from opdoc.escape import (
+    code_span, escape_mermaid_label, escape_mermaid_sequence_step, escape_prose, escape_text, fence_block,
+)
 
 markdown = pytest.importorskip("markdown", reason="the site extra (mkdocs, pymdown-extensions) is not installed")
 pytest.importorskip("pymdownx")
@@ -66,7 +67,9 @@ def assert_no_raw_html(html: str) -> None:
             if name in {"href", "src"} and value is not None:
                 # as a browser reads it: tabs and newlines dropped, leading controls and spaces trimmed
                 url = re.sub(r"[\t\n\r]", "", value).lstrip("".join(map(chr, range(33))))
-                assert urlsplit(url).scheme.lower() in {"", "http", "https", "mailto"}, html
+                # the scheme as a browser finds it (urlsplit would raise on a host such as "\\[")
+                scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", url)
+                assert scheme is None or scheme.group(1).lower() in {"http", "https", "mailto"}, html
 
 
 # ------------------------------------------------------------------ prose
@@ -173,8 +176,21 @@ def test_attribute_lists_cannot_be_attached_from_prose():
         assert "{" in "".join(Elements(html).text)
 
 
-def test_placeholders_survive_for_the_renderer():
-    assert escape_prose("costs {{ flops }} at {{flops@page}} {x}") == "costs {{ flops }} at {{flops@page}} &#123;x}"
+def test_every_brace_is_escaped_since_placeholders_are_filled_first():
+    # A `{{` left over (no closing `}}`, so never a placeholder) once let `{{ onclick=alert(1) }`
+    # reach a heading as an attribute list.
+    assert escape_prose("costs 3 FLOPs {x} {{ y }") == "costs 3 FLOPs &#123;x} &#123;&#123; y }"
+    html = to_html(escape_prose("# t {{ onclick=alert(1) }"))
+    assert "onclick" not in "".join(f"{n}" for _, attrs in Elements(html).tags for n, _ in attrs)
+
+
+def test_an_unclosed_fence_in_prose_cannot_swallow_the_page():
+    # Unclosed, the prose's fence would be closed by the page's next fence, whose code would then
+    # be read as Markdown: its <img> would be live.
+    page = escape_prose("intro\n\n```\nnever closed") + "\n\n```\n<img src=x onerror=alert(1)>\n```\n"
+    html = to_html(page)
+    assert_no_raw_html(html)
+    assert "&lt;img" in html
 
 
 @pytest.mark.parametrize(("prose", "href"), [
@@ -217,6 +233,68 @@ def test_no_generated_prose_produces_raw_html_inside_a_table_cell(prose):
     assert_no_raw_html(to_html(f"| a | b |\n|---|---|\n| {cell} | z |\n"))
 
 
+# A page puts other values after a field's prose; what an unbalanced backtick or `](` in the prose
+# would do to them is what these check. The code span holds raw markup (a code span shows it as typed),
+# and the plain value a scheme: either would be live if the prose captured it.
+AFTER_PROSE = " " + code_span("<img src=x onerror=alert(1)>") + " and " + escape_text("javascript:alert(1)") + ")"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(PROSE_ALPHABET, max_size=30).map("".join))
+def test_prose_cannot_capture_the_page_text_after_it(prose):
+    for layout in ("- {p}{rest}\n- item {rest}\n", "{p}{rest}\n\nnext {rest}\n"):
+        assert_no_raw_html(to_html(layout.format(p=escape_prose(prose), rest=AFTER_PROSE)))
+
+
+def test_a_backtick_left_open_in_prose_is_shown_not_paired():
+    assert escape_prose("costs ``") == "costs &#96;&#96;"
+    html = to_html("- " + escape_prose("costs ``") + AFTER_PROSE)
+    assert "<code>&lt;img src=x onerror=alert(1)&gt;</code>" in html
+
+
+def test_a_link_left_open_in_prose_cannot_take_the_next_value_as_destination():
+    assert escape_prose("see [x](") == "see [x&#93;("
+    assert escape_prose("see [x](https://a.b/(c)) ok") == "see [x](https://a.b/(c)) ok"
+    html = to_html(escape_prose("see [x](") + escape_text("javascript:alert(1)") + ")")
+    assert "href" not in html
+
+
+# ---------------------------------------------------------------- plain text, code, fences
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PROSE_ALPHABET, max_size=30).map("".join))
+def test_plain_text_is_shown_as_typed_with_no_markup(text):
+    html = to_html(f"| a | b |\n|---|---|\n| x {escape_text(text)} | `c` |\n")
+    assert_no_raw_html(html)
+    # No link, code or math from the text (`_a_` may still emphasise: harmless, and `_` stays as
+    # typed so that names such as language_model are left alone).
+    assert [tag for tag, _ in Elements(html).tags if tag in ("a", "code", "span")] == ["code"]
+    if "_" not in text:
+        shown = " ".join("".join(Elements(html).text).split())
+        assert " ".join(("x " + text).split()) in shown
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PROSE_ALPHABET, max_size=20).map("".join))
+def test_code_spans_and_fences_hold_any_text_as_typed(text):
+    text = text.replace("\t", "    ")  # Markdown expands tabs itself
+
+    def shown(html: str) -> str:
+        return unescape(re.search(r"<code>(.*)</code>", html, re.S).group(1))
+
+    line = " ".join(text.splitlines())
+    html = to_html("x " + code_span(line) + " y")
+    assert_no_raw_html(html)
+    if line.strip():
+        assert " ".join(shown(html).split()) == " ".join(line.split())
+    html = to_html("before\n\n" + fence_block(text + "\n", "") + "\nafter <b>\n")
+    assert_no_raw_html(html.replace("after <b>", ""))
+    if text.strip():  # line by line, but for blank lines at either end, which Markdown drops
+        assert [row.rstrip() for row in shown(html).strip("\n").split("\n")] == [
+            row.rstrip() for row in text.strip("\n").split("\n")]
+
+
 # ---------------------------------------------------------------- mermaid
 
 
@@ -252,3 +330,28 @@ def test_mermaid_label_output_has_only_br_markup_and_mermaid_escapes(text):
 ])
 def test_sequence_steps_keep_syntax_and_escape_text(line, expected):
     assert escape_mermaid_sequence_step(line) == expected
+
+
+# ---------------------------------------------------------------- the one door: render.environment
+
+
+def test_every_value_a_template_prints_is_escaped_unless_a_filter_marked_it():
+    from markupsafe import Markup
+
+    from opdoc.render import environment
+    from opdoc_testing import ROOT
+
+    env = environment(ROOT / "templates")
+    value = "<b>x</b> ``` [a](javascript:b) {: onclick=c}"
+    page = env.from_string(
+        "text {{ v }}\ncode {{ v | code }}\nsafe {{ m }}\nnumber {{ n }}\n<!-- {{ '-->' | comment }} -->\n"
+        "{% fence 'python' %}\n{{ v }}\n{% endfence %}"
+        "- {% fence '', '    ' %}\n{{ v }}\n{% endfence %}").render(v=value, m=Markup("<br/>"), n=3)
+    lines = page.split("\n")
+    assert lines[0] == "text &lt;b&gt;x&lt;/b&gt; &#96;&#96;&#96; &#91;a&#93;(javascript:b) &#123;: onclick=c&#125;"
+    assert lines[1] == "code ````<b>x</b> ``` [a](javascript:b) {: onclick=c}````"
+    assert lines[2:4] == ["safe <br/>", "number 3"]
+    assert lines[4] == "<!-- &#45;-&gt; -->"  # no `-->` can end the comment early
+    assert lines[5:8] == ["````python", value, "````"]  # printed as typed, fenced longer than its ```
+    assert lines[8:11] == ["-     ````", "    " + value, "    ````"]
+    assert_no_raw_html(to_html(page.replace("<!-- &#45;-&gt; -->", "").replace("safe <br/>", "")))

@@ -110,3 +110,159 @@ def test_number_formatting():
     assert engineering(768, "flops") == "768 FLOPs"
     assert exact_number(sympy.Rational(3, 2)) == "1.5"
     assert plain_text(2 * B * S**2 * h) == "2 × B × S² × h"
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile formulas (issue 9): nesting, hidden characters, towers of powers, lookalike letters.
+# Each is refused with a FormulaError or parsed into arithmetic over the declared symbols; nothing
+# else may happen (no other exception, no hang: a guard fails the example after HANG seconds).
+
+import signal
+from contextlib import contextmanager
+
+from opdoc.formula import MAX_DEPTH, source_text
+
+HANG = 10
+
+
+@contextmanager
+def hang_guard(seconds: int = HANG):
+    def expire(*_):
+        raise TimeoutError(f"still parsing after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def refused_or_arithmetic(text) -> sympy.Expr | None:
+    with hang_guard():
+        try:
+            result = parse_formula(text, SYMBOLS)
+        except FormulaError:
+            return None
+    assert isinstance(result, sympy.Expr)
+    assert result.free_symbols <= set(SYMBOLS.values())
+    assert not result.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I), result
+    return result
+
+
+NAMES = st.sampled_from(sorted(SYMBOLS))
+SMALL = st.integers(min_value=0, max_value=99).map(str)
+NESTERS = st.sampled_from(["-{}", "({})", "{}//2", "floor({})", "sqrt({})", "max(S, {})", "log2({})", "{}**2",
+                           "({}+h)", "1/({})"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(NESTERS, min_size=1, max_size=400), NAMES)
+def test_nesting_of_any_depth_is_refused_or_parsed(wrappers, name):
+    text = name
+    for wrapper in wrappers:
+        text = wrapper.format(text)
+    if refused_or_arithmetic(text) is not None:
+        assert len(wrappers) <= 2 * MAX_DEPTH  # what was accepted is shallow enough for sympy
+
+
+HIDDEN = st.sampled_from(["\ud800", "\udfff", "\u202e", "\u202d", "\u2066", "\u2069", "\u200b", "\u200f", "\x00",
+                          "\x1b", "\u2028", "\ufeff", "\ue000"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["2*B*S*h", "max(S, h) + 1", "S**2", "ceil(S/2)"]), st.data(), HIDDEN)
+def test_hidden_characters_anywhere_are_refused(formula, data, char):
+    at = data.draw(st.integers(min_value=0, max_value=len(formula)))
+    with pytest.raises(FormulaError, match="U\\+"):
+        parse_formula(formula[:at] + char + formula[at:], SYMBOLS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["9", "S", "(S+h)", "2", "0.5", "10**21", "(B+S+h+d_ff)"]),
+                          st.integers(min_value=-70, max_value=70)), min_size=1, max_size=6))
+def test_towers_of_powers_are_refused_or_parsed_quickly(levels):
+    text = levels[0][0]
+    for _, exponent in levels:
+        text = f"({text})**{exponent}"
+    refused_or_arithmetic(text)
+
+
+def test_the_tower_of_the_issue_is_refused_not_computed():
+    with pytest.raises(FormulaError, match="digits"):
+        parse_formula("((((9)**64)**64)**64)**64", SYMBOLS)
+    with pytest.raises(FormulaError, match="degree"):
+        parse_formula("((S**8)**8)**8", SYMBOLS)
+
+
+# Characters that NFKC normalisation turns into an ASCII letter of a declared symbol.
+LOOKALIKES = {"S": "Ｓ𝐒𝑆𝖲𝚂ˢ", "B": "Ｂ𝐁ℬ𝔅", "h": "ｈℎ𝐡𝒉ₕʰ", "d": "ｄ𝐝ⅆ", "f": "ｆ𝐟"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["2*B*S*h*d_ff", "S*h", "B + d_ff"]), st.data())
+def test_lookalike_letters_are_refused_not_read_as_the_symbol(formula, data):
+    at = data.draw(st.sampled_from([i for i, c in enumerate(formula) if c in LOOKALIKES]))
+    lookalike = data.draw(st.sampled_from(LOOKALIKES[formula[at]]))
+    with pytest.raises(FormulaError, match="stands for"):
+        parse_formula(formula[:at] + lookalike + formula[at + 1:], SYMBOLS)
+    with pytest.raises(FormulaError, match="LIGATURE FF"):
+        parse_formula("2*B*S*h*d_ﬀ", SYMBOLS)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("S/0", "divides by zero"), ("S//(h-h)", "divides by zero"), ("max(S, 0/0)", "divides by zero"),
+    ("sqrt(-1)", "not a finite real number"), ("sqrt(-S)", "not a finite real number"),
+    ("log2(0)", "not a finite real number"), ("log2(-2)", "not a finite real number"), ("0**-1", "not a finite"),
+    ("1e-400*S", "smaller than"), ("1e400", "larger than"), ("S # a comment", "comment"),
+])
+def test_values_that_are_not_finite_real_numbers_are_refused(text, fragment):
+    with pytest.raises(FormulaError, match=fragment):
+        parse_formula(text, SYMBOLS)
+
+
+def test_floats_that_are_not_numbers_are_refused():
+    for value in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(FormulaError, match="not a number"):
+            parse_formula(value, SYMBOLS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Printing round-trips: what a page prints parses back to the same expression.
+
+ATOMS = st.one_of(NAMES, SMALL, st.sampled_from(["1.5", "0.25", "3"]))
+
+
+def _combine(children):
+    return st.one_of(
+        st.tuples(children, st.sampled_from(["+", "-", "*", "/", "//"]), children).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(children, st.integers(min_value=-3, max_value=4)).map(lambda t: f"({t[0]})**{t[1]}"),
+        children.map(lambda c: f"-{c}"),
+        st.tuples(st.sampled_from(["ceil", "floor", "log2", "sqrt"]), children).map(lambda t: f"{t[0]}({t[1]})"),
+        st.tuples(st.sampled_from(["max", "min"]), children, children).map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
+    )
+
+
+FORMULAS = st.recursive(ATOMS, _combine, max_leaves=8)
+
+
+@settings(max_examples=500, deadline=None)
+@given(FORMULAS)
+def test_printed_formulas_parse_back_to_the_same_expression(text):
+    expr = refused_or_arithmetic(text)
+    if expr is None:
+        return
+    for printed in (plain_text(expr), source_text(text)):
+        again = parse_formula(printed, SYMBOLS)
+        # The same tree, or (where sympy's automatic rewriting orders a product of sums differently,
+        # e.g. log2(1.5) = (log(3) - log(2))/log(2)) an expression whose difference expands to zero.
+        assert again == expr or sympy.expand(again - expr) == 0, f"{text} -> {printed} -> {again}"
+
+
+def test_negative_and_fractional_powers_print_in_page_notation():
+    assert source_text("S**-1") == "S⁻¹"  # was "S ×  × -1"
+    assert source_text("(S+h)**(-2) * B") == "(S+h)⁻² × B"
+    assert plain_text(parse_formula("h/S**2", SYMBOLS)) == "h/S²"
+    assert plain_text(parse_formula("sqrt(S)**3", SYMBOLS)) == "sqrt(S)³"
+    assert plain_text(parse_formula("ceil(log2(S)) * log2(3)", SYMBOLS)) == "log2(3) × ceil(log2(S))"

@@ -48,6 +48,9 @@ BROKEN = {
     "comma_in_flow_mapping": ("DeepseekV2RMSNorm.yaml", "explain: One multiply per element.}",
                               "explain: One multiply, per element.}"),
     "undocumented_parameter": ("DeepseekV2RMSNorm.yaml", "    eps: {description: added before the square root}\n", ""),
+    # A part that is negative at an example, though the total it belongs to stays positive.
+    "negative_flops": ("DeepseekV2RMSNorm.yaml", "flops: B*S*h, reads: [x], writes: [sq]",
+                       "flops: -B*S*h, reads: [x], writes: [sq]"),
     # Several problems in one run are all reported, each at its place.
     "two_bad_binds": [("model.yaml", "bind: {B: 1, S: 16}", "bind: {B: 1, S: 0}"),
                       ("model.yaml", "bind: {B: 2, S: 4}", "bind: {B: 2.5, S: 4}")],

@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .markdown import MarkdownDoc, parse_markdown
+from .symbols import BUILTIN_MEANINGS
 
 __all__ = [
     "BUILTIN_SYMBOLS",
+    "find_specs_root",
+    "load_symbol_meanings",
     "MAX_BYTES",
     "LintContext",
     "LintDoc",
@@ -19,13 +22,11 @@ __all__ = [
 ]
 
 MAX_BYTES = 2 * 1024 * 1024
+MAX_LINES = 20_000  # an op-doc has hundreds; a longer file is checked in its first MAX_LINES lines
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 
-# The dimension names the op-doc template itself uses, for projects without a
-# knowledge base that declares its own.
-BUILTIN_SYMBOLS: frozenset[str] = frozenset(
-    {"B", "S", "d", "h", "H", "N", "d_in", "d_out", "d_ff", "d_h", "d_k", "d_v", "L", "K", "C", "V", "E", "k", "P"}
-)
+# The dimension names the op-doc template itself uses; a knowledge base's symbols add to them.
+BUILTIN_SYMBOLS: frozenset[str] = frozenset(BUILTIN_MEANINGS)
 
 _OP_FILE = re.compile(r"^op-([A-Za-z_][A-Za-z0-9_]*)\.md$")
 
@@ -43,6 +44,8 @@ class LintDoc:
     decode_error: str | None = None
     md: MarkdownDoc | None = None
     empty_dir: bool = False  # a directory argument that holds no op-*.md file
+    cache: dict[str, Any] = field(default_factory=dict)  # results several rules share
+    line_total: int | None = None  # set when the file had more than MAX_LINES lines
 
     @property
     def class_name(self) -> str | None:
@@ -61,6 +64,10 @@ class LintContext:
     mermaid: bool = True
     symbols: frozenset[str] = BUILTIN_SYMBOLS
     symbols_origin: str = "the template's built-in list"
+    # name -> what the knowledge base says it means (empty when it gives no description)
+    kb_meanings: dict[str, str] = field(default_factory=dict)
+    specs_root: Path | None = None  # where opdoc's own specs are, for the spec comparison
+    specs: Any = None  # the loaded spec adapter (opdoc.lint.specs), shared by every document
     max_bytes: int = MAX_BYTES
     # Filled by the engine before rules run.
     mermaid_results: dict[tuple[str, int], Any] = field(default_factory=dict)
@@ -100,40 +107,44 @@ def load_doc(path: Path, display: str | None = None, *, max_bytes: int = MAX_BYT
         return doc
     if not text.strip():
         return doc
+    if text.count("\n") >= MAX_LINES:
+        lines = text.split("\n")
+        doc.line_total = len(lines)
+        text = "\n".join(lines[:MAX_LINES])
     doc.md = parse_markdown(text, path)
     return doc
 
 
-def _symbols_from(value: Any) -> Iterable[str]:
+def _symbols_from(value: Any) -> dict[str, str]:
     if isinstance(value, dict):
-        return [str(k) for k in value]
+        return {str(k): str(v) if isinstance(v, (str, int, float)) else "" for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        names = []
+        names: dict[str, str] = {}
         for item in value:
             if isinstance(item, dict) and "name" in item:
-                names.append(str(item["name"]))
+                names[str(item["name"])] = str(item.get("description", ""))
             elif isinstance(item, dict):
-                names.extend(str(k) for k in item)
+                names.update({str(k): str(v) if isinstance(v, str) else "" for k, v in item.items()})
             else:
-                names.append(str(item))
+                names[str(item)] = ""
         return names
     if isinstance(value, str):
-        return [part for part in re.split(r"[\s,]+", value) if part]
-    return []
+        return {part: "" for part in re.split(r"[\s,]+", value) if part}
+    return {}
 
 
-def load_declared_symbols(root: Path | None = None) -> tuple[frozenset[str], str]:
-    """The knowledge base's declared dimension symbols.
+def _roots(root: Path | None) -> list[Path]:
+    return [root] if root is not None else [Path.cwd(), Path(__file__).resolve().parents[2]]
 
-    Reads the ``symbols`` key of every ``specs/*/model.yaml`` under ``root``
-    (default: the working directory, then the checkout holding this package)
-    and returns their union with a description of where they came from.  Falls
-    back to :data:`BUILTIN_SYMBOLS`.
-    """
-    roots = [root] if root is not None else [Path.cwd(), Path(__file__).resolve().parents[2]]
-    for base in roots:
+
+def load_symbol_meanings(root: Path | None = None) -> tuple[dict[str, str], str]:
+    """The knowledge base's declared dimension symbols with their descriptions.
+
+    Reads the ``symbols`` key of every ``specs/*/model.yaml`` under ``root`` (default: the working
+    directory, then the checkout holding this package).  Returns ({} , "") when there is none."""
+    for base in _roots(root):
         files = sorted((base / "specs").glob("*/model.yaml"))
-        names: set[str] = set()
+        names: dict[str, str] = {}
         used: list[str] = []
         for spec in files:
             try:
@@ -143,10 +154,28 @@ def load_declared_symbols(root: Path | None = None) -> tuple[frozenset[str], str
             except Exception:  # unreadable spec: ignore, other files may declare
                 continue
             if isinstance(data, dict) and "symbols" in data:
-                found = set(_symbols_from(data["symbols"]))
+                found = _symbols_from(data["symbols"])
                 if found:
-                    names |= found
+                    for name, meaning in found.items():
+                        names.setdefault(name, meaning)
                     used.append(str(spec.relative_to(base)) if base == Path.cwd() else str(spec))
         if names:
-            return frozenset(names), ", ".join(used)
+            return names, ", ".join(used)
+    return {}, ""
+
+
+def load_declared_symbols(root: Path | None = None) -> tuple[frozenset[str], str]:
+    """The knowledge base's declared dimension symbols (see :func:`load_symbol_meanings`), or the
+    template's built-in list when there is no knowledge base."""
+    names, origin = load_symbol_meanings(root)
+    if names:
+        return frozenset(names), origin
     return BUILTIN_SYMBOLS, "the template's built-in list"
+
+
+def find_specs_root(root: Path | None = None) -> Path | None:
+    """The directory whose ``specs/*/model.yaml`` describes the model (working directory first)."""
+    for base in _roots(root):
+        if any((base / "specs").glob("*/model.yaml")):
+            return base
+    return None

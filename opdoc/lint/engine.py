@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import rules as _rules  # noqa: F401  (fills the registry)
-from .context import LintContext, LintDoc, load_declared_symbols, load_doc
+from .context import BUILTIN_SYMBOLS, LintContext, LintDoc, find_specs_root, load_doc, load_symbol_meanings
 from .mermaid import MermaidUnavailable, parse_diagrams
 from .registry import RULES, Finding
 
@@ -77,18 +77,32 @@ def lint_paths(
     *,
     source: str | os.PathLike[str] | None = None,
     mermaid: bool = True,
-    symbols: Iterable[str] | None = None,
+    symbols: Iterable[str] | dict[str, str] | None = None,
+    specs: str | os.PathLike[str] | bool | None = None,
 ) -> LintReport:
-    """Lint ``paths`` (files or directories) and return every finding."""
+    """Lint ``paths`` (files or directories) and return every finding.
+
+    ``symbols``: the knowledge base's dimension symbols (names, or names with meanings); by default
+    read from ``specs/*/model.yaml``.  ``specs``: the directory holding opdoc's ``specs/`` to compare
+    pages with (default: found like the symbols), or False for no spec comparison."""
     context = LintContext(mermaid=mermaid)
     if source is not None:
         context.source = Path(source)
         if not context.source.is_dir():
             raise NotADirectoryError(f"--source {source}: not a directory")
+    # The knowledge base's symbols add to the template's own.
     if symbols is None:
-        context.symbols, context.symbols_origin = load_declared_symbols()
+        context.kb_meanings, origin = load_symbol_meanings()
+        origin = origin or "no knowledge base"
     else:
-        context.symbols, context.symbols_origin = frozenset(symbols), "the symbols given to the linter"
+        given = symbols if isinstance(symbols, dict) else {name: "" for name in symbols}
+        context.kb_meanings, origin = {str(k): str(v) for k, v in given.items()}, "the symbols given to the linter"
+    context.symbols = BUILTIN_SYMBOLS | frozenset(context.kb_meanings)
+    context.symbols_origin = f"the template's built-in list and {origin}"
+    if specs is None:
+        context.specs_root = find_specs_root()
+    elif specs is not False:
+        context.specs_root = Path(specs)
 
     docs: list[LintDoc] = []
     for item in collect(paths):

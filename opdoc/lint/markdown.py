@@ -11,6 +11,7 @@ All line numbers are 1-based and refer to the original file.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +30,13 @@ __all__ = [
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-_INLINE_LINK = re.compile(r"(!?)\[((?:[^\[\]]|\[[^\]]*\])*)\]\(\s*<?([^)\s>]*)>?(?:\s+[\"'(][^)]*[\"')])?\s*\)")
+# The part of an inline link after its `](`: a target and an optional title.  The target excludes
+# brackets so that a scan from one `](` never runs past the next one (linear on any line).
+_LINK_TAIL = re.compile(r"\s*<?([^)\s>\[\]]*)>?(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?\s*\)")
 _REF_DEF = re.compile(r"^ {0,3}\[([^\]]+)\]:\s*<?(\S+?)>?(?:\s+.*)?$")
 _AUTOLINK = re.compile(r"<((?:https?|ftp|mailto):[^>\s]+)>")
 _BLOCK_START = re.compile(r"^(?:[-*+](?:\s|$)|[>|<]|\d+[.)](?:\s|$))")
-_CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)")
+_BACKTICKS = re.compile(r"`+")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,10 @@ class MarkdownDoc:
     inline_code: list[InlineCode] = field(default_factory=list)
     code_lines: set[int] = field(default_factory=set)  # fence and content lines
     comment_lines: set[int] = field(default_factory=set)  # inside <!-- -->
+    _ends: list[int] | None = field(default=None, repr=False)  # last line governed by each heading
+    _parents: list[int] = field(default_factory=list, repr=False)  # enclosing heading of each heading
+    _heading_lines: list[int] = field(default_factory=list, repr=False)
+    cache: dict = field(default_factory=dict, repr=False)  # what the rules' section finders worked out
 
     # -- line access -------------------------------------------------------
     @property
@@ -128,22 +135,43 @@ class MarkdownDoc:
         return "\n".join(self.lines[max(start, 1) - 1 : max(end, 0)])
 
     # -- structure ---------------------------------------------------------
+    def _heading_ends(self) -> list[int]:
+        """The last line each heading governs, computed once in one pass (a stack of open headings),
+        so that asking for sections stays linear in the number of headings."""
+        if self._ends is None:
+            ends = [len(self.lines)] * len(self.headings)
+            parents = [-1] * len(self.headings)
+            open_: list[int] = []
+            for index, heading in enumerate(self.headings):
+                while open_ and self.headings[open_[-1]].level >= heading.level:
+                    ends[open_.pop()] = heading.line - 1
+                parents[index] = open_[-1] if open_ else -1
+                open_.append(index)
+            self._ends, self._parents = ends, parents
+            self._heading_lines = [h.line for h in self.headings]
+        return self._ends
+
     def sections(self, level: int) -> list[Section]:
-        """Every heading of ``level`` with its extent."""
-        result = []
-        for index, heading in enumerate(self.headings):
-            if heading.level != level:
-                continue
-            end = len(self.lines)
-            for later in self.headings[index + 1 :]:
-                if later.level <= level:
-                    end = later.line - 1
-                    break
-            result.append(Section(heading, heading.line, end))
-        return result
+        """Every heading of ``level`` with its extent (a new list; the sections are computed once)."""
+        key = ("sections", level)
+        if key not in self.cache:
+            ends = self._heading_ends()
+            self.cache[key] = [Section(h, h.line, ends[i]) for i, h in enumerate(self.headings) if h.level == level]
+        return list(self.cache[key])
 
     def subsections(self, parent: Section, level: int) -> list[Section]:
         return [s for s in self.sections(level) if parent.start < s.start <= parent.end and s.end <= parent.end]
+
+    def enclosing(self, line: int, level: int | None = None) -> Section | None:
+        """The section holding ``line``: the innermost one, or the one of exactly ``level``."""
+        ends = self._heading_ends()
+        index = bisect.bisect_right(self._heading_lines, line) - 1
+        while index >= 0 and level is not None and self.headings[index].level > level:
+            index = self._parents[index]  # at most six steps up
+        if index < 0 or (level is not None and self.headings[index].level != level):
+            return None
+        heading = self.headings[index]
+        return Section(heading, heading.line, ends[index])
 
     def blocks_in(self, start: int, end: int, lang: str | None = None) -> list[CodeBlock]:
         return [
@@ -154,14 +182,55 @@ class MarkdownDoc:
 
 
 def _strip_code_spans(line: str) -> tuple[str, list[str]]:
-    """Return the line with code spans blanked out, and the span texts."""
+    """Return the line with code spans blanked out, and the span texts.
+
+    CommonMark: a run of N backticks opens a span that the next run of exactly N backticks closes;
+    an unmatched run is literal.  Runs are paired in one pass from the right (the next run of each
+    length), so any line takes linear time."""
+    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(line)]
+    if len(runs) < 2:
+        return line, []
+    following: list[int] = [-1] * len(runs)
+    last_of_length: dict[int, int] = {}
+    for index in range(len(runs) - 1, -1, -1):
+        length = runs[index][1] - runs[index][0]
+        following[index] = last_of_length.get(length, -1)
+        last_of_length[length] = index
     spans: list[str] = []
+    pieces: list[str] = []
+    position = 0
+    index = 0
+    while index < len(runs):
+        closing = following[index]
+        if closing < 0:
+            index += 1
+            continue
+        start, end = runs[index][0], runs[closing][1]
+        body = line[runs[index][1] : runs[closing][0]]
+        spans.append(body.strip())
+        pieces.append(line[position:start])
+        pieces.append(" " * (end - start))
+        position = end
+        index = closing + 1
+    pieces.append(line[position:])
+    return "".join(pieces), spans
 
-    def repl(match: re.Match[str]) -> str:
-        spans.append(match.group(2).strip())
-        return " " * len(match.group(0))
 
-    return _CODE_SPAN.sub(repl, line), spans
+def _inline_links(line: str) -> Iterator[tuple[str, str, str]]:
+    """(``!`` or ``""``, text, target) for every ``[text](target)`` on the line, in one pass: a stack
+    of open brackets, and a bounded look at what follows each ``](``."""
+    stack: list[int] = []
+    for index, char in enumerate(line):
+        if char == "[":
+            stack.append(index)
+        elif char == "]" and stack:
+            opened = stack.pop()
+            if index + 1 < len(line) and line[index + 1] == "(":
+                tail = _LINK_TAIL.match(line, index + 2)
+                if tail:
+                    bang = "!" if opened > 0 and line[opened - 1] == "!" else ""
+                    yield bang, line[opened + 1 : index], tail.group(1)
+                    stack.clear()  # a link's brackets never nest another link around it
 
 
 def parse_markdown(text: str, path: Path | None = None) -> MarkdownDoc:
@@ -264,8 +333,8 @@ def _collect_inline(doc: MarkdownDoc, raw: str, number: int) -> None:
     if ref:
         doc.links.append(Link(ref.group(1), ref.group(2), number, "reference"))
         return
-    for match in _INLINE_LINK.finditer(blanked):
-        kind = "image" if match.group(1) else "inline"
-        doc.links.append(Link(match.group(2), match.group(3), number, kind))
+    if "](" in blanked:
+        for bang, text, target in _inline_links(blanked):
+            doc.links.append(Link(text, target, number, "image" if bang else "inline"))
     for match in _AUTOLINK.finditer(blanked):
         doc.links.append(Link(match.group(1), match.group(1), number, "autolink"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -16,7 +17,10 @@ VALID_NAME = "op-TinyNorm.md"
 VALID_TEXT = (FIXTURES / VALID_NAME).read_text(encoding="utf-8")
 SOURCE_DIR = FIXTURES / "src"
 SYMBOLS = frozenset({"B", "S", "h"})
-SEED_004 = Path("/work/shared/seeds/004_1a4b03f26276110f.txt")
+REPO = Path(__file__).resolve().parents[2]
+# The project's seed documents sit next to the checkout (../shared/seeds) or where OPDOC_SEEDS says.
+SEEDS = Path(os.environ.get("OPDOC_SEEDS") or REPO.parent / "shared" / "seeds")
+SEED_004 = SEEDS / "004_1a4b03f26276110f.txt"
 
 
 def edit(old: str, new: str, text: str = VALID_TEXT) -> str:
@@ -59,7 +63,10 @@ requires_browser = pytest.mark.skipif(
     not browser_available(),
     reason="needs Chromium (`apt-get install chromium`), mermaid (`npm install`) and Playwright for Python",
 )
-requires_seed = pytest.mark.skipif(not SEED_004.is_file(), reason="/work/shared seeds are not available")
+requires_seed = pytest.mark.skipif(
+    not SEED_004.is_file(),
+    reason=f"seed 004 not found at {SEED_004} (put the seeds in ../shared/seeds next to the checkout or set OPDOC_SEEDS)",
+)
 
 
 def copy_seed(directory: Path) -> Path:

@@ -161,8 +161,10 @@ def test_variant_breaks_exactly_its_rule(case, write_doc):
 def test_every_rule_is_exercised():
     covered = {c.rule for c in CASES}
     # File-level rules are covered in test_lint_robustness.py, the browser rules
-    # in test_lint_mermaid.py.
+    # in test_lint_mermaid.py, stated totals in test_lint_calc.py, symbol meanings in
+    # test_lint_symbols_sections.py and the spec comparison in test_lint_spec_compare.py.
     covered |= {"OD001", "OD002", "OD003", "OD004", "OD005", "OD006", "OD503", "OD504"}
+    covered |= {"OD704", "OD705", "OD903", "OD951", "OD952"}
     assert covered == set(RULES)
 
 
@@ -246,19 +248,22 @@ def test_declared_symbols_come_from_the_knowledge_base(tmp_path, monkeypatch, wr
     (tmp_path / "specs" / "one").mkdir(parents=True)
     (tmp_path / "specs" / "one" / "model.yaml").write_text("symbols:\n  B: batch\n  S: tokens\n")
     (tmp_path / "specs" / "two").mkdir()
-    (tmp_path / "specs" / "two" / "model.yaml").write_text("symbols: [d_ff]\n")
+    (tmp_path / "specs" / "two" / "model.yaml").write_text("symbols: [d_ff, G]\n")
     (tmp_path / "specs" / "three").mkdir()
     (tmp_path / "specs" / "three" / "model.yaml").write_text("model: no symbols here\n")
     symbols, origin = load_declared_symbols(tmp_path)
-    assert symbols == {"B", "S", "d_ff"}
+    assert symbols == {"B", "S", "d_ff", "G"}
     assert "one" in origin and "two" in origin
     assert load_declared_symbols(tmp_path / "elsewhere") == (BUILTIN_SYMBOLS, "the template's built-in list")
 
-    # lint_paths(symbols=None) reads specs/*/model.yaml under the working directory
+    # lint_paths(symbols=None) reads specs/*/model.yaml under the working directory; those symbols
+    # add to the template's own (h is one), so only a name neither declares is reported
     monkeypatch.chdir(tmp_path)
-    report = lint_paths([write_doc(VALID_TEXT)], mermaid=False)
+    assert lint_paths([write_doc(VALID_TEXT)], mermaid=False).findings == []
+    text = edit("# (B, S, 1)", "# (B, S, G) then (B, S, n)")
+    report = lint_paths([write_doc(text)], mermaid=False)
     assert {f.rule for f in report.findings} == {"OD702"}
-    assert "`h` in shape" in report.findings[0].message and "specs/one/model.yaml" in report.findings[0].message
+    assert "`n` in shape" in report.findings[0].message and "specs/one/model.yaml" in report.findings[0].message
 
 
 def test_two_symbols_for_one_dimension_is_a_warning(write_doc):

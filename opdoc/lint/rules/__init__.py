@@ -7,8 +7,10 @@ from . import (  # noqa: F401  (imported for their registrations)
     costs,
     diagrams,
     files,
+    formulas,
     naming,
     sections,
     shapes,
+    spec_compare,
     traceability,
 )

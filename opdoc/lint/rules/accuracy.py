@@ -6,26 +6,30 @@ import re
 from pathlib import Path
 from urllib.parse import unquote
 
-from ..arith import audit_line
+from ..calc import CalcFinding, audit_document
 from ..context import LintContext, LintDoc
 from ..registry import Finding, finding, rule
+from ._common import declared_symbols
 
 _MENTION = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*op-[A-Za-z_][A-Za-z0-9_]*\.md)\b")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 
-@rule("OD901", "error", "Worked arithmetic in a code block does not evaluate to the value it states.")
+def _calculations(doc: LintDoc, context: LintContext) -> list[CalcFinding]:
+    if "calc" not in doc.cache:
+        assert doc.md is not None
+        doc.cache["calc"] = audit_document(doc.md, declared_symbols(doc, context))
+    return doc.cache["calc"]
+
+
+@rule("OD901", "error", "Worked arithmetic does not evaluate to the value it states.")
 def arithmetic(doc: LintDoc, context: LintContext) -> list[Finding]:
-    md = doc.md
-    assert md is not None
-    findings = []
-    for block in md.code_blocks:
-        if block.lang == "mermaid":
-            continue
-        for offset, line in enumerate(block.text_lines):
-            for issue in audit_line(line):
-                findings.append(finding("OD901", doc, block.first_text_line + offset, f"arithmetic: {issue.message}"))
-    return findings
+    return [finding("OD901", doc, f.line, f.message) for f in _calculations(doc, context) if f.rule == "OD901"]
+
+
+@rule("OD903", "error", "A stated total is not the sum of the items listed with it.")
+def totals(doc: LintDoc, context: LintContext) -> list[Finding]:
+    return [finding("OD903", doc, f.line, f.message) for f in _calculations(doc, context) if f.rule == "OD903"]
 
 
 @rule("OD902", "error", "A linked or mentioned op-*.md file does not exist next to this document.")

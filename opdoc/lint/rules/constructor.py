@@ -110,6 +110,12 @@ def documented_bullets(doc: LintDoc) -> dict[str, tuple[int, str]]:
         return {}
     lines = list(md.prose_lines(section.start, section.end))
     bullets: dict[str, tuple[int, str]] = {}
+    # "**Parameters** (all from `config`):" documents `config` through the bullets that follow
+    for number, text in lines:
+        header = re.match(r"^\s*(?:\*\*|__)Parameters(?:\*\*|__)?(.*)$", text)
+        if header:
+            for name in re.findall(r"`([A-Za-z_]\w*)`", header.group(1)):
+                bullets.setdefault(name, (number, text))
     for position, (number, text) in enumerate(lines):
         match = _BULLET.match(text)
         if not match:

@@ -7,16 +7,34 @@ import re
 from ..context import LintContext, LintDoc
 from ..markdown import MarkdownDoc
 from ..registry import Finding, finding, rule
-from ._common import find_flops, find_memory, section_text
+from ._common import find_flops, find_h2, find_memory, section_text
 
 _SYMBOL = r"[A-Za-z](?:_[A-Za-z0-9]+)?"
-_FORMULA = re.compile(
-    rf"(?:=|≈)\s*.*?(?:(?<![A-Za-z0-9_]){_SYMBOL}(?![A-Za-z0-9_(])\s*(?:[×*·/^²]|\*\*)|(?:[×*·/]|\*\*)\s*{_SYMBOL}(?![A-Za-z0-9_(]))"
+# A symbol next to an operator, somewhere after the line's first `=` or `≈` (searched from there
+# rather than with a lazy `.*?`, which would make the search quadratic in the line's length).
+_RELATION_MARK = re.compile(r"=|≈")
+_SYMBOL_OPERATOR = re.compile(
+    rf"(?<![A-Za-z0-9_]){_SYMBOL}(?![A-Za-z0-9_(])\s*(?:[×*·/^²]|\*\*)|(?:[×*·/]|\*\*)\s*{_SYMBOL}(?![A-Za-z0-9_(])"
 )
+
+
+_SYMBOL_PRODUCT = re.compile(
+    rf"(?<![A-Za-z0-9_]){_SYMBOL}(?![A-Za-z0-9_(])\s*(?:[×*·/]|\*\*)\s*(?:\d+\s*(?:[×*·/]|\*\*)\s*)?{_SYMBOL}(?![A-Za-z0-9_(])"
+)
+
+
+def _is_formula(line: str) -> bool:
+    """A symbolic product on a line that relates it to something: ``FLOPs = 2 × B × S × h``, or
+    ``qkv: `2 × B × S × d × 3d` = 2 × 257 × ...`` (the formula may come before the ``=``), or a
+    product of symbols on its own (``| router | 2 × B × S × h × E | 1.34 GFLOPs |``)."""
+    if _SYMBOL_PRODUCT.search(line):
+        return True
+    return _RELATION_MARK.search(line) is not None and _SYMBOL_OPERATOR.search(line) is not None
+
 _ASSUME = re.compile(r"^\s*(?:[-*+]\s+)?(?:\*\*)?(?:assume|assuming|where|with)\b", re.IGNORECASE)
-_DEFINITION_BULLET = re.compile(rf"^\s*[-*+]\s+`?(?:{_SYMBOL}|[A-Za-z]\w*)`?\s*(?:=|:|—|–|-)\s*[A-Za-z(]")
+_DEFINITION_BULLET = re.compile(rf"^\s*[-*+]\s+`?(?:{_SYMBOL}|[A-Za-z]\w*)`?\s*(?:=|:|—|–|-)\s*[A-Za-z(\d]")
 _INLINE_WHERE = re.compile(rf"\bwhere\s+`?{_SYMBOL}`?\s*(?:=|is|:)\s*[A-Za-z]", re.IGNORECASE)
-_FLOP_EXAMPLE = re.compile(r"\d(?:[\d,]*\d)?(?:\.\d+)?\s*[KkMGTPE]?FLOP(?:s|S)?\b")
+_FLOP_EXAMPLE = re.compile(r"(?<![\d.,])\d(?:[\d,]*\d)?(?:\.\d+)?\s*[KkMGTPE]?FLOP(?:s|S)?\b")
 _TOTAL = re.compile(r"(?<![A-Za-z])total(?![A-Za-z])", re.IGNORECASE)
 _DOMINANT = re.compile(r"\bdominat(?:e|es|ed|ing|ion)\b|\bdominant\b|\bdominance\b", re.IGNORECASE)
 _PARAMETERS = re.compile(r"\bparam(?:eter)?s?\b|\bweights?\b", re.IGNORECASE)
@@ -26,7 +44,7 @@ _DTYPE = re.compile(
     r"|[×*]\s*\d+(?:\.\d+)?\s*bytes?\b",
     re.IGNORECASE,
 )
-_BYTE_VALUE = re.compile(r"\d+(?:[.,]\d+)*\s*(?:[KMGTP]i?B|kB|bytes?)\b")
+_BYTE_VALUE = re.compile(r"(?<![\d.,])\d+(?:[.,]\d+)*\s*(?:[KMGTP]i?B|kB|bytes?)\b")
 _RELATION = re.compile(r"\s(?:=|≈)\s|≈")
 _OPERATOR = re.compile(r"[×*]")
 _MODULE_NAME = re.compile(r"\b[A-Z][a-z0-9]+[A-Z]\w*")
@@ -47,7 +65,7 @@ def flops_formula(doc: LintDoc, context: LintContext) -> list[Finding]:
     if found is None:
         return []
     start, lines = found
-    if any(_FORMULA.search(line) for line in lines):
+    if any(_is_formula(line) for line in lines):
         return []
     return [finding("OD801", doc, start, "no FLOP formula in symbols (like `FLOPs = 2 × B × S × h × d_ff`)")]
 
@@ -94,12 +112,16 @@ def flops_total(doc: LintDoc, context: LintContext) -> list[Finding]:
     return [finding("OD804", doc, start, "no total: sum the operations (e.g. a **Total FLOPs** block)")]
 
 
-@rule("OD805", "error", "The FLOPs subsection does not say which term dominates.")
+@rule("OD805", "error", "Neither the FLOPs subsection nor Key Performance Characteristics says which term dominates.")
 def flops_dominant(doc: LintDoc, context: LintContext) -> list[Finding]:
     found = _flops_lines(doc)
     if found is None:
         return []
     start, lines = found
+    # the checklist asks for the dominant term to be identified; the template shows it in both places
+    performance = find_h2(doc.md, "Key Performance Characteristics")
+    if performance is not None:
+        lines = lines + doc.md.lines[performance.start - 1 : performance.end]
     if any(_DOMINANT.search(line) for line in lines):
         return []
     return [finding("OD805", doc, start, "the dominant FLOP term is not identified (e.g. `≈ 6 × B × S × h × d_ff dominates`)")]
@@ -125,6 +147,7 @@ def memory_parts(doc: LintDoc, context: LintContext) -> list[Finding]:
 
 def _converts_to_bytes(line: str) -> bool:
     """``elements × size = N MB``: a byte result from operands that are not bytes."""
+    line = re.sub(r"\*\*|__|(?<!\w)\*(?=\w)|(?<=\w)\*(?!\w)", " ", line)  # emphasis is not multiplication
     parts = _RELATION.split(line)
     if len(parts) < 2:
         return False
@@ -160,12 +183,10 @@ def _units(md: MarkdownDoc) -> list[tuple[int, int, list[tuple[int, str]]]]:
 def _enclosing_section(md: MarkdownDoc, line: int) -> str:
     """The text of the innermost section (H2 or deeper) holding ``line``:
     a dtype named anywhere in it covers every byte computation it holds."""
-    above = [h for h in md.headings if h.line <= line and h.level >= 2]
-    if not above:
+    section = md.enclosing(line)
+    if section is None or section.heading.level < 2:
         return ""
-    heading = above[-1]
-    end = next((h.line - 1 for h in md.headings if h.line > heading.line and h.level <= heading.level), md.line_count)
-    return md.text_between(heading.line, end)
+    return md.text_between(section.start, section.end)
 
 
 @rule("OD807", "error", "Bytes are computed in a section that never names the dtype (bf16, fp32, ...) or bytes per element.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..context import LintContext, LintDoc
+from ..context import MAX_LINES, LintContext, LintDoc
 from ..registry import Finding, finding, rule
 
 
@@ -32,11 +32,14 @@ def binary_file(doc: LintDoc, context: LintContext) -> list[Finding]:
     return []
 
 
-@rule("OD004", "error", "The file is too large to be an op-doc (over 2 MiB) and was not read.", stage="file")
+@rule("OD004", "error", "The file is too large to be an op-doc (over 2 MiB: not read; over 20,000 lines: read in part).", stage="file")
 def huge_file(doc: LintDoc, context: LintContext) -> list[Finding]:
     if doc.read_error is None and doc.raw is None and doc.size is not None and doc.size > context.max_bytes:
         limit = _megabytes(context.max_bytes)
         return [finding("OD004", doc, 1, f"the file is {_megabytes(doc.size)}, over the {limit} limit; not checked")]
+    if doc.line_total is not None:
+        return [finding("OD004", doc, MAX_LINES,
+                        f"the file has {doc.line_total:,} lines; only the first {MAX_LINES:,} are checked")]
     return []
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ..context import LintContext, LintDoc
 from ..markdown import Section
 from ..registry import Finding, finding, rule
@@ -11,22 +13,17 @@ from ._common import (
     MEMORY_TITLES,
     PYTHON_LANGS,
     REQUIRED_H2,
-    canonical_h2,
     find_flops,
     find_h2,
     find_memory,
     normalize_title,
+    recognised_h2,
 )
 
 
 def _recognised(doc: LintDoc) -> list[tuple[int, Section, bool]]:
     assert doc.md is not None
-    result = []
-    for section in doc.md.sections(2):
-        index, exact = canonical_h2(section.title)
-        if index is not None:
-            result.append((index, section, exact))
-    return result
+    return recognised_h2(doc.md)
 
 
 @rule("OD201", "error", "A required section (template sections 2-9) is missing.")
@@ -122,8 +119,9 @@ def extra_sections(doc: LintDoc, context: LintContext) -> list[Finding]:
     md = doc.md
     assert md is not None
     findings = []
+    known = {section.start for _, section, _ in _recognised(doc)}
     for section in md.sections(2):
-        if canonical_h2(section.title)[0] is None:
+        if section.start not in known:
             hint = ""
             if normalize_title(section.title).startswith("optimization"):
                 hint = "; the template lists optimization opportunities under `## Key Performance Characteristics`"
@@ -145,7 +143,7 @@ def heading_wording(doc: LintDoc, context: LintContext) -> list[Finding]:
                     "OD205",
                     doc,
                     section.start,
-                    f"heading `## {section.title}` should read exactly `## {ALL_H2[index]}`",
+                    f"heading `## {section.title}` is misworded: the template's section is `## {ALL_H2[index]}`",
                 )
             )
     flops = find_flops(md)
@@ -159,7 +157,11 @@ def heading_wording(doc: LintDoc, context: LintContext) -> list[Finding]:
     return findings
 
 
-@rule("OD206", "error", "Usage Pattern shows no code example, or Definition shows no Python code.")
+# A subclass of another module (not of nn.Module itself) may inherit its forward unchanged.
+_INHERITS_FORWARD = re.compile(r"^\s*class\s+\w+\s*\((?!\s*(?:torch\.)?(?:nn\.)?Module\s*\))[\w.]+\s*\)\s*:", re.MULTILINE)
+
+
+@rule("OD206", "error", "Usage Pattern shows no code example, or Definition shows no Python class with its forward.")
 def examples_present(doc: LintDoc, context: LintContext) -> list[Finding]:
     md = doc.md
     assert md is not None
@@ -168,10 +170,18 @@ def examples_present(doc: LintDoc, context: LintContext) -> list[Finding]:
     if usage is not None and not md.blocks_in(usage.start, usage.end):
         findings.append(finding("OD206", doc, usage.start, "`## Usage Pattern` has no code block with a usage example"))
     definition = find_h2(md, "Definition")
-    if definition is not None and not any(
-        block.lang in PYTHON_LANGS for block in md.blocks_in(definition.start, definition.end)
-    ):
+    if definition is None:
+        return findings
+    code = [block.text for block in md.blocks_in(definition.start, definition.end) if block.lang in PYTHON_LANGS]
+    if not code:
         findings.append(
             finding("OD206", doc, definition.start, "`## Definition` has no ```python block with the class definition")
+        )
+    elif any(re.search(r"^\s*class\s", text, re.MULTILINE) for text in code) and not any(
+        re.search(r"\bdef\s+forward\s*\(", text) for text in code
+    ) and not any(_INHERITS_FORWARD.search(text) for text in code):
+        # the template: "Show constructor signature and forward method"
+        findings.append(
+            finding("OD206", doc, definition.start, "`## Definition` shows the class without its `forward` method")
         )
     return findings

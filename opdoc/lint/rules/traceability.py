@@ -12,7 +12,7 @@ from ..registry import Finding, finding, rule
 from ._common import find_h2
 
 _LABEL = re.compile(r"^\s*(?:[-*+]\s+)?(?:\*\*|__)?Location\s*(?::\s*)?(?:\*\*|__)?\s*:?\s*(?P<rest>.*)$", re.IGNORECASE)
-_RANGE = re.compile(r"`?(?P<file>[^\s`:()\[\]]+\.py):(?P<start>\d+)\s*[-–]\s*(?P<end>\d+)`?")
+_RANGE = re.compile(r"`?(?<![^\s`:()\[\]])(?P<file>[^\s`:()\[\]]+\.py):(?P<start>\d+)\s*[-–]\s*(?P<end>\d+)`?")
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,7 @@ class ClipConfig(_FromScope):
     num_positions: int
     layernorm_epsilon: float
     hidden_act: str
+    num_channels: int
     sam_downsample: int
     attention_dropout: float = 0.0
 
@@ -163,3 +164,8 @@ class ProjectorConfig(_FromScope):
     projector_type: str
     input_dim: int
     n_embed: int
+    sam_downsample: int  # pixels per vision token along each side; the view-size examples use it
+    # Read only by the projector types DeepSeek-OCR does not load (mlp_gelu, downsample_mlp_gelu).
+    depth: int = 1
+    mlp_ratio: int = 1
+    downsample_ratio: int = 1

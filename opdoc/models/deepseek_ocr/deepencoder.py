@@ -287,12 +287,11 @@ def build_sam_vit_b(cfg: SamConfig | None = None) -> ImageEncoderViT:
 
 
 class LayerNormfp32(nn.LayerNorm):
-    """LayerNorm computed in fp32 (input, weight and bias upcast), result cast back to the input dtype."""
+    """LayerNorm on the input upcast to fp32, result cast back to the input dtype. The weight and bias
+    are used as they are, so they must be fp32 too (upstream's fp32norm option; OCR does not set it)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = None if self.weight is None else self.weight.float()
-        bias = None if self.bias is None else self.bias.float()
-        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
+        return super().forward(x.to(torch.float32)).to(x.dtype)
 
 
 def get_abs_pos(abs_pos: Tensor, tgt_size: int) -> Tensor:
@@ -382,7 +381,8 @@ class NoTPTransformerBlock(nn.Module):
         self.layer_norm2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = x + self.self_attn(self.layer_norm1(x))
+        attended = self.self_attn(self.layer_norm1(x))  # referenced to the end, as upstream's `residual`
+        h = x + attended
         return h + self.mlp(self.layer_norm2(h))
 
 
@@ -406,30 +406,59 @@ class VitModel(nn.Module):
     def __init__(self, cfg: ClipConfig | None = None) -> None:
         super().__init__()
         cfg = cfg or ClipConfig.from_scope()
-        self.embeddings = CLIPVisionEmbeddings(cfg.hidden_size, cfg.image_size, cfg.patch_size)
+        self.embeddings = CLIPVisionEmbeddings(cfg.hidden_size, cfg.image_size, cfg.patch_size, cfg.num_channels)
         self.transformer = NoTPTransformer(cfg)
         # Spelling as in the checkpoint; a plain LayerNorm (upstream's fp32norm switch is off for OCR).
         self.pre_layrnorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_epsilon)
 
     def forward(self, x: Tensor, patch_embeds: Tensor | None) -> Tensor:
-        return self.transformer(self.pre_layrnorm(self.embeddings(x, patch_embeds)))
+        # Both the embeddings and their normalised copy stay referenced while the blocks run.
+        x = self.embeddings(x, patch_embeds)
+        hidden_states = self.pre_layrnorm(x)
+        return self.transformer(hidden_states)
 
 
 # ---------------------------------------------------------------- projector
 
 
 class MlpProjector(nn.Module):
-    """Vision-to-language projector; DeepSeek-OCR uses the `linear` type: one Linear(2048, 1280)."""
+    """Vision-to-language projector. DeepSeek-OCR uses the `linear` type, one Linear(2048, 1280); the
+    identity, mlp_gelu and downsample_mlp_gelu types are implemented as documented variants, the
+    feature-splitting types and the token-pooling and fusion switches are not."""
 
     def __init__(self, cfg: ProjectorConfig | None = None) -> None:
         super().__init__()
         cfg = cfg or ProjectorConfig.from_scope()
+        self.projector_type = cfg.projector_type
+        self.downsample_ratio = cfg.downsample_ratio
         if cfg.projector_type == "identity":
             self.layers: nn.Module = nn.Identity()
         elif cfg.projector_type == "linear":
             self.layers = nn.Linear(cfg.input_dim, cfg.n_embed)
+        elif cfg.projector_type == "mlp_gelu":  # Linear, then (GELU, Linear) for every further level of depth
+            stack: list[nn.Module] = [nn.Linear(cfg.input_dim, cfg.n_embed)]
+            for _ in range(1, cfg.depth):
+                stack += [nn.GELU(), nn.Linear(cfg.n_embed, cfg.n_embed)]
+            self.layers = nn.Sequential(*stack)
+        elif cfg.projector_type == "downsample_mlp_gelu":  # r x r neighbouring tokens merged into one first
+            merged, hidden = cfg.input_dim * cfg.downsample_ratio ** 2, cfg.n_embed * cfg.mlp_ratio
+            stack = [nn.Linear(merged, hidden)]
+            for _ in range(1, cfg.depth - 1):
+                stack += [nn.GELU(), nn.Linear(hidden, hidden)]
+            stack += [nn.GELU(), nn.Linear(hidden, cfg.n_embed)]
+            self.layers = nn.Sequential(*stack)
         else:
             raise NotImplementedError(f"projector_type {cfg.projector_type!r} (DeepSeek-OCR uses 'linear')")
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.projector_type == "downsample_mlp_gelu":
+            r = self.downsample_ratio
+            batch, tokens, width = x.shape
+            side = int(tokens**0.5)
+            pad = r - side % r if side % r else 0
+            x = x.reshape(batch, side, side, width)
+            if pad > 0:  # zeros at the bottom and right, up to a multiple of r
+                x = F.pad(x, (0, 0, 0, pad, 0, pad), "constant", 0)
+            x = F.unfold(x.permute(0, 3, 1, 2), kernel_size=r, stride=r, padding=0)  # (B, width·r², tokens/r²)
+            x = x.permute(0, 2, 1)
         return self.layers(x)

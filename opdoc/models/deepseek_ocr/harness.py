@@ -548,3 +548,121 @@ def _sam_encoder(ctx: Context) -> Case:
     module = ctx.module(lambda: build_sam_vit_b(cfg))
     x = ctx.tensor(ctx["B"], ctx["C_in"], ctx["H_img"], ctx["W_img"])
     return Case(module, lambda: module(x), context=ctx.sdpa_context())
+
+
+# ------------------------------------------------------------------------------ CLIP-L
+
+
+def clip_config(ctx: Context):
+    """CLIP-L's configuration at this point; its values must give the formulas' symbols."""
+    from opdoc.models.deepseek_ocr.config import ClipConfig
+
+    cfg = ClipConfig.from_scope(values=ctx.scope_config, **ctx.config)
+    ctx.check(h=cfg.hidden_size, H=cfg.num_attention_heads, d_h=cfg.hidden_size // cfg.num_attention_heads,
+              d_ff=cfg.ffn_hidden_size, p=cfg.patch_size, C_in=cfg.num_channels,
+              G_p=cfg.image_size // cfg.patch_size, L_v=cfg.num_layers)
+    return cfg
+
+
+@harness("get_abs_pos")
+def _get_abs_pos(ctx: Context) -> Case:
+    """CLIPVisionEmbeddings' call: the looked-up (1, G_p² + 1, h) table for a sequence of S tokens."""
+    from opdoc.models.deepseek_ocr.deepencoder import get_abs_pos
+
+    clip_config(ctx)
+    holder = ctx.module(nn.Module)
+    table = ctx.tensor(1, ctx["G_p"] ** 2 + 1, ctx["h"])
+    tokens = ctx["S"]
+    return Case(holder, lambda: get_abs_pos(table, tokens))
+
+
+def _view_and_features(ctx: Context) -> tuple[Tensor, Tensor]:
+    """What DeepSeek-OCR hands CLIP-L: the view itself and SAM's (B, h, H_p, W_p) features."""
+    return (ctx.tensor(ctx["B"], ctx["C_in"], ctx["H_img"], ctx["W_img"]),
+            ctx.tensor(ctx["B"], ctx["h"], ctx["H_p"], ctx["W_p"]))
+
+
+@harness("CLIPVisionEmbeddings")
+def _clip_embeddings(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import CLIPVisionEmbeddings
+
+    cfg = clip_config(ctx)
+    module = ctx.module(lambda: CLIPVisionEmbeddings(cfg.hidden_size, cfg.image_size, cfg.patch_size,
+                                                     cfg.num_channels))
+    view, features = _view_and_features(ctx)
+    return Case(module, lambda: module(view, features))
+
+
+def _clip_tokens(ctx: Context) -> Tensor:
+    """CLIP-L's (B, S, h) token sequence: the class token and one token per SAM feature."""
+    return ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
+
+
+@harness("NoTPFeedForward")
+def _clip_mlp(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import NoTPFeedForward
+
+    cfg = clip_config(ctx)
+    module = ctx.module(lambda: NoTPFeedForward(cfg, dim=cfg.hidden_size, hidden_dim=cfg.ffn_hidden_size))
+    x = _clip_tokens(ctx)
+    return Case(module, lambda: module(x))
+
+
+@harness("NoTPTransformerBlock", attention=True)
+def _clip_block(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import NoTPTransformerBlock
+
+    cfg = clip_config(ctx)
+    module = ctx.module(lambda: NoTPTransformerBlock(cfg, layer_id=1))
+    x = _clip_tokens(ctx)
+    return Case(module, lambda: module(x), context=ctx.sdpa_context())
+
+
+@harness("NoTPTransformer", attention=True)
+def _clip_stack(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import NoTPTransformer
+
+    cfg = clip_config(ctx)
+    module = ctx.module(lambda: NoTPTransformer(cfg))
+    x = _clip_tokens(ctx)
+    return Case(module, lambda: module(x), context=ctx.sdpa_context())
+
+
+@harness("VitModel", attention=True)
+def _clip_model(ctx: Context) -> Case:
+    from opdoc.models.deepseek_ocr.deepencoder import VitModel
+
+    cfg = clip_config(ctx)
+    module = ctx.module(lambda: VitModel(cfg))
+    view, features = _view_and_features(ctx)
+    return Case(module, lambda: module(view, features), context=ctx.sdpa_context())
+
+
+@harness("LayerNormfp32")
+def _layer_norm_fp32(ctx: Context) -> Case:
+    """At the configuration that would use it (fp32norm): fp32 weight and bias, bf16 tokens."""
+    from opdoc.models.deepseek_ocr.deepencoder import LayerNormfp32
+
+    cfg = clip_config(ctx)
+    module = ctx.module(lambda: LayerNormfp32(cfg.hidden_size, eps=cfg.layernorm_epsilon, dtype=torch.float32))
+    x = _clip_tokens(ctx)
+    return Case(module, lambda: module(x))
+
+
+# ------------------------------------------------------------------------------ projector
+
+
+@harness("MlpProjector")
+def _projector(ctx: Context) -> Case:
+    """The projector type named by the variant, at the projector scope's configuration (OCR: linear)."""
+    from opdoc.models.deepseek_ocr.config import ProjectorConfig
+    from opdoc.models.deepseek_ocr.deepencoder import MlpProjector
+
+    cfg = ProjectorConfig.from_scope(values=ctx.scope_config, **{**ctx.config, "projector_type": ctx.variant})
+    ctx.check(h=cfg.n_embed, d_in=cfg.input_dim, r_d=cfg.downsample_ratio)
+    if ctx.variant in ("mlp_gelu", "downsample_mlp_gelu") and (cfg.depth, cfg.mlp_ratio) != (2, 1):
+        raise HarnessError(f"MlpProjector[{ctx.variant}]: the spec documents depth 2 and mlp_ratio 1, the "
+                           f"configuration has depth {cfg.depth} and mlp_ratio {cfg.mlp_ratio}")
+    module = ctx.module(lambda: MlpProjector(cfg))
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["d_in"])
+    return Case(module, lambda: module(x))

@@ -10,6 +10,8 @@ measured with the same counter) tests that they describe the algorithm, not our 
 * transformers' DeepseekV2 MoE block (``DeepseekV2Moe``: 64 experts, top-6, 2 shared, inner width
   896) with its ``grouped_mm`` and ``batched_mm`` expert kernels at full size, and its ``eager``
   expert loop on small real tensors (the loop branches on which experts were hit);
+* transformers' CLIP vision encoder layer (``CLIPEncoderLayer``, with the "sdpa" and "eager" attention
+  interfaces) and its ``CLIPMLP`` at CLIP-L's settings (pre-LN, quick_gelu);
 * segment-anything's ``PatchEmbed``, ``Attention``, ``Block`` and ``ImageEncoderViT`` at SAM-B
   settings, imported from ``segment_anything/modeling/image_encoder.py`` alone (the package's
   ``__init__`` imports torchvision).
@@ -272,6 +274,33 @@ def _deepseek_moe(experts: str) -> Callable[[Context], Case]:
     return make
 
 
+# ------------------------------------------------------------------------------ transformers: CLIP
+
+
+def _clip_layer(interface: str, part: str) -> Callable[[Context], Case]:
+    """transformers' CLIP vision encoder layer at CLIP-L's settings (pre-LN, quick_gelu, eps 1e-5), or
+    its attention or MLP alone; ``interface`` is the attention implementation ("sdpa" or "eager")."""
+    def make(ctx: Context) -> Case:
+        modeling = _transformers("transformers.models.clip.modeling_clip")
+        from transformers import CLIPVisionConfig
+
+        from opdoc.models.deepseek_ocr.config import ClipConfig
+
+        ours = ClipConfig.from_scope()
+        cfg = CLIPVisionConfig(hidden_size=ours.hidden_size, intermediate_size=ours.ffn_hidden_size,
+                               num_attention_heads=ours.num_attention_heads, num_hidden_layers=ours.num_layers,
+                               image_size=ours.image_size, patch_size=ours.patch_size, hidden_act=ours.hidden_act,
+                               layer_norm_eps=ours.layernorm_epsilon, attention_dropout=0.0)
+        cfg._attn_implementation = interface
+        build = {"layer": modeling.CLIPEncoderLayer, "attention": modeling.CLIPAttention, "mlp": modeling.CLIPMLP}
+        module = ctx.module(lambda: build[part](cfg))
+        x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
+        if part == "mlp":
+            return Case(module, lambda: module(x))
+        return Case(module, lambda: module(x, None))
+    return make
+
+
 # ------------------------------------------------------------------------------ segment-anything
 
 
@@ -476,6 +505,25 @@ def comparisons(quick: bool = False) -> list[Comparison]:
                               reasons=_MOE_REASONS, quick=experts == "grouped_mm"))
     out.append(Comparison("DeepseekV2MoE", "transformers eager experts", Point.at("prefill", B=2, S=13), "fused",
                           _deepseek_moe("eager"), reasons=_MOE_REASONS, device="cpu"))
+    clip_reasons = {  # what differs from DeepSeek-OCR's block by construction
+        "cuda_flops": "transformers' eager attention scales the S x S scores and softmaxes them itself; the SDPA "
+                      "math path that the eager formula describes scales q and k and upcasts to fp32",
+        "io_read_bytes": "transformers projects q, k and v with three GEMMs, reading the input three times, where "
+                         "DeepSeek-OCR's fused qkv projection reads it once",
+        "io_write_bytes": "explicit bf16 scores and probabilities (transformers eager) against fp32 copies on the "
+                          "SDPA math path",
+        "activation_bytes": "explicit bf16 scores and probabilities (transformers eager) against fp32 copies on the "
+                            "SDPA math path",
+        "peak_bytes": "DeepSeek-OCR keeps the attention output referenced through the MLP half (its `residual` "
+                      "variable); transformers frees it after the residual add",
+    }
+    for point in (base, tile, Point.at("gundam_tiles_2")):
+        for interface, kernel in (("sdpa", "fused"), ("eager", "eager")):
+            out.append(Comparison("NoTPTransformerBlock", f"transformers CLIPEncoderLayer, {interface}", point, kernel,
+                                  _clip_layer(interface, "layer"), reasons=clip_reasons,
+                                  quick=point is base and kernel == "fused"))
+        out.append(Comparison("NoTPFeedForward", "transformers CLIPMLP", point, "fused", _clip_layer("sdpa", "mlp"),
+                              gate=ALL, quick=point is base))
     for point in (base, tile, Point.at("base_view", B=2)):
         out.append(Comparison("PatchEmbed", "segment-anything", point, "fused", _sam_patch_embed, gate=ALL,
                               quick=point is base))

@@ -729,6 +729,82 @@ _vendor_function("window_partition", _partition_call)
 _vendor_function("window_unpartition", _unpartition_call)
 
 
+def _vendor_clip(vendor: Vendor, ctx: Context, part: Callable[[nn.Module], nn.Module]):
+    """A part of CLIP-L exactly as the vendor's build_clip_l constructs it (its hard-coded vit_model_cfg)."""
+    cfg = vendor["deepencoder"].vit_model_cfg
+    ctx.check(h=cfg.hidden_size, H=cfg.num_attention_heads, d_ff=cfg.ffn_hidden_size, L_v=cfg.num_layers)
+    return ctx.module(lambda: part(vendor["deepencoder"].build_clip_l()))
+
+
+def _clip_view_and_features(ctx: Context) -> tuple[Tensor, Tensor]:
+    return (ctx.tensor(ctx["B"], ctx["C_in"], ctx["H_img"], ctx["W_img"]),
+            ctx.tensor(ctx["B"], ctx["h"], ctx["H_p"], ctx["W_p"]))
+
+
+@upstream("CLIPVisionEmbeddings")
+def _clip_embeddings(vendor: Vendor, ctx: Context) -> Case:
+    module = _vendor_clip(vendor, ctx, lambda clip: clip.embeddings)
+    view, features = _clip_view_and_features(ctx)
+    return _with_patches(vendor, ctx, module, lambda: module(view, features))
+
+
+@upstream("NoTPFeedForward")
+def _clip_mlp(vendor: Vendor, ctx: Context) -> Case:
+    module = _vendor_clip(vendor, ctx, lambda clip: clip.transformer.layers[0].mlp)
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
+    return _with_patches(vendor, ctx, module, lambda: module(x))
+
+
+def _clip_sequence(name: str, part: Callable[[nn.Module], nn.Module]) -> None:
+    def builder(vendor: Vendor, ctx: Context) -> Case:
+        module = _vendor_clip(vendor, ctx, part)
+        x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
+        return _with_patches(vendor, ctx, module, lambda: module(x), context=ctx.sdpa_context())
+    upstream(name, attention=True)(builder)
+
+
+_clip_sequence("NoTPTransformerBlock", lambda clip: clip.transformer.layers[0])
+_clip_sequence("NoTPTransformer", lambda clip: clip.transformer)
+
+
+@upstream("VitModel", attention=True)
+def _clip_model(vendor: Vendor, ctx: Context) -> Case:
+    module = _vendor_clip(vendor, ctx, lambda clip: clip)
+    view, features = _clip_view_and_features(ctx)
+    return _with_patches(vendor, ctx, module, lambda: module(view, features), context=ctx.sdpa_context())
+
+
+def _clip_abs_pos_call(vendor: Vendor, ctx: Context, fn: Callable[..., Any]) -> Callable[[], Any]:
+    table = ctx.tensor(1, ctx["G_p"] ** 2 + 1, ctx["h"])
+    return lambda: fn(table, ctx["S"])
+
+
+_vendor_function("get_abs_pos", _clip_abs_pos_call)
+
+
+@upstream("MlpProjector")
+def _projector(vendor: Vendor, ctx: Context) -> Case:
+    # DeepseekOCRModel hard-codes projector_type "linear", input_dim 2048 and n_embed 1280 in its
+    # constructor, which is not built here: the widths come from the projector scope, which copies them.
+    # The other types (variants) at the scope's depth 2, mlp_ratio 1 and downsample_ratio r_d.
+    encoder = vendor["deepencoder"]
+    cfg = encoder.adict(projector_type=ctx.variant, input_dim=ctx["d_in"], n_embed=ctx["h"], depth=2, mlp_ratio=1,
+                        downsample_ratio=ctx["r_d"])
+    module = ctx.module(lambda: encoder.MlpProjector(cfg))
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["d_in"])
+    return _with_patches(vendor, ctx, module, lambda: module(x))
+
+
+@upstream("LayerNormfp32")
+def _layer_norm_fp32(vendor: Vendor, ctx: Context) -> Case:
+    # Not built by OCR (vit_model_cfg sets no fp32norm): at the configuration that would use it, fp32 weights.
+    cfg = vendor["deepencoder"].vit_model_cfg
+    module = ctx.module(lambda: vendor["deepencoder"].LayerNormfp32(cfg.hidden_size, eps=cfg.pre_layernorm_epsilon,
+                                                                   dtype=torch.float32))
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
+    return _with_patches(vendor, ctx, module, lambda: module(x))
+
+
 # The vendor classes each op's spec documents, by file; used to list what has no spec yet.
 def vendor_classes(vendor: Vendor) -> dict[str, list[str]]:
     """nn.Module classes defined in each vendor file (and the Llama classes OCR instantiates)."""

@@ -56,7 +56,7 @@ GOOD = HARDWARE.read_text(encoding="utf-8")
     ("{value: 3.35, source: h100_datasheet", "{value: -3.35, source: h100_datasheet",
      "gpus.H100.bandwidth_tbs.value: Input should be greater than 0"),
     ("url: https://www.nvidia.com/en-us/data-center/h200/", "url: www.nvidia.com/en-us/data-center/h200/",
-     "sources.h200_page.url: Value error, expected a public https:// address"),
+     "sources.h200_page.url: expected a public https:// address"),
     ("    memory_gb: {value: 24, source: ada_whitepaper}\n", "",
      "gpus.RTX4090.memory_gb: required field is missing"),
 ])

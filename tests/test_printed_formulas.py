@@ -25,7 +25,8 @@ def unprint(text: str) -> str:
 def reparse(printed: str) -> sympy.Expr:
     """Parse printed text back; a whole model's peak prints longer than a spec's formula may be."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(formula, "MAX_FORMULA_CHARS", 100_000)
+        for limit in ("MAX_FORMULA_CHARS", "MAX_NODES", "MAX_DEPTH", "MAX_TERMS", "MAX_DEGREE"):
+            patch.setattr(formula, limit, 10**6)
         return parse_formula(unprint(printed), CATALOG.symbols)
 
 

@@ -92,7 +92,10 @@ class Specs:
         example = spec.examples[0]
         if P is not None and P > 0 and len(spec.examples) > 1:
             example = spec.examples[1]  # a decode-like example binds the cached context
-        binding = evaluator.binding(spec.scope, example, overrides=overrides)
+        try:  # a page may describe a context past the trained one; the comparison still holds
+            binding = evaluator.binding(spec.scope, example, overrides=overrides, allow_beyond=True)
+        except SpecError:
+            return {}  # values the model cannot take (e.g. heads that do not split the width): nothing to compare
         values = {}
         for name, expr in evaluator.quantities(op, variant).derived().items():
             value = expr.xreplace(binding)

@@ -64,7 +64,7 @@ _CONCEPTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("channels", r"channel"),
         ("height", r"height|\brows\b"),
         ("width_img", r"(?:image|pixel|spatial|view)\b.*\bwidth|\bwidth\b.*(?:pixel|image)|^\s*width\s*$|image width"),
-        ("patch", r"\bpatch"),
+        ("patch", r"\bpatch(?![- ]grid)"),  # a patch grid is a count of patches, not the patch size
         ("features", r"features"),
         ("kernel", r"kernel"),
         ("matrix", r"matrix|matmul"),

@@ -56,7 +56,7 @@ def test_seed_004_findings(tmp_path):
     assert {f.line for f in report.findings if f.rule == "OD952"} == {82, 85, 86, 293, 294, 297, 298}
     messages = " | ".join(f.message for f in report.findings)
     assert "the page gives 40 for the layers" in messages and "num_hidden_layers = 12" in messages
-    assert "the page says 61.4M parameters for `self_attn` (LlamaAttention); the specs give 6.55 M" in messages
+    assert "the page says 61.4M parameters for `self_attn` (LlamaFlashAttention2); the specs give 6.55 M" in messages
     assert report.exit_code == 1
 
 

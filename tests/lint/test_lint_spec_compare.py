@@ -97,7 +97,7 @@ config = DeepseekV2Config(hidden_size=1280, num_attention_heads=128, n_routed_ex
 """
     found = spec_findings(tmp_path, "DeepseekV2DecoderLayer", body)
     assert [(rule, line) for rule, line, _ in found] == [("OD952", 6), ("OD951", 9), ("OD951", 9)]
-    assert "for `self_attn` (LlamaAttention); the specs give 6.55 M" in found[0][2]
+    assert "for `self_attn` (LlamaFlashAttention2); the specs give 6.55 M" in found[0][2]
     assert "num_attention_heads = 10" in found[1][2] and "n_routed_experts = 64" in found[2][2]
 
 

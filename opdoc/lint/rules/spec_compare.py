@@ -83,7 +83,7 @@ _HEDGE = re.compile(
     r"qwen|\boriginal\b|\bstandard\b|\bif\b|\bwould\b|\bcould\b|\bmay\b|\bdefault",
     re.IGNORECASE,
 )
-_CLAIM_PHRASE = re.compile(r"deepseek-ocr|this model|builds? it with|\buses\b|set to|\bis\b|\bhas\b|\bhere\b", re.IGNORECASE)
+_CLAIM_PHRASE = re.compile(r"this model|builds? it with|\buses\b|set to|\bis\b|\bhas\b|\bhere\b", re.IGNORECASE)
 _PER_TOKEN = re.compile(r"per token|each token|are used|\bused\b|\bactive\b|activated|chosen|selected|\bkept\b|top-?k",
                         re.IGNORECASE)
 _VISION = re.compile(r"\b(?:vision|visual|image|images|sam|clip|vit|patch(?:es)?|pixels?|deepencoder)\b", re.IGNORECASE)
@@ -253,6 +253,7 @@ def _config_claims(doc: LintDoc, context: LintContext, specs: Specs, op: str) ->
         r"^\s*(?:[-*+]\s+|\d+[.)]\s+)?(?:\*\*)?`?(?:(?:config|cfg)\.)?(?P<key>" + keys + r")`?(?:\*\*)?\s*:(?P<rest>.*)$"
     ) if numeric_keys else None
     config_calls = _config_call_lines(doc)
+    model_name = specs.model_title().lower()  # "(DeepSeek-OCR: 160)" names the model the page claims about
     by_key = {key: next((c for c in CONCEPTS if key in c.keys), None) for key in numeric_keys}
     symbol_concepts = _symbol_concepts(doc, context)
     code = _python_lines(doc)
@@ -268,7 +269,7 @@ def _config_claims(doc: LintDoc, context: LintContext, specs: Specs, op: str) ->
             rest = bullet.group("rest")
             for match in re.finditer(_NUM, rest):
                 lead = re.split(r"[(:;,=]", rest[: match.start("num")])[-1]
-                if lead.strip() and not _CLAIM_PHRASE.search(lead):
+                if lead.strip() and not _CLAIM_PHRASE.search(lead) and model_name not in lead.lower():
                     continue  # "(the dense MLP of layer 0)": a number about something else
                 position = bullet.start("rest") + match.start("num")
                 if not _range_or_more(text, bullet.start("rest") + match.end("num")):
@@ -505,8 +506,8 @@ def _named_module(text: str, op: str, specs: Specs) -> list[tuple[str, str | Non
             same = [c for c in children if c.name == child.name]
             return [(c.op, c.variant, f"`{c.name}` ({c.op})") for c in same if not c.rebound]
     for name in sorted(set(re.findall(r"\b[A-Z][A-Za-z0-9]+\b", text)), key=len, reverse=True):
-        if name == op or not specs.has(name):
-            continue
+        if name == op or not specs.has(name) or specs.scope(name) != specs.scope(op):
+            continue  # a class of another scope ("Attention" of the vision encoder on a decoder's page) is a word
         as_child = [c for c in children if c.op == name]
         if as_child:
             return [(c.op, c.variant, f"`{c.name}` ({c.op})") for c in as_child if not c.rebound]

@@ -185,13 +185,11 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
         runs_in = variant_names(operation.only)
         for key in ("reads", "writes"):
             for position, name in enumerate(getattr(operation, key)):
-                # A name may be declared once per variant: the operation needs one declaration that exists
-                # in every variant it runs in.
+                # A name may be declared once per variant: together its declarations must cover the op's.
                 declared = [t for t in spec.tensors if t.name == name]
-                fits = [t for t in declared if variant_names(t.only) is None
-                        or (runs_in is not None and set(runs_in) <= set(variant_names(t.only)))]
-                exists_in = variant_names(declared[0].only) if declared else None
-                if declared and not fits:
+                exists = [variant_names(t.only) for t in declared]
+                exists_in = None if not declared or None in exists else sorted({v for names in exists for v in names})
+                if exists_in is not None and (runs_in is None or not set(runs_in) <= set(exists_in)):
                     problem(("operations", index, key, position),
                             f"tensor '{name}' exists only in {_variants_text(exists_in)}, but this operation runs "
                             f"{'in every variant' if runs_in is None else 'in ' + _variants_text(runs_in)}; "

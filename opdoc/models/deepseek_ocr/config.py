@@ -81,6 +81,7 @@ class DeepseekV2Config(_FromScope):
     bos_token_id: int
     eos_token_id: int
     pad_token_id: int | None = None  # DeepseekV2Config default; config.json does not set it
+    num_labels: int = 2  # PretrainedConfig default (a two-way classifier); config.json does not set it
     attention_dropout: float = 0.0  # DeepseekV2Config default
     _attn_implementation: str = "eager"  # "eager" (materialised scores) or "flash_attention_2" (fused)
 

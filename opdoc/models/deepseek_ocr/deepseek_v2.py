@@ -641,3 +641,56 @@ class DeepseekV2ForCausalLM(nn.Module):
         if labels is not None:  # next-token prediction: position t predicts token t + 1
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, self.vocab_size), labels[:, 1:].reshape(-1))
         return loss, logits, cache
+
+
+class DeepseekV2ForSequenceClassification(nn.Module):
+    """The decoder with a bias-free linear score head, pooled at each sequence's last real token.
+
+    The head scores every position; one row per sequence is then picked: the position before the first
+    pad token (the last one when a row has none, as upstream's argmax gives 0 there), or with no
+    pad_token_id configured the last position, which upstream allows for one sequence only.
+    """
+
+    def __init__(self, config: DeepseekV2Config) -> None:
+        super().__init__()
+        self.config = config
+        self.num_labels = config.num_labels
+        self.model = DeepseekV2Model(config)
+        self.score = nn.Linear(config.hidden_size, self.num_labels, bias=False)
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_values: Any = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        use_cache: bool = False,
+    ) -> tuple[Tensor | None, Tensor, Any]:
+        """Returns (loss or None, pooled logits (B, N_c), N_c = num_labels, in the model dtype, cache)."""
+        hidden_states, cache = self.model(
+            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache
+        )
+        logits = self.score(hidden_states)  # (B, S, N_c): every position is scored
+        batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+        pad = self.config.pad_token_id
+        if pad is None and batch != 1:
+            raise ValueError("DeepseekV2ForSequenceClassification: batches of more than one sequence need a "
+                             "pad_token_id in the configuration")
+        if pad is None or input_ids is None:
+            last: Tensor | int = -1
+        else:  # first pad position minus one; -1 (the last position) when a row has no pad
+            last = (torch.eq(input_ids, pad).int().argmax(-1) - 1).to(logits.device)
+        pooled = logits[torch.arange(batch, device=logits.device), last]
+        loss = None if labels is None else self._loss(pooled, labels.to(logits.device))
+        return loss, pooled, cache
+
+    def _loss(self, pooled: Tensor, labels: Tensor) -> Tensor:
+        """Regression for one label, cross-entropy for integer labels, else multi-label BCE (as upstream)."""
+        if self.num_labels == 1:
+            return F.mse_loss(pooled.squeeze(), labels.squeeze())
+        if labels.dtype in (torch.long, torch.int):
+            return F.cross_entropy(pooled.view(-1, self.num_labels), labels.view(-1))
+        return F.binary_cross_entropy_with_logits(pooled, labels)
+

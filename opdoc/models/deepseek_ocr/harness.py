@@ -91,6 +91,15 @@ def _reference(name: str) -> Any:
 harness("DeepseekV2MLP")(_on_hidden_states(lambda cfg: _reference("DeepseekV2MLP")(cfg)))
 
 
+@harness("AddAuxiliaryLoss")
+def _add_auxiliary_loss(ctx: Context) -> Case:
+    """The MoE layer's output and a 0-dimensional fp32 loss, through the function's apply."""
+    holder = ctx.module(nn.Module)
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
+    loss = ctx.tensor(1, dtype=torch.float32)[0]  # 0-dimensional, as the router returns it
+    return Case(holder, lambda: _reference("AddAuxiliaryLoss").apply(x, loss))
+
+
 @harness("repeat_kv")
 def _repeat_kv(ctx: Context) -> Case:
     """One call on the keys as the eager attention makes it: the cache and the new positions, H_kv heads."""
@@ -262,6 +271,25 @@ def _on_token_ids(name: str, cache_at: int) -> Builder:
 
 harness("DeepseekV2Model", attention=True)(_on_token_ids("DeepseekV2Model", cache_at=1))
 harness("DeepseekV2ForCausalLM", attention=True)(_on_token_ids("DeepseekV2ForCausalLM", cache_at=2))
+
+
+def classifier_config(cfg):
+    """DeepSeek-OCR's configuration sets no pad_token_id, with which the classifier refuses a batch of
+    more than one sequence; the classifier is documented with the sequences padded with the end-of-text
+    token, as transformers' generation pads when a model has no pad token."""
+    return cfg if cfg.pad_token_id is not None else dataclasses.replace(cfg, pad_token_id=cfg.eos_token_id)
+
+
+@harness("DeepseekV2ForSequenceClassification", attention=True)
+def _sequence_classifier(ctx: Context) -> Case:
+    cfg = classifier_config(language_config(ctx))
+    ctx.check(N_c=cfg.num_labels)
+    module = ctx.module(lambda: _reference("DeepseekV2ForSequenceClassification")(cfg))
+    ids = ctx.ids(ctx["B"], ctx["S"], high=cfg.vocab_size)
+    cache = _seeded_cache(ctx, cfg)
+    positions = _position_ids(ctx) if ctx["B_pos"] > 1 else None
+    return Case(module, lambda: module(ids, position_ids=positions, past_key_values=cache(), use_cache=True),
+                lambda out: _cache_tensors(out[2]), **_routing(ctx, module))
 
 
 # ------------------------------------------------------------------------------ DeepSeek-V2-Lite (multi-head latent attention)

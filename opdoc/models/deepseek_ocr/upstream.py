@@ -421,6 +421,14 @@ _hidden("DeepseekV2RMSNorm", lambda m, cfg: m.DeepseekV2RMSNorm(cfg.hidden_size,
 _hidden("DeepseekV2MLP", lambda m, cfg: m.DeepseekV2MLP(cfg))
 
 
+@upstream("AddAuxiliaryLoss")
+def _add_auxiliary_loss(vendor: Vendor, ctx: Context) -> Case:
+    holder = ctx.module(nn.Module)
+    x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
+    loss = ctx.tensor(1, dtype=torch.float32)[0]
+    return _with_patches(vendor, ctx, holder, lambda: vendor["modeling_deepseekv2"].AddAuxiliaryLoss.apply(x, loss))
+
+
 @upstream("repeat_kv")
 def _repeat_kv(vendor: Vendor, ctx: Context) -> Case:
     """The vendor file's repeat_kv (transformers' own, copied there), on the keys of one eager call."""
@@ -526,6 +534,24 @@ def _whole(name: str, cache_at: int) -> None:
 
 _whole("DeepseekV2Model", cache_at=1)
 _whole("DeepseekV2ForCausalLM", cache_at=1)
+
+
+@upstream("DeepseekV2ForSequenceClassification", attention=True)
+def _sequence_classifier(vendor: Vendor, ctx: Context) -> Case:
+    """The vendor classifier with the end-of-text token as pad token, as the reference's harness
+    documents it (DeepSeek-OCR's config.json sets none, with which the class refuses B > 1)."""
+    cfg = language_config(vendor, ctx)
+    if cfg.pad_token_id is None:
+        cfg.pad_token_id = cfg.eos_token_id
+    ctx.check(N_c=cfg.num_labels)
+    module = ctx.module(lambda: vendor["modeling_deepseekv2"].DeepseekV2ForSequenceClassification(cfg))
+    ids = ctx.ids(ctx["B"], ctx["S"], high=cfg.vocab_size)
+    cache = _dynamic_cache(ctx, cfg.num_hidden_layers)
+    positions = _positions(ctx) if ctx["B_pos"] > 1 else None
+    return _with_patches(vendor, ctx, module,
+                         lambda: module(ids, position_ids=positions, past_key_values=cache(), use_cache=True,
+                                        return_dict=False),
+                         lambda out: _cache_tensors(out[1]))
 
 
 # ------------------------------------------------------------------------------ DeepSeek-V2-Lite (MLA)

@@ -217,6 +217,12 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
                                                     f"{sorted(target.spec.variants) or 'none'}; name one of them"
                     if target.spec.variants else f"'{child.op}' has no variants; remove 'variant'")
         parse(("children", index, "count"), child.count)
+        if child.steps is not None:
+            if child.steps.symbol not in symbols:
+                problem(("children", index, "steps", "symbol"), f"unknown symbol '{child.steps.symbol}'"
+                                                                f"{suggest(child.steps.symbol, sorted(symbols))}")
+            parse(("children", index, "steps", "first"), child.steps.first)
+            parse(("children", index, "steps", "last"), child.steps.last)
         if child.active is not None:
             parse(("children", index, "active"), child.active)
         if child.instances is not None:

@@ -110,8 +110,48 @@ class Evaluator:
                 if in_variant(c.only, variant) and c.kernel in (None, kernel)]
 
     def child_binding(self, item: ParsedSpec, index: int) -> dict[sympy.Symbol, sympy.Expr]:
+        """The child's symbols in the parent's: its `bind`, over the values its own scope's configuration
+        gives when the child lives in an unrelated scope (SAM's h is not the language model's h)."""
         child = item.spec.children[index]
-        return {self.symbols[name]: item.exprs[f"children.{index}.bind.{name}"] for name in child.bind}
+        binding = dict(self.scope_constants(self.catalog.specs[child.op].spec.scope, item.spec.scope))
+        binding.update({self.symbols[name]: item.exprs[f"children.{index}.bind.{name}"] for name in child.bind})
+        return binding
+
+    def scope_constants(self, scope_name: str, from_scope: str) -> dict[sympy.Symbol, sympy.Expr]:
+        """The values a scope's configuration and bind give, seen from another scope; none when the two
+        scopes share their symbols' meanings (the same scope, or one inherits the other's)."""
+        scopes = self.catalog.model.scopes
+        related = {from_scope, scopes[from_scope].inherits}
+        if scope_name in related or scopes[scope_name].inherits in related - {None}:
+            return {}
+        key = ("constants", scope_name)
+        if key not in self._bindings:
+            scope = scopes[scope_name]
+            values = self.binding(scope_name, next(iter(scope.examples)))
+            self._bindings[key] = {s: v for s, v in values.items() if s.name in scope.bind or s.name == DTYPE_BYTES}
+        return self._bindings[key]
+
+    def child_share(self, item: ParsedSpec, index: int, expr: sympy.Expr, quantity: str) -> sympy.Expr:
+        """One child quantity (an expression in the child's symbols) as it counts in the parent: bound,
+        times the child's count (instances, for parameters), summed over its steps when it has any.
+        Peak, cache and outputs are not summed: they are those of one instance at its last step."""
+        child = item.spec.children[index]
+        value = expr.xreplace(self.child_binding(item, index))
+        if quantity in ("peak", "kv", "out"):
+            times = sympy.Integer(1)
+        elif quantity in ("parameters", "parameter_bytes"):
+            times = item.exprs.get(f"children.{index}.instances", item.exprs[f"children.{index}.count"])
+        elif quantity == "active_parameters":
+            times = item.exprs.get(f"children.{index}.active", item.exprs[f"children.{index}.count"])
+        else:
+            times = item.exprs[f"children.{index}.count"]
+        if child.steps is None:
+            return times * value
+        step = self.symbols[child.steps.symbol]
+        first, last = (item.exprs[f"children.{index}.steps.{end}"] for end in ("first", "last"))
+        if quantity in ("peak", "kv", "out") or quantity in ("parameters", "parameter_bytes", "active_parameters"):
+            return times * value.xreplace({step: last})  # weights are shared by every step
+        return sympy.expand(sympy.summation(times * value, (step, first, last)))
 
     def _compose(self, item: ParsedSpec, variant: str | None, kernel: str) -> Quantities:
         spec = item.spec
@@ -154,18 +194,12 @@ class Evaluator:
                                               for kind in ("peak", "kv", "out")}
         for i, child in self.active_children(item, variant, kernel):
             sub = self.quantities(child.op, child.variant, kernel)
-            binding = self.child_binding(item, i)
-            count = item.exprs[f"children.{i}.count"]
-            instances = item.exprs.get(f"children.{i}.instances", count)
-            active = item.exprs.get(f"children.{i}.active", count)
-            for name in ADDITIVE:
-                times = instances if name in ("parameters", "parameter_bytes") else count
-                terms[name].append(times * getattr(sub, name).xreplace(binding))
-            terms["active_parameters"].append(active * sub.active_parameters.xreplace(binding))
+            for name in (*ADDITIVE, "active_parameters"):
+                terms[name].append(self.child_share(item, i, getattr(sub, name), name))
             key = child.ref
-            child_peaks[f"peak[{key}]"] = sub.peak.xreplace(binding)
-            child_peaks[f"kv[{key}]"] = sub.kv_cache_bytes.xreplace(binding)
-            child_peaks[f"out[{key}]"] = sub.output_bytes.xreplace(binding)
+            child_peaks[f"peak[{key}]"] = self.child_share(item, i, sub.peak, "peak")
+            child_peaks[f"kv[{key}]"] = self.child_share(item, i, sub.kv_cache_bytes, "kv")
+            child_peaks[f"out[{key}]"] = self.child_share(item, i, sub.output_bytes, "out")
         q = Quantities(**{name: sympy.Add(*parts) for name, parts in terms.items()})
         # What the op returns, wherever it was produced: a parent holding it reads out(child).
         q.output_bytes = sympy.Add(*(self.tensor_bytes(item, i) for i, tensor in enumerate(spec.tensors)
@@ -397,7 +431,8 @@ class Evaluator:
                 amount = parse_formula(limit.value, names)
                 bound = parse_formula(limit.equals if limit.equals is not None else limit.at_most, names)
             except FormulaError as exc:
-                found.append(SpecProblem(path, self.catalog.model_line(*at), ".".join(map(str, at)), str(exc)))
+                if not model.scopes[scope_name].inherited_limit(index):
+                    found.append(SpecProblem(path, self.catalog.model_line(*at), ".".join(map(str, at)), str(exc)))
                 continue
             if amount.free_symbols or bound.free_symbols:
                 continue
@@ -467,13 +502,11 @@ class Evaluator:
         children = []
         for index, child in self.active_children(item, variant, kernel):
             sub = self.quantities(child.op, child.variant, kernel)
-            child_bind = self.child_binding(item, index)
             count = item.exprs[f"children.{index}.count"]
             instances = item.exprs.get(f"children.{index}.instances", count)
             contribution = {}
             for name in ADDITIVE:
-                times = instances if name in ("parameters", "parameter_bytes") else count
-                expr = times * getattr(sub, name).xreplace(child_bind)
+                expr = self.child_share(item, index, getattr(sub, name), name)
                 contribution[name] = number(expr, f"child '{child.name}' {name}", ("children", index))
             children.append(ChildPart(index, child.name, child.op, child.variant, number(count, f"child '{child.name}' count"),
                                       number(instances, f"child '{child.name}' instances"), contribution))

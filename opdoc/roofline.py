@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import sympy
@@ -77,7 +78,8 @@ class ChildRef:
     op: str
     variant: str | None
     count: sympy.Expr  # instances that run in one pass
-    binding: dict[sympy.Symbol, sympy.Expr]
+    binding: dict[sympy.Symbol, sympy.Expr]  # one instance's symbols in the parent's (a stepped child: its last step)
+    share: Callable[[sympy.Expr], sympy.Expr]  # a child total as the parent counts it (times count, summed over steps)
 
 
 class Model:
@@ -147,8 +149,16 @@ class Model:
 
     def children(self, op: str, variant: str | None) -> list[ChildRef]:
         item = self.catalog.specs[op]
-        return [ChildRef(c.name, c.op, c.variant, item.exprs[f"children.{i}.count"], self.ev.child_binding(item, i))
+        return [ChildRef(c.name, c.op, c.variant, item.exprs[f"children.{i}.count"], self._last_step(item, i),
+                         partial(self.ev.child_share, item, i, quantity="flops"))
                 for i, c in self.ev.active_children(item, variant)]
+
+    def _last_step(self, item, index: int) -> dict[sympy.Symbol, sympy.Expr]:
+        binding, steps = self.ev.child_binding(item, index), item.spec.children[index].steps
+        if steps is None:
+            return binding
+        last = {self.ev.symbols[steps.symbol]: item.exprs[f"children.{index}.steps.last"]}
+        return {symbol: value.xreplace(last) for symbol, value in binding.items()}
 
     def spec_root(self) -> Path:
         """The folder holding the model folder (specs/): hardware.yaml and runtime.yaml live there."""
@@ -169,7 +179,7 @@ def walk(model: Model, op: str, variant: str | None,
     """own(op, variant) + Σ children count × walk(child), each child's expression in the parent's symbols."""
     total = own(op, variant)
     for child in model.children(op, variant):
-        total += child.count * walk(model, child.op, child.variant, own).xreplace(child.binding)
+        total += child.share(walk(model, child.op, child.variant, own))
     return total
 
 

@@ -93,12 +93,21 @@ class CheckPoint(_Strict):
 class Scope(_Strict):
     title: str
     source: str
-    config: dict[str, Any]
-    bind: dict[str, Formula]
+    # Another scope whose configuration, bind and limits this one starts from (the whole model reuses
+    # the language model's): its own entries are added after them and replace those of the same name.
+    inherits: str | None = None
+    config: dict[str, Any] = {}
+    bind: dict[str, Formula] = {}
     examples: dict[str, Example] = Field(min_length=1)
     sweep: Sweep
     limits: list[Limit] = []
     check: list[CheckPoint] = []
+    # How many of `limits` are the scope's own (the rest are inherited and may name symbols that only
+    # the scope it inherits from binds: such a limit is skipped here).
+    _own_limits: int | None = PrivateAttr(default=None)
+
+    def inherited_limit(self, index: int) -> bool:
+        return self._own_limits is not None and index >= self._own_limits
 
 
 # The symbol every model has: bytes per element of its dtype (weights and activations). It is bound from
@@ -142,6 +151,22 @@ class ModelConfig(_Strict):
             if not name.isidentifier():
                 raise ValueError(f"symbol '{name}' is not a valid identifier")
         return symbols
+
+    @model_validator(mode="after")
+    def _inherit(self) -> "ModelConfig":
+        for name, scope in self.scopes.items():
+            if scope.inherits is None:
+                continue
+            base = self.scopes.get(scope.inherits)
+            if base is None or base.inherits is not None:
+                raise ValueError(f"scopes.{name}.inherits: '{scope.inherits}' is not a scope that inherits nothing "
+                                 f"(one of {', '.join(n for n, s in self.scopes.items() if s.inherits is None)})")
+            # Own limits first: their index (and so their line in errors) stays as written.
+            self.scopes[name] = scope.model_copy(update={
+                "config": {**base.config, **scope.config}, "bind": {**base.bind, **scope.bind},
+                "limits": [*scope.limits, *base.limits]})
+            self.scopes[name]._own_limits = len(scope.limits)
+        return self
 
     def symbol(self, name: str) -> SymbolInfo:
         if name == DTYPE_BYTES and name not in self.symbols:
@@ -230,6 +255,15 @@ class Operation(_Strict):
     only: VariantSet = None  # runs only in this variant (or these) of the op
 
 
+class Steps(_Strict):
+    """A child that runs once per value of `symbol` from `first` to `last` (e.g. decode steps): its
+    additive quantities are summed in closed form, its peak and cache are those of the last step."""
+
+    symbol: str
+    first: Formula
+    last: Formula
+
+
 class Child(_Strict):
     name: str
     op: str
@@ -240,6 +274,10 @@ class Child(_Strict):
     active: Formula | None = None
     bind: dict[str, Formula] = {}
     variant: str | None = None  # which variant of the child op this is (e.g. a "moe" decoder layer)
+    steps: Steps | None = None  # runs once per step, each with its own binding (summed in closed form)
+    # Which stage of a larger job this child's cost belongs to (e.g. vision encoder, prefill, decode);
+    # a parent reports its totals per stage. Default: the child's own stages, else none.
+    stage: str | None = None
     only: VariantSet = None  # present only in this variant (or these) of the parent
     # Present only with this attention kernel (a layer builds an eager or a flash attention class); None: always.
     kernel: KernelName | None = None

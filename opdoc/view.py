@@ -294,7 +294,7 @@ class ViewBuilder:
             child = spec.children[part.index]
             flops = part.totals["tensor_flops"] + part.totals["cuda_flops"]
             bind = ", ".join(f"{k} → {source_text(v)}" for k, v in child.bind.items())
-            formula = f"{source_text(child.count)} × FLOPs({child.op}{', ' + bind if bind else ''})"
+            formula = f"{_times(child)} × FLOPs({child.op}{', ' + bind if bind else ''})"
             operations.append(Row(child.name, "child", formula, with_exact(flops, "flops"),
                                   self.fill(item, child.why), link=child.op))
         totals = {name: with_exact(value, UNITS[name]) for name, value in result.totals.items()}
@@ -346,8 +346,10 @@ class ViewBuilder:
             child = spec.children[part.index]
             if self.ev.quantities(child.op, child.variant, result.kernel).__dict__[field] == 0:
                 continue
-            times = child.instances if field == "parameters" and child.instances is not None else child.count
-            rows.append(Row(child.name, "child", f"{_factor(source_text(times))} × {child.op}",
+            times = (_factor(source_text(child.instances)) if field == "parameters" and child.instances is not None
+                     else _times(child) if field != "kv_cache_bytes" or child.steps is None
+                     else f"last of {_times(child)}")
+            rows.append(Row(child.name, "child", f"{times} × {child.op}",
                             with_exact(part.totals[field], unit), "", link=child.op))
         return rows
 
@@ -394,3 +396,12 @@ def _factor(axis: sympy.Expr | str) -> str:
     text = axis if isinstance(axis, str) else plain_text(axis)
     is_sum = axis.is_Add if isinstance(axis, sympy.Expr) else any(op in text.strip("()") for op in (" + ", " - "))
     return f"({text})" if is_sum and not (text.startswith("(") and text.endswith(")")) else text
+
+
+def _times(child) -> str:
+    """How often a child runs: its count, or a sum over its steps (Σ j = 1 … N_out - 1)."""
+    count = _factor(source_text(child.count))
+    if child.steps is None:
+        return count
+    steps = f"Σ {child.steps.symbol} = {source_text(child.steps.first)} … {source_text(child.steps.last)}"
+    return steps if str(child.count) == "1" else f"{steps} of {count}"

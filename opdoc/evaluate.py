@@ -113,8 +113,11 @@ class Evaluator:
         """The child's symbols in the parent's: its `bind`, over the values its own scope's configuration
         gives when the child lives in an unrelated scope (SAM's h is not the language model's h)."""
         child = item.spec.children[index]
-        binding = dict(self.scope_constants(self.catalog.specs[child.op].spec.scope, item.spec.scope))
-        binding.update({self.symbols[name]: item.exprs[f"children.{index}.bind.{name}"] for name in child.bind})
+        constants = self.scope_constants(self.catalog.specs[child.op].spec.scope, item.spec.scope)
+        # In such a child's bind, names of its scope's configured symbols mean its values (SAM's p).
+        binding = dict(constants)
+        binding.update({self.symbols[name]: item.exprs[f"children.{index}.bind.{name}"].xreplace(constants)
+                        for name in child.bind})
         return binding
 
     def scope_constants(self, scope_name: str, from_scope: str) -> dict[sympy.Symbol, sympy.Expr]:
@@ -369,6 +372,14 @@ class Evaluator:
             value = value_of(number, (*scope_at, "config", config_key), config_key if config_key in overrides else None)
             if value is not None:
                 names[config_key] = value
+        for symbol, other in scope.imports.items():
+            if other not in model.scopes or other == scope_name:
+                problem((*scope_at, "imports", symbol), f"'{other}' is not another scope of this model")
+            elif symbol not in model.scopes[other].bind:
+                problem((*scope_at, "imports", symbol), f"scope '{other}' does not bind {symbol}")
+            else:
+                values[self.symbols[symbol]] = names[symbol] = self.binding(
+                    other, next(iter(model.scopes[other].examples)))[self.symbols[symbol]]
         example_bind = scope.examples[example].bind
         for at, bind in (((*scope_at, "bind"), scope.bind), ((*scope_at, "examples", example, "bind"), example_bind)):
             for symbol, text in bind.items():

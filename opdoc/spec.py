@@ -97,6 +97,9 @@ class Scope(_Strict):
     # the language model's): its own entries are added after them and replace those of the same name.
     inherits: str | None = None
     config: dict[str, Any] = {}
+    # Symbols whose value another scope configures (symbol -> that scope), e.g. the projector's input
+    # width seen from the whole model: bound before this scope's own bind.
+    imports: dict[str, str] = {}
     bind: dict[str, Formula] = {}
     examples: dict[str, Example] = Field(min_length=1)
     sweep: Sweep
@@ -253,6 +256,7 @@ class Operation(_Strict):
     writes: list[str] = []
     kernel: KernelName | None = None
     only: VariantSet = None  # runs only in this variant (or these) of the op
+    stage: str | None = None  # the stage of a larger job this work belongs to (see Child.stage)
 
 
 class Steps(_Strict):

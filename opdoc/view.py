@@ -264,7 +264,10 @@ class ViewBuilder:
         for variant in self.ev.variants(item.spec.op):
             for expr in self.ev.quantities(item.spec.op, variant).derived().values():
                 used |= expr.free_symbols
-        for expr in item.exprs.values():
+        for key, expr in item.exprs.items():
+            if key.startswith("children.") and ".bind." in key:  # a child's scope may set some of its names
+                child = item.spec.children[int(key.split(".")[1])]
+                expr = expr.xreplace(self.ev.scope_constants(self.catalog.specs[child.op].spec.scope, item.spec.scope))
             used |= expr.free_symbols
         return sorted((s for s in used if s.name in self.catalog.symbols), key=lambda s: s.name)
 

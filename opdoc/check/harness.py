@@ -134,6 +134,9 @@ class Context:
     mode: Any = None  # the FakeTensorMode when device == "fake"
     seed: int = 0
     modules: dict | None = None  # reuse modules between points (same op, variant, kernel, device, config)
+    # Every scope's configuration by scope name, for an op made of parts configured elsewhere (a whole
+    # model holds encoders whose values live in their own scopes).
+    scope_configs: dict[str, dict[str, Any]] | None = None
 
     def __getitem__(self, symbol: str) -> int:
         try:
@@ -219,6 +222,7 @@ def build(op: str, binding: dict[Any, Any], kernel: str = "fused", device: str =
           dtype: torch.dtype | str = torch.bfloat16, *, variant: str | None = None,
           config: dict[str, Any] | None = None, mode: Any = None, seed: int = 0,
           modules: dict | None = None, scope_config: dict[str, Any] | None = None,
+          scope_configs: dict[str, dict[str, Any]] | None = None,
           builder: Builder | None = None) -> Case:
     """The reference module of ``op`` and a forward on inputs shaped by ``binding``.
 
@@ -238,7 +242,8 @@ def build(op: str, binding: dict[Any, Any], kernel: str = "fused", device: str =
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         mode = FakeTensorMode()
-    ctx = Context(op, values, kernel, device, dtype, variant, dict(config or {}), scope_config, mode, seed, modules)
+    ctx = Context(op, values, kernel, device, dtype, variant, dict(config or {}), scope_config, mode, seed, modules,
+                  scope_configs)
     case = (builder or harness.get(op))(ctx)
     case.place = ctx.place
     return case

@@ -288,7 +288,8 @@ def check_task(ev, task: Task, modes: dict, build: Callable | None = None) -> tu
                                              (_fake_mode() if task.device == "fake" else None, {}))
         case = build(task.op, binding, task.kernel, task.device, _dtype(ev),
                      variant=task.variant, config=dict(task.point.config), mode=mode, modules=modules,
-                     scope_config=ev.catalog.model.scopes[spec.scope].config)
+                     scope_config=ev.catalog.model.scopes[spec.scope].config,
+                     scope_configs={name: scope.config for name, scope in ev.catalog.model.scopes.items()})
         measured = measure_case(case)
         observed = case.observed()
         if observed:  # e.g. how many experts the real router used: bind it, then compare
@@ -522,7 +523,8 @@ def run_cuda(root: Path, ops: Sequence[str] = (), *, repeats: int = 20, warmup: 
                                              "example": example, "point": label}
                     try:
                         case = build(op, binding, kernel, device, _dtype(ev), variant=variant,
-                                     scope_config=catalog.model.scopes[spec.scope].config)
+                                     scope_config=catalog.model.scopes[spec.scope].config,
+                                     scope_configs={name: scope.config for name, scope in catalog.model.scopes.items()})
                         entry.update(_time_case(case, repeats, warmup, measure, memory.cuda_peak))
                         formula = _number(expected_values(ev, op, variant, kernel, binding)["peak_bytes"])
                         entry.update(formula_peak_bytes=formula,

@@ -257,7 +257,9 @@ def diagnose(ev, task, make, rows) -> str:
 
     spec = ev.catalog.specs[task.op].spec
     binding = point_binding(ev, spec.scope, task.point)
-    args = dict(variant=task.variant, config=dict(task.point.config))
+    args = dict(variant=task.variant, config=dict(task.point.config),
+                scope_config=ev.catalog.model.scopes[spec.scope].config,
+                scope_configs={name: scope.config for name, scope in ev.catalog.model.scopes.items()})
     try:
         theirs = _per_op(build(task.op, binding, task.kernel, task.device, _dtype(ev), builder=make, **args))
         ours = _per_op(build(task.op, binding, task.kernel, task.device, _dtype(ev), **args))

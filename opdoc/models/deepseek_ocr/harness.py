@@ -694,3 +694,69 @@ def _projector(ctx: Context) -> Case:
     module = ctx.module(lambda: MlpProjector(cfg))
     x = ctx.tensor(ctx["B"], ctx["S"], ctx["d_in"])
     return Case(module, lambda: module(x))
+
+
+# ------------------------------------------------------------------------------ the whole model
+
+
+def ocr_configs(ctx: Context):
+    """The whole model's parts, each configured from its own scope (the language model's from this one)."""
+    from opdoc.models.deepseek_ocr.config import ClipConfig, DeepseekV2Config, ProjectorConfig, SamConfig
+
+    fields = {f.name for f in dataclasses.fields(DeepseekV2Config)}
+    language = language_config(dataclasses.replace(
+        ctx, scope_config={k: v for k, v in (ctx.scope_config or {}).items() if k in fields}))
+    scopes = ctx.scope_configs or {}
+    return (language, SamConfig.from_scope(values=scopes.get("sam")), ClipConfig.from_scope(values=scopes.get("clip")),
+            ProjectorConfig.from_scope(values=scopes.get("projector")))
+
+
+def _ocr_prompt(ctx: Context) -> dict[str, Any]:
+    """A request's prompt as the processor hands it over: BOS, then the image's S_v positions, then the
+    rest of the T text positions; the global view and the tiles (one blank placeholder when not cropped)."""
+    B, S_v, T, D_g, D_t, c_w, c_h = (ctx[s] for s in ("B", "S_v", "T", "D_g", "D_t", "c_w", "c_h"))
+    ids = ctx.ids(B, S_v + T, high=1000)
+    with ctx.place():
+        mask = torch.zeros(B, S_v + T, dtype=torch.bool)
+        mask[:, 1:1 + S_v] = True
+    tiles = [ctx.tensor(c_w * c_h, ctx["C_in"], D_t, D_t) if c_w * c_h else ctx.tensor(1, ctx["C_in"], D_g, D_g)
+             for _ in range(B)]
+    images = [(tile, ctx.tensor(1, ctx["C_in"], D_g, D_g)) for tile in tiles]
+    crop = [(c_w, c_h) if c_w * c_h else (1, 1) for _ in range(B)]
+    return {"input_ids": ids, "images": images, "images_seq_mask": mask, "images_spatial_crop": crop}
+
+
+def _ocr(cls_name: str) -> Builder:
+    """DeepseekOCRModel or DeepseekOCRForCausalLM: a prefill over the prompt and its image, the request's
+    last decode step (S_v + T + N_out - 2 positions cached), or the whole request (generation)."""
+    def builder(ctx: Context) -> Case:
+        from opdoc.models.deepseek_ocr import ocr
+
+        cfg, sam, clip, projector = ocr_configs(ctx)
+        module = ctx.module(lambda: getattr(ocr, cls_name)(cfg, sam, clip, projector))
+        cache_at = 1
+        if ctx.variant == "decode":
+            past = ctx["S_v"] + ctx["T"] + ctx["N_out"] - 2
+            cache = _seeded_cache(dataclasses.replace(ctx, values={**ctx.values, "P": past}), cfg)
+            token = ctx.ids(ctx["B"], 1, high=1000)
+            run = lambda: module(token, past_key_values=cache(), use_cache=True)  # noqa: E731
+        elif ctx.variant == "prefill":
+            prompt = _ocr_prompt(ctx)
+            run = lambda: module(**prompt, use_cache=True)  # noqa: E731
+        elif ctx.variant == "request" and cls_name == "DeepseekOCRForCausalLM":
+            prompt = _ocr_prompt(ctx)
+            ids = prompt.pop("input_ids")
+            held: dict[str, Any] = {}
+
+            def run() -> Any:
+                held["tokens"] = module.generate(ids, ctx["N_out"], cache=held, **prompt)
+                return held
+            cache_at = "cache"
+        else:
+            raise HarnessError(f"{ctx.op}: no variant {ctx.variant!r}")
+        return Case(module, run, lambda out: _cache_tensors(out[cache_at]))
+    return builder
+
+
+harness("DeepseekOCRModel", attention=True)(_ocr("DeepseekOCRModel"))
+harness("DeepseekOCRForCausalLM", attention=True)(_ocr("DeepseekOCRForCausalLM"))

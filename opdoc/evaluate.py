@@ -156,6 +156,18 @@ class Evaluator:
             return times * value.xreplace({step: last})  # weights are shared by every step
         return sympy.expand(sympy.summation(times * value, (step, first, last)))
 
+    def contribution(self, item: ParsedSpec, index: int, sub: Quantities, quantity: str) -> sympy.Expr:
+        """A child's share of one additive quantity of the parent. A stepped child whose cache each step
+        replaces holds only its last step's cache; the caches of the steps before count as activations."""
+        share = self.child_share(item, index, getattr(sub, quantity), quantity)
+        steps = item.spec.children[index].steps
+        if steps is None or not steps.replaces_cache or quantity not in ("activation_bytes", "kv_cache_bytes"):
+            return share
+        last = self.child_share(item, index, sub.kv_cache_bytes, "kv")
+        if quantity == "kv_cache_bytes":
+            return last
+        return share + self.child_share(item, index, sub.kv_cache_bytes, "kv_cache_bytes") - last
+
     def _compose(self, item: ParsedSpec, variant: str | None, kernel: str) -> Quantities:
         spec = item.spec
         # Terms are collected and each sum is built once: adding one term at a time grows as N^1.2.
@@ -198,11 +210,17 @@ class Evaluator:
         for i, child in self.active_children(item, variant, kernel):
             sub = self.quantities(child.op, child.variant, kernel)
             for name in (*ADDITIVE, "active_parameters"):
-                terms[name].append(self.child_share(item, i, getattr(sub, name), name))
+                terms[name].append(self.contribution(item, i, sub, name))
             key = child.ref
             child_peaks[f"peak[{key}]"] = self.child_share(item, i, sub.peak, "peak")
             child_peaks[f"kv[{key}]"] = self.child_share(item, i, sub.kv_cache_bytes, "kv")
             child_peaks[f"out[{key}]"] = self.child_share(item, i, sub.output_bytes, "out")
+        replacing = [i for i, child in self.active_children(item, variant, kernel)
+                     if child.steps is not None and child.steps.replaces_cache]
+        if replacing:  # the steps' cache supersedes every other: those were transient
+            last = child_peaks[f"kv[{spec.children[replacing[-1]].ref}]"]
+            terms["activation_bytes"] += [*terms["kv_cache_bytes"], -last]
+            terms["kv_cache_bytes"] = [last]
         q = Quantities(**{name: sympy.Add(*parts) for name, parts in terms.items()})
         # What the op returns, wherever it was produced: a parent holding it reads out(child).
         q.output_bytes = sympy.Add(*(self.tensor_bytes(item, i) for i, tensor in enumerate(spec.tensors)
@@ -517,7 +535,7 @@ class Evaluator:
             instances = item.exprs.get(f"children.{index}.instances", count)
             contribution = {}
             for name in ADDITIVE:
-                expr = self.child_share(item, index, getattr(sub, name), name)
+                expr = self.contribution(item, index, sub, name)
                 contribution[name] = number(expr, f"child '{child.name}' {name}", ("children", index))
             children.append(ChildPart(index, child.name, child.op, child.variant, number(count, f"child '{child.name}' count"),
                                       number(instances, f"child '{child.name}' instances"), contribution))

@@ -233,7 +233,9 @@ def in_variant(only: VariantSet, variant: str | None) -> bool:
 
 class Tensor(_Strict):
     name: str
-    role: Literal["input", "intermediate", "output", "cache", "parameter"]
+    # "view": another tensor's storage seen through a slice or broadcast; an operation may read it (its
+    # bytes are what that operation reads), but it holds no memory of its own.
+    role: Literal["input", "intermediate", "output", "cache", "parameter", "view"]
     shape: list[Formula]
     dtype: TensorDtype = "model"
     note: str = ""
@@ -266,6 +268,9 @@ class Steps(_Strict):
     symbol: str
     first: Formula
     last: Formula
+    # Each step's cache supersedes the one before and the parent's other caches (generation appends to
+    # one cache): the parent's KV cache is then the last step's, the earlier ones count as activations.
+    replaces_cache: bool = False
 
 
 class Child(_Strict):

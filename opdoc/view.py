@@ -269,7 +269,8 @@ class ViewBuilder:
                 child = item.spec.children[int(key.split(".")[1])]
                 expr = expr.xreplace(self.ev.scope_constants(self.catalog.specs[child.op].spec.scope, item.spec.scope))
             used |= expr.free_symbols
-        return sorted((s for s in used if s.name in self.catalog.symbols), key=lambda s: s.name)
+        summed = {child.steps.symbol for child in item.spec.children if child.steps is not None}  # bound by the sum
+        return sorted((s for s in used if s.name in self.catalog.symbols and s.name not in summed), key=lambda s: s.name)
 
     def _assume(self, item: ParsedSpec) -> list[dict[str, str]]:
         rows = []

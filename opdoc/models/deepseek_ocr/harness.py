@@ -741,20 +741,22 @@ def _ocr(cls_name: str) -> Builder:
             token = ctx.ids(ctx["B"], 1, high=1000)
             run = lambda: module(token, past_key_values=cache(), use_cache=True)  # noqa: E731
         elif ctx.variant == "prefill":
-            prompt = _ocr_prompt(ctx)
-            run = lambda: module(**prompt, use_cache=True)  # noqa: E731
+            # A cache of zero-length entries, as the decoder's pages assume (each layer's append copies).
+            prompt, cache = _ocr_prompt(ctx), _seeded_cache(dataclasses.replace(ctx, values={**ctx.values, "P": 0}), cfg)
+            run = lambda: module(**prompt, past_key_values=cache(), use_cache=True)  # noqa: E731
         elif ctx.variant == "request" and cls_name == "DeepseekOCRForCausalLM":
-            prompt = _ocr_prompt(ctx)
+            prompt, cache = _ocr_prompt(ctx), _seeded_cache(dataclasses.replace(ctx, values={**ctx.values, "P": 0}), cfg)
             ids = prompt.pop("input_ids")
             held: dict[str, Any] = {}
 
             def run() -> Any:
-                held["tokens"] = module.generate(ids, ctx["N_out"], cache=held, **prompt)
+                held["tokens"] = module.generate(ids, ctx["N_out"], cache=held, past_key_values=cache(), **prompt)
                 return held
             cache_at = "cache"
         else:
             raise HarnessError(f"{ctx.op}: no variant {ctx.variant!r}")
-        return Case(module, run, lambda out: _cache_tensors(out[cache_at]))
+        # SAM and CLIP always call scaled-dot-product attention: the eager kernel means its math path.
+        return Case(module, run, lambda out: _cache_tensors(out[cache_at]), context=ctx.sdpa_context())
     return builder
 
 

@@ -110,11 +110,12 @@ class DeepseekOCRForCausalLM(nn.Module):
                                    position_ids, use_cache)
         return self.lm_head(hidden).float(), cache
 
-    def generate(self, input_ids: Tensor, new_tokens: int, cache: dict | None = None, **image_inputs: Any) -> Tensor:
+    def generate(self, input_ids: Tensor, new_tokens: int, cache: dict | None = None, past_key_values: Any = None,
+                 **image_inputs: Any) -> Tensor:
         """Greedy generation as a request runs it: a prefill, then one single-token step per further token,
         keeping only the cache and the chosen token between steps. Returns the generated ids; `cache`, when
         given, receives the KV cache under "cache"."""
-        logits, kv = self(input_ids, **image_inputs, use_cache=True)
+        logits, kv = self(input_ids, **image_inputs, past_key_values=past_key_values, use_cache=True)
         token = logits[:, -1:].argmax(-1)
         chosen = [token]
         del logits

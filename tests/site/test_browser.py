@@ -378,20 +378,28 @@ def test_index_tables_fit_a_1400px_window(session):
         page.close()
 
 
+def _overlap(a: dict, b: dict) -> bool:
+    return (min(a["right"], b["right"]) - max(a["left"], b["left"]) > 0.5
+            and min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > 0.5)
+
+
 def test_index_chart_labels_do_not_overlap(session):
-    """Every text box of the index's FLOPs chart, as the browser lays it out, is apart from all others."""
+    """Every text box of the index's FLOPs chart, as the browser lays it out, is apart from every other
+    label, every bar and every axis line or tick (the faint grid lines may pass behind labels)."""
     loaded = Visit(session, "plots/overview.svg").finish()
     page = loaded.page
     try:
-        boxes = page.evaluate("""() => [...document.querySelectorAll("text")].map((t) => {
-          const b = t.getBoundingClientRect();
-          return { text: t.textContent, left: b.left, right: b.right, top: b.top, bottom: b.bottom };
-        })""")
-        assert len(boxes) > 10, f"the chart has only {len(boxes)} labels"
-        overlaps = [(a["text"], b["text"]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
-                    if min(a["right"], b["right"]) - max(a["left"], b["left"]) > 0.5
-                    and min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > 0.5]
-        assert not overlaps, f"overlapping labels in plots/overview.svg: {overlaps[:5]}"
+        shapes = page.evaluate("""() => [...document.querySelectorAll("text, rect, line, polyline")]
+          .slice(1)  // the first rect is the white background
+          .filter((e) => !e.hasAttribute("stroke-opacity"))
+          .map((e) => { const b = e.getBoundingClientRect();
+                        return { kind: e.tagName, text: e.textContent || e.tagName,
+                                 left: b.left, right: b.right, top: b.top, bottom: b.bottom }; })""")
+        labels = [s for s in shapes if s["kind"] == "text"]
+        assert len(labels) > 10, f"the chart has only {len(labels)} labels"
+        clashes = [(a["text"], b["text"]) for i, a in enumerate(labels) for b in labels[i + 1:] if _overlap(a, b)]
+        clashes += [(a["text"], b["kind"]) for a in labels for b in shapes if b["kind"] != "text" and _overlap(a, b)]
+        assert not clashes, f"labels overlapping in plots/overview.svg: {clashes[:5]}"
     finally:
         page.close()
 

@@ -504,15 +504,24 @@ def breakdown_svg(rows: list[tuple[str, float, float]]) -> str:
         positive = [v for v in values if v > 0]
         use_log = bool(positive) and max(positive) / min(positive) > 1e3
         left = start + panel * (width + gap)
+        # Each bar's value is printed after its end and must end before the next panel (or the figure's
+        # edge): the axis is stretched until the widest such label fits.
+        room = left + width + (gap if panel == 0 else 12) - 4
+        value_widths = [3 + text_width(engineering_label(v, unit), BAR_VALUE_SIZE) for v in values]
         if use_log:
             floor = 10.0 ** math.floor(math.log10(min(positive)))
-            x = Scale(floor, 10 ** (math.ceil(math.log10(max(positive))) + 0.6), left, left + width)
+            high = 10 ** (math.ceil(math.log10(max(positive))) + 0.6)
+            x = Scale(floor, high, left, left + width)
+            while any(x(max(v, floor)) + w > room for v, w in zip(values, value_widths)) and x.high < high * 1e6:
+                x = Scale(floor, x.high * 10 ** 0.5, left, left + width)
             ticks, minor = log_ticks(x.low, x.high)
             labels = [engineering_label(v) for v in ticks]
         else:
             floor = 0.0
             top_value = max(values) if values and max(values) > 0 else 1.0
             x = Scale(0.0, top_value * 1.3, left, left + width, log=False)
+            while any(x(v) + w > room for v, w in zip(values, value_widths)) and x.high < top_value * 20:
+                x = Scale(0.0, x.high * 1.25, left, left + width, log=False)
             ticks, minor = linear_ticks(x.high), []
             labels = [engineering_label(v) for v in ticks]
         ticks, labels = _spaced(ticks, labels, x)

@@ -22,6 +22,7 @@ from markupsafe import Markup
 
 from opdoc import __version__, escape, plots
 from opdoc.catalog import Catalog
+from opdoc.coverage import MODULES_FILE, coverage_rows, load_modules, summary
 from opdoc.analytic import report_context
 from opdoc.evaluate import Evaluator
 from opdoc.exact import values_at
@@ -129,9 +130,13 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
                   key=lambda row: (order.index(row["family_key"]), row["op"]))
     with stage("plots"):
         files.update(plot_files(catalog, evaluator, views, roofline.plot_jobs if roofline else []))
+    modules = load_modules(catalog)
+    coverage = coverage_rows(catalog, modules) if modules is not None else []
     files["index.md"] = env.get_template("index.md.j2").render(
         rows=rows, model=catalog.model, version=__version__, families=families, gpu=gpu,
-        spec_dir=str(Path(catalog.model_path).parent))
+        spec_dir=str(Path(catalog.model_path).parent), coverage=coverage, counts=summary(coverage),
+        modules_file=(Path(catalog.model_path).parent / MODULES_FILE).as_posix(),
+        overview_caption=OVERVIEW_CAPTION)
     if roofline:  # the model-level analytic report (seed layout), beside the index
         files["analytic.md"] = env.get_template("analytic.md.j2").render(**report_context(catalog, views, roofline.r))
     return Rendered(files)
@@ -157,13 +162,25 @@ def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView], extr
                      (view.name, [float(v) for v in scope.sweep.values], tensor, cuda, peak, example_x,
                       view.primary_title), {"x_label": scope.sweep.label}))
     overview = []
-    for view in views:
+    for view in overview_views(catalog, views):
         values = evaluator.evaluate_at(view.name, catalog.specs[view.name].spec.examples[0],
                                        evaluator.variants(view.name)[0])
         overview.append((view.name, float(values["forward_flops"]), float(values["parameters"])))
     jobs.append(("plots/overview.svg", "breakdown_svg", (overview,), {}))
     jobs.extend(extra_jobs)
     return dict(zip((job[0] for job in jobs), _draw_all(jobs)))
+
+
+# What the index says under its FLOPs chart; overview_views decides what the chart holds.
+OVERVIEW_CAPTION = (
+    "Forward FLOPs and parameters of each leaf op (one with no child ops) at its standard example, one "
+    "instance each. Ops made of other ops are left out, so no bar contains another: a parent's cost is "
+    "on its own page, in its breakdown by child.")
+
+
+def overview_views(catalog: Catalog, views: list[OpView]) -> list[OpView]:
+    """The ops the index's chart plots: the leaves, so that no bar is the sum of others beside it."""
+    return [view for view in views if not catalog.specs[view.name].spec.children]
 
 
 def _draw(job: tuple[str, str, tuple, dict]) -> str:

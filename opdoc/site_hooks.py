@@ -1,16 +1,22 @@
 """MkDocs hooks for the knowledge-base site (referenced from mkdocs.yml `hooks:`).
 
-Three jobs, all at build time:
+Four jobs, all at build time:
 
 * Navigation. Each generated op page carries a line `<!-- opdoc-family: sam | 1 | SAM encoder -->`
   (the family's key, its place in the model's order and its title, from model.yaml); the nav groups
-  the pages by family in that order, with index.md first and pages without the comment under "Other". Because the nav is derived from the files that exist, `mkdocs build --strict` never meets
-  a nav entry whose page is missing.
+  the pages by family in that order, with index.md first and pages without the comment under "Other".
+  Image-mode pages (`modes.md`, the comparison, then `mode-<name>.md`) form a "By image mode" section
+  right after the index, present only when such pages exist. Because the nav is derived from the
+  files that exist, `mkdocs build --strict` never meets a nav entry whose page is missing.
 * Offline third-party assets. mermaid and KaTeX are taken from node_modules (installed by `npm ci`
   from the pinned package-lock.json) and added to the build as assets/vendor/...; they are never
   committed to site/. With mermaid present as a global, material does not fetch it from its CDN.
 * The index page's tables get a `data-opdoc-sortable` attribute that site/assets/opdoc.js turns into
-  click-to-sort headers.
+  click-to-sort headers, and the index hides the table-of-contents sidebar so its tables have the
+  width of the page.
+* Status marks. The op-doc template asks for ✅ and ❌ in the trade-offs; the Markdown keeps them (the
+  lint reads them), and the HTML gets small inline SVG marks instead, so the site needs no emoji font
+  (a system with only DejaVu or Liberation draws nothing or a box for U+2705).
 
 MkDocs loads this file by its path, so it imports nothing from the opdoc package: the pages carry
 what the navigation needs.
@@ -28,6 +34,9 @@ from mkdocs.structure.files import File, Files
 log = logging.getLogger("mkdocs.hooks.opdoc")
 
 OTHER_TITLE = "Other"
+MODES_TITLE = "By image mode"
+MODES_PAGE = "modes.md"
+MODE_PAGE = re.compile(r"^mode-[^/]+\.md$")
 INDEX = "index.md"
 
 FAMILY_COMMENT = re.compile(r"^[ \t]*<!--\s*opdoc-family:\s*(?P<family>[^\s|>]+)\s*\|\s*(?P<order>\d+)\s*\|"
@@ -82,11 +91,17 @@ def page_title(markdown: str) -> str | None:
     return None
 
 
+def is_mode_page(src_uri: str) -> bool:
+    """A page of the "By image mode" section: modes.md or mode-<name>.md, at the top of the site."""
+    return src_uri == MODES_PAGE or bool(MODE_PAGE.match(src_uri))
+
+
 def build_nav(pages: dict[str, tuple[int, str] | None], titles: dict[str, str | None] | None = None) -> list:
     """MkDocs nav data from {src_uri: (family order, family title) or None} and optionally {src_uri: title}.
 
-    index.md comes first, then one section per family that has pages, in the families' order, then
-    "Other" for pages without a family. Pages are sorted by path inside a section. A page with a
+    index.md comes first, then "By image mode" when modes.md or mode-*.md pages exist (modes.md
+    first), then one section per family that has pages, in the families' order, then "Other" for
+    pages without a family. Pages are sorted by path inside a section. A page with a
     title is listed as {title: path}, else by its path alone. Two pages that give one place in the
     order two different titles are reported (a warning; an error under --strict).
     """
@@ -98,11 +113,14 @@ def build_nav(pages: dict[str, tuple[int, str] | None], titles: dict[str, str | 
 
     sections: dict[tuple[int, str], list[str]] = {}
     other: list[str] = []
+    modes: list[str] = []
     nav: list = []
     for src_uri in sorted(pages):
         family = pages[src_uri]
         if src_uri == INDEX:
             nav.append({"Home": INDEX})
+        elif is_mode_page(src_uri):
+            modes.append(src_uri)
         elif family is None:
             other.append(src_uri)
         else:
@@ -111,6 +129,9 @@ def build_nav(pages: dict[str, tuple[int, str] | None], titles: dict[str, str | 
     for order in {o for o in orders if orders.count(o) > 1}:
         log.warning("families %s share the place %d in the navigation; rebuild the pages with opdoc build",
                     sorted(title for o, title in sections if o == order), order)
+    if modes:  # the comparison first, then one page per mode
+        modes.sort(key=lambda src_uri: (src_uri != MODES_PAGE, src_uri))
+        nav.append({MODES_TITLE: [entry(src_uri) for src_uri in modes]})
     for key in sorted(sections):
         nav.append({key[1]: [entry(src_uri) for src_uri in sections[key]]})
     if other:
@@ -178,8 +199,49 @@ def on_files(files: Files, config) -> Files:
     return files
 
 
+def on_page_markdown(markdown: str, page, config, files):
+    # The index's tables are wide (six columns of names and figures): give them the table of
+    # contents' width too. The index has two headings; the nav links to it anyway.
+    if page.file.src_uri == INDEX:
+        hide = list(page.meta.get("hide") or [])
+        page.meta["hide"] = hide + ["toc"] if "toc" not in hide else hide
+    return markdown
+
+
 def on_page_content(html: str, page, config, files):
     # Only the index's tables sort: op pages' tables have a meaningful row order.
     if page.file.src_uri == INDEX:
         html = TABLE_OPEN.sub("<table data-opdoc-sortable", html)
-    return html
+    return draw_marks(html)
+
+
+# ------------------------------------------------------------------ status marks
+
+# Emoji marks -> (CSS modifier, spoken meaning, SVG shapes on a 16 x 16 grid, drawn in currentColor).
+MARKS: dict[str, tuple[str, str, str]] = {
+    "\u2705": ("yes", "yes", '<rect x="0.5" y="0.5" width="15" height="15" rx="3" fill="currentColor"/>'
+                           '<path d="M4 8.4l2.7 2.7L12.2 5" fill="none" stroke="#fff" stroke-width="2" '
+                           'stroke-linecap="round" stroke-linejoin="round"/>'),
+    "\u274c": ("no", "no", '<path d="M4 4l8 8M12 4l-8 8" fill="none" stroke="currentColor" stroke-width="2.6" '
+                         'stroke-linecap="round"/>'),
+    "\u26a0": ("warn", "warning", '<path d="M8 1.2L15.2 14.5H0.8Z" fill="currentColor"/>'
+                                '<path d="M8 5.8v4.2M8 12.2v0.3" stroke="#fff" stroke-width="1.8" '
+                                'stroke-linecap="round"/>'),
+}
+MARK = re.compile("(" + "|".join(MARKS) + ")\ufe0f?")
+# Text is marked only outside tags, code, preformatted blocks and scripts.
+NOT_TEXT = re.compile(r"(<pre\b[\s\S]*?</pre>|<code\b[\s\S]*?</code>|<script\b[\s\S]*?</script>|<[^>]*>)")
+
+
+def _mark_svg(match: re.Match) -> str:
+    modifier, meaning, shapes = MARKS[match.group(1)]
+    return (f'<svg class="opdoc-mark opdoc-mark--{modifier}" viewBox="0 0 16 16" width="16" height="16" '
+            f'role="img" aria-label="{meaning}"><title>{meaning}</title>{shapes}</svg>')
+
+
+def draw_marks(html: str) -> str:
+    """HTML with every ✅, ❌ and ⚠️ in its text replaced by an inline SVG mark of the same meaning."""
+    if not MARK.search(html):
+        return html
+    parts = NOT_TEXT.split(html)
+    return "".join(part if index % 2 else MARK.sub(_mark_svg, part) for index, part in enumerate(parts))

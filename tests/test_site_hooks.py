@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,64 @@ def test_strict_build_of_a_small_site(tmp_path):
     assert "Projector" in index and "MlpProjector" in index  # nav section and the page's own title
     assert "<title>MlpProjector - " in page
     assert "fonts.googleapis.com" not in index and "unpkg.com" not in index
+
+
+def test_image_mode_pages_get_their_own_section_after_the_index():
+    pages = {"index.md": None, "op-A.md": (0, "Language model"), "mode-tiny.md": None,
+             "modes.md": None, "mode-base.md": (0, "Language model")}
+    titles = {"modes.md": "Image modes compared", "mode-tiny.md": "Tiny", "mode-base.md": "Base"}
+    assert site_hooks.build_nav(pages, titles) == [
+        {"Home": "index.md"},
+        {"By image mode": [{"Image modes compared": "modes.md"}, {"Base": "mode-base.md"}, {"Tiny": "mode-tiny.md"}]},
+        {"Language model": ["op-A.md"]},
+    ]
+
+
+def test_without_image_mode_pages_there_is_no_image_mode_section():
+    nav = site_hooks.build_nav({"index.md": None, "op-A.md": (0, "Language model"), "models.md": None})
+    assert nav == [{"Home": "index.md"}, {"Language model": ["op-A.md"]}, {"Other": ["models.md"]}]
+
+
+def test_status_marks_become_svg_in_text_only():
+    html = '<li>✅ fast <code>❌</code></li><p title="⚠️">❌ slow ⚠️ careful</p><pre>✅</pre>'
+    drawn = site_hooks.draw_marks(html)
+    assert drawn.count('<svg class="opdoc-mark opdoc-mark--yes"') == 1
+    assert drawn.count('<svg class="opdoc-mark opdoc-mark--no"') == 1
+    assert drawn.count('<svg class="opdoc-mark opdoc-mark--warn"') == 1
+    assert "<code>❌</code>" in drawn and "<pre>✅</pre>" in drawn and 'title="⚠️"' in drawn
+    assert "\ufe0f" not in drawn.replace('title="⚠️"', "")  # the variation selector goes with its mark
+    assert site_hooks.draw_marks("<p>no marks</p>") == "<p>no marks</p>"
+
+
+def _build_small_site(tmp_path: Path, pages: dict[str, str]) -> Path:
+    if not (REPO / "node_modules" / "mermaid").is_dir():
+        pytest.skip("node_modules missing; run `npm ci`")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in pages.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    config = (REPO / "mkdocs.yml").read_text(encoding="utf-8")
+    config = config.replace("docs_dir: site", f"docs_dir: {docs}").replace(
+        "site_dir: build/site", f"site_dir: {tmp_path / 'out'}").replace(
+        "  - opdoc/site_hooks.py", f"  - {REPO / 'opdoc' / 'site_hooks.py'}")
+    (tmp_path / "mkdocs.yml").write_text(config, encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(tmp_path / "mkdocs.yml")],
+                            capture_output=True, text=True, env=dict(os.environ, NO_MKDOCS_2_WARNING="1"))
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "out"
+
+
+def test_strict_build_lists_a_temporary_image_mode_page(tmp_path):
+    out = _build_small_site(tmp_path, {
+        "index.md": "# Ops\n",
+        "op-A.md": OP_PAGE.format(family="projector | 3 | Projector", name="MlpProjector"),
+        "mode-tiny.md": "<!-- generated -->\n# Tiny mode\n\n- ✅ few tokens\n",
+    })
+    index = (out / "index.html").read_text(encoding="utf-8")
+    nav = index[index.index('<nav class="md-nav md-nav--primary"'):]
+    assert nav.index("By image mode") < nav.index("Tiny mode") < nav.index("Projector")
+    tiny = (out / "mode-tiny" / "index.html").read_text(encoding="utf-8")
+    assert 'class="opdoc-mark opdoc-mark--yes"' in tiny and "✅" not in tiny
+    toc = re.compile(r'<div class="[^"]*md-sidebar--secondary"[^>]*data-md-type="toc"\s*(hidden)?>')
+    assert toc.search((out / "op-A" / "index.html").read_text(encoding="utf-8")).group(1) is None
+    assert toc.search(index).group(1) == "hidden"  # the index gives its tables the TOC's width

@@ -10,7 +10,9 @@
  *   brackets is used) sort by value; other columns sort as text, numbers inside compared as numbers. Empty cells and
  *   dashes always sort last. A cell (or an element inside it) may carry `data-sort` to override.
  *
- * Both run on every page material shows, including pages reached by instant navigation
+ * - Mermaid: diagrams keep their natural size (useMaxWidth off); opdoc.css lets a wide one scroll.
+ *
+ * Math and sorting run on every page material shows, including pages reached by instant navigation
  * (`document$` emits once per page).
  */
 (function () {
@@ -129,6 +131,25 @@
     var tables = root.querySelectorAll("table[data-opdoc-sortable]");
     for (var i = 0; i < tables.length; i++) makeSortable(tables[i]);
   }
+
+  // ------------------------------------------------------------- mermaid
+  // material initialises mermaid itself (after this script ran) with useMaxWidth left on, which
+  // scales a wide diagram down to the column: large sequence diagrams then read at about 6 px. Every
+  // diagram keeps its natural size instead and scrolls inside its box (opdoc.css).
+  function naturalSizeMermaid() {
+    var mermaid = window.mermaid;
+    if (!mermaid || typeof mermaid.initialize !== "function" || mermaid.opdocNaturalSize) return;
+    var initialize = mermaid.initialize;
+    mermaid.initialize = function (config) {
+      var merged = Object.assign({}, config);
+      ["sequence", "flowchart", "class", "state", "er", "gantt"].forEach(function (kind) {
+        merged[kind] = Object.assign({}, merged[kind], { useMaxWidth: false });
+      });
+      return initialize.call(mermaid, merged);
+    };
+    mermaid.opdocNaturalSize = true;
+  }
+  naturalSizeMermaid();
 
   // ---------------------------------------------------------------- glue
   function onPage() {

@@ -5,7 +5,10 @@ served on 127.0.0.1 and opened page by page. Checks: no console error, no failed
 request leaving localhost (all are aborted and reported); every mermaid block became a diagram and
 none is mermaid's syntax-error graphic; every formula was typeset by KaTeX and no raw TeX delimiter
 is left in the text; the search box finds each op page by its name; the index table sorts by each
-column. Screenshots of the index and of one op page go to test-artifacts/.
+column. At a 1400 px window: no page scrolls sideways, the index's tables fit without scrolling,
+every mermaid diagram's text is drawn at 11 px or more, the index's FLOPs chart has no overlapping
+labels, and the status marks (✅ ❌ ⚠️) are drawn without an emoji font. Screenshots of the index and of
+one op page go to test-artifacts/.
 
 Chromium: /usr/bin/chromium (Debian: `apt-get install chromium`), or the path in OPDOC_CHROMIUM.
 Without it these tests fail under CI (CI=true) and are skipped elsewhere.
@@ -43,6 +46,10 @@ INSTALL_HINT = (
 )
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 RENDER_TIMEOUT_MS = 15_000
+# The window the site is laid out for: a laptop's browser, full screen.
+WINDOW = {"width": 1400, "height": 900}
+# The smallest text a diagram may be drawn at, in CSS pixels (material's body text is 16 px).
+MIN_DIAGRAM_TEXT_PX = 11
 
 # Material renders each diagram into a *closed* shadow root; tests open them to look inside.
 OPEN_SHADOW_ROOTS = """
@@ -188,7 +195,7 @@ class Visit:
 def session(browser, base_url):
     """One browser context for all pages (mermaid's 5 MB are then read from cache), cut off from
     everything but 127.0.0.1: a request elsewhere is aborted and charged to the page that made it."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    ctx = browser.new_context(viewport=WINDOW, service_workers="block")
     ctx.add_init_script(OPEN_SHADOW_ROOTS)
     state = SimpleNamespace(ctx=ctx, base_url=base_url, pages={}, external=[])
 
@@ -235,8 +242,21 @@ INSPECT = """
   });
   let text = "";
   while (walker.nextNode()) text += walker.currentNode.data;
+  // Each diagram's text as drawn: font size times the scale from the SVG's units to the screen.
+  const diagramText = [...document.querySelectorAll("div.mermaid")].map((d) => !d.shadowRoot ? [] :
+    [...d.shadowRoot.querySelectorAll("text")].filter((t) => t.textContent.trim() && t.getScreenCTM())
+      .map((t) => ({ text: t.textContent.trim().slice(0, 40),
+                     px: parseFloat(getComputedStyle(t).fontSize) * Math.hypot(t.getScreenCTM().a, t.getScreenCTM().b) })));
+  const marks = [...document.querySelectorAll("article svg.opdoc-mark")].map((m) => {
+    const box = m.getBoundingClientRect();
+    return { label: m.getAttribute("aria-label"), width: box.width, height: box.height };
+  });
   return {
     diagrams,
+    diagramText,
+    marks,
+    pageWidth: document.documentElement.scrollWidth,
+    windowWidth: window.innerWidth,
     loose,
     unrenderedMermaid: document.querySelectorAll("pre.mermaid").length,
     math: document.querySelectorAll(".arithmatex").length,
@@ -302,6 +322,86 @@ def test_page_diagrams_and_math_are_rendered(path, survey):
         f"{state['untypeset']}")
     for raw in ("$$", "\\(", "\\)", "\\[", "\\]"):
         assert raw not in state["text"], f"{where}: raw TeX delimiter {raw!r} visible in the page text"
+
+
+@pytest.mark.parametrize("path", _pages() or ["(no pages)"], ids=lambda p: p.rstrip("/") or "index")
+def test_page_does_not_scroll_sideways_at_1400px(path, survey):
+    state = survey[path].state
+    assert state["windowWidth"] == WINDOW["width"]
+    assert state["pageWidth"] <= state["windowWidth"], (
+        f"{path or 'index'}: the page is {state['pageWidth']} px wide in a {state['windowWidth']} px window")
+
+
+@pytest.mark.parametrize("path", _pages() or ["(no pages)"], ids=lambda p: p.rstrip("/") or "index")
+def test_diagram_text_is_legible_at_1400px(path, survey):
+    for number, texts in enumerate(survey[path].state["diagramText"], start=1):
+        assert texts, f"{path or 'index'}: diagram {number} has no text to measure"
+        small = [f"{t['text']!r} at {t['px']:.1f} px" for t in texts if t["px"] < MIN_DIAGRAM_TEXT_PX]
+        assert not small, (f"{path or 'index'}: diagram {number} draws text below {MIN_DIAGRAM_TEXT_PX} px: "
+                           + ", ".join(small[:5]))
+
+
+# The emoji the op-doc template uses, and the rest of the emoji blocks: none may reach the page as text.
+EMOJI = re.compile("[\u2600-\u27bf\U0001f300-\U0001faff\ufe0f]")
+
+
+@pytest.mark.parametrize("path", _pages() or ["(no pages)"], ids=lambda p: p.rstrip("/") or "index")
+def test_status_marks_are_drawn_without_an_emoji_font(path, survey, built_site):
+    """✅ ❌ ⚠️ in the Markdown reach the page as inline SVG marks of non-zero size, never as text that
+    only an emoji font can draw (this machine has DejaVu and Liberation only)."""
+    state, where = survey[path].state, path or "index"
+    left = sorted(set(EMOJI.findall(state["text"])))
+    assert not left, f"{where}: emoji left as text: {left}"
+    source = _docs_dir() / (("index" if not path else path.rstrip("/")) + ".md")
+    typed = len(re.findall("[\u2705\u274c\u26a0]", source.read_text(encoding="utf-8"))) if source.is_file() else 0
+    assert len(state["marks"]) >= typed, f"{where}: {typed} marks in the Markdown, {len(state['marks'])} drawn"
+    for mark in state["marks"]:
+        assert mark["width"] > 4 and mark["height"] > 4, f"{where}: a {mark['label']!r} mark is drawn {mark}"
+
+
+def test_index_tables_fit_a_1400px_window(session):
+    loaded = Visit(session, "").finish()
+    page = loaded.page
+    try:
+        tables = page.evaluate("""() => [...document.querySelectorAll("article table")].map((t) => {
+          const wrap = t.closest(".md-typeset__scrollwrap") || t.parentElement;
+          const box = t.getBoundingClientRect();
+          return { head: t.querySelector("th").textContent, scroll: t.scrollWidth, client: t.clientWidth,
+                   wrapScroll: wrap.scrollWidth, wrapClient: wrap.clientWidth, right: box.right };
+        })""")
+        assert len(tables) >= 2, "the index should hold the op table and the coverage table"
+        for table in tables:
+            assert table["scroll"] <= table["client"] and table["wrapScroll"] <= table["wrapClient"], (
+                f"the index table starting {table['head']!r} scrolls at {WINDOW['width']} px: {table}")
+            assert table["right"] <= WINDOW["width"], table
+    finally:
+        page.close()
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return (min(a["right"], b["right"]) - max(a["left"], b["left"]) > 0.5
+            and min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > 0.5)
+
+
+def test_index_chart_labels_do_not_overlap(session):
+    """Every text box of the index's FLOPs chart, as the browser lays it out, is apart from every other
+    label, every bar and every axis line or tick (the faint grid lines may pass behind labels)."""
+    loaded = Visit(session, "plots/overview.svg").finish()
+    page = loaded.page
+    try:
+        shapes = page.evaluate("""() => [...document.querySelectorAll("text, rect, line, polyline")]
+          .slice(1)  // the first rect is the white background
+          .filter((e) => !e.hasAttribute("stroke-opacity"))
+          .map((e) => { const b = e.getBoundingClientRect();
+                        return { kind: e.tagName, text: e.textContent || e.tagName,
+                                 left: b.left, right: b.right, top: b.top, bottom: b.bottom }; })""")
+        labels = [s for s in shapes if s["kind"] == "text"]
+        assert len(labels) > 10, f"the chart has only {len(labels)} labels"
+        clashes = [(a["text"], b["text"]) for i, a in enumerate(labels) for b in labels[i + 1:] if _overlap(a, b)]
+        clashes += [(a["text"], b["kind"]) for a in labels for b in shapes if b["kind"] != "text" and _overlap(a, b)]
+        assert not clashes, f"labels overlapping in plots/overview.svg: {clashes[:5]}"
+    finally:
+        page.close()
 
 
 def test_no_request_left_localhost(survey, session):

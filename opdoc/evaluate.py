@@ -13,7 +13,7 @@ Conventions stated once here and printed on every page:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sympy
@@ -26,6 +26,7 @@ from opdoc.spec import DTYPE_BYTES, Child, Formula, SpecError, SpecProblem, in_v
 ADAMW_STATE_BYTES = 8  # two fp32 moments per parameter
 # Symbols whose growth the "dominant as it grows" term follows: context and image size.
 GROWTH = ("S", "P", "H_p", "W_p", "H_img", "W_img")
+STAGED = ("tensor_flops", "cuda_flops", "io_read_bytes", "io_write_bytes")  # what a stage reports
 
 
 @dataclass
@@ -155,6 +156,45 @@ class Evaluator:
         if quantity in ("peak", "kv", "out") or quantity in ("parameters", "parameter_bytes", "active_parameters"):
             return times * value.xreplace({step: last})  # weights are shared by every step
         return sympy.expand(sympy.summation(times * value, (step, first, last)))
+
+    def stage_totals(self, op: str, variant: str | None, kernel: str | None = None) -> dict[str, dict[str, sympy.Expr]]:
+        """FLOPs and I/O of an op split by the stages its operations and children name (a child without a
+        stage passes its own stages up). Empty when nothing in the op's tree names a stage."""
+        kernel = kernel or self.kernel
+        key = ("stages", op, variant, kernel)
+        if key in self._memo:
+            return self._memo[key]
+        item, spec = self.catalog.specs[op], self.catalog.specs[op].spec
+        totals: dict[str, dict[str, list[sympy.Expr]]] = {}
+
+        def add(stage: str, name: str, expr: sympy.Expr) -> None:
+            totals.setdefault(stage, {n: [] for n in STAGED})[name].append(expr)
+
+        tensor_index = {t.name: i for i, t in enumerate(spec.tensors) if in_variant(t.only, variant)}
+        for i, operation in enumerate(spec.operations):
+            if operation.stage is None or operation.kernel not in (None, kernel) or not in_variant(operation.only, variant):
+                continue
+            add(operation.stage, "tensor_flops" if operation.unit == "tensor" else "cuda_flops",
+                item.exprs[f"operations.{i}.flops"])
+            for field_name, names in (("io_read_bytes", operation.reads), ("io_write_bytes", operation.writes)):
+                for name in names:
+                    tensor = spec.tensors[tensor_index[name]]
+                    if tensor.kernel in (None, kernel):
+                        add(operation.stage, field_name, self.tensor_bytes(item, tensor_index[name]))
+        for i, child in self.active_children(item, variant, kernel):
+            if child.stage is not None:
+                sub = self.quantities(child.op, child.variant, kernel)
+                for name in STAGED:
+                    add(child.stage, name, self.child_share(item, i, getattr(sub, name), name))
+                continue
+            for stage, parts in self.stage_totals(child.op, child.variant, kernel).items():
+                for name in STAGED:
+                    add(stage, name, self.child_share(item, i, parts[name], name))
+        result = {stage: {name: sympy.Add(*exprs) for name, exprs in parts.items()} for stage, parts in totals.items()}
+        for parts in result.values():
+            parts["forward_flops"] = parts["tensor_flops"] + parts["cuda_flops"]
+        self._memo[key] = result
+        return result
 
     def contribution(self, item: ParsedSpec, index: int, sub: Quantities, quantity: str) -> sympy.Expr:
         """A child's share of one additive quantity of the parent. A stepped child whose cache each step
@@ -550,7 +590,9 @@ class Evaluator:
             tensors.append(TensorPart(index, tensor.name, tensor.role, self.dtype_name(tensor.dtype), shape, numel, size))
         if problems:
             raise SpecError(problems)
-        result = Evaluated(op, variant, kernel, frozen, totals, formulas, operations, children, tensors)
+        stages = {stage: {name: number(expr, f"stage '{stage}' {name}") for name, expr in parts.items()}
+                  for stage, parts in self.stage_totals(op, variant, kernel).items()}
+        result = Evaluated(op, variant, kernel, frozen, totals, formulas, operations, children, tensors, stages)
         self._evaluated[key] = result
         return result
 
@@ -648,6 +690,9 @@ class Evaluated:
     operations: list[Part]
     children: list[ChildPart]
     tensors: list[TensorPart]
+    # Totals per stage of a larger job (e.g. SAM, CLIP, prefill, decode) for an op whose children or
+    # operations name stages; FLOPs and I/O only (what splits cleanly); empty otherwise.
+    stages: dict[str, dict[str, sympy.Expr]] = field(default_factory=dict)
 
 
 @dataclass

@@ -71,6 +71,8 @@ def record(result: Evaluated, example: str) -> dict:
                    "formula": plain_text(sympy.expand(result.formulas[name]))}
             for name, value in result.totals.items()
         },
+        **({"stages": {stage: {name: exact(value) for name, value in parts.items()}
+                       for stage, parts in result.stages.items()}} if result.stages else {}),
     }
 
 

@@ -2,8 +2,14 @@
 # The upstream check's own environment, .venv-upstream. DeepSeek-OCR's vendor code targets
 # transformers 4.46.3 (it imports LlamaFlashAttention2, removed in 4.48), while opdoc's .venv has a
 # newer transformers for its independent comparisons, so `opdoc check --upstream` runs here.
-# Installs what the vendor files import, at versions that work together; flash_attn (no CPU build)
-# and torchvision (does not import beside the pinned CPU torch) are replaced by stand-ins at run time.
+# Installs what the vendor files import, at versions that work together (modeling_deepseekocr.py
+# imports addict, PIL, requests, tqdm and numpy at module level); flash_attn (no CPU build) and
+# torchvision are replaced by stand-ins at run time. torchvision 0.28.0 is the release that matches
+# torch 2.13.0, but its only wheel here is PyPI's, built against CUDA torch: installed with --no-deps
+# beside the CPU torch, `import torchvision` fails ("operator torchvision::nms does not exist"), and
+# installing it with its dependencies would replace the CPU torch with a CUDA one. The stand-in lets
+# modeling_deepseekocr.py import; BasicImageTransform (the one class that calls torchvision) is then
+# listed as not compared (opdoc/models/deepseek_ocr/upstream.py, not_comparable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-upstream

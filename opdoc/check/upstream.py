@@ -142,6 +142,7 @@ class UpstreamReport:
     sources: dict[str, str]
     diagnoses: dict[str, str] = field(default_factory=dict)  # task title -> differing aten ops
     known: tuple = ()  # the model's known deviations that showed
+    skipped: dict[str, str] = field(default_factory=dict)  # op -> why its vendor class could not run here
 
     @property
     def ok(self) -> bool:
@@ -151,7 +152,7 @@ class UpstreamReport:
         data = self.report.to_json()
         data.update(ok=self.ok, sources=self.sources, stale_pages=self.stale, undocumented=self.undocumented,
                     locations=[asdict(loc) for loc in self.locations], diagnoses=self.diagnoses,
-                    known_deviations=[asdict(d) for d in self.known])
+                    known_deviations=[asdict(d) for d in self.known], not_compared=self.skipped)
         return data
 
 
@@ -191,6 +192,10 @@ def run_upstream(root: Path, checkout: Path, ops: list[str] | tuple[str, ...] = 
     problems += [f"{op}: has a spec but no upstream builder; register one with @upstream({op!r}) in "
                  f"{vendor_module.__name__.replace('.', '/')}.py" for op in missing]
     names = [op for op in names if op in vendor_module.upstream]
+    # Ops whose vendor class cannot run in this environment are listed with the reason, not failed.
+    skipped = {op: why for op, why in getattr(vendor_module, "not_comparable", lambda _: {})(vendor).items()
+               if op in names}
+    names = [op for op in names if op not in skipped]
     tasks = [_VendorTask(t) for t in plan(ev, names, quick)]
     bar = Progress(len(tasks), sys.stderr if progress else _Null())
     rows, modes, diagnoses, diagnosed = [], {}, {}, set()
@@ -216,7 +221,7 @@ def run_upstream(root: Path, checkout: Path, ops: list[str] | tuple[str, ...] = 
     report = Report(rows, problems, time.perf_counter() - start, "cpu", environment())
     shown = {r.op for r in rows if r.status == "known"}
     known = tuple(d for d in getattr(vendor_module, "KNOWN_DEVIATIONS", ()) if d.op in shown)
-    return UpstreamReport(report, locations, staleness(locations), undocumented, sources, diagnoses, known)
+    return UpstreamReport(report, locations, staleness(locations), undocumented, sources, diagnoses, known, skipped)
 
 
 def apply_known(rows: list, deviations) -> list[str]:
@@ -330,6 +335,10 @@ def format_upstream(result: UpstreamReport) -> str:
         out.append("known deviations (rows marked known; the vendor is right, the spec is not yet):")
         for dev in known:
             out.append(f"  {dev.op} ({', '.join(dev.kernels)}): {dev.finding}. Resolution: {dev.resolution}.")
+    if result.skipped:
+        out.append("")
+        out.append("not compared in this environment (the reference check covers them):")
+        out += [f"  {op}: {why}" for op, why in result.skipped.items()]
     if result.diagnoses:
         out.append("")
         out.append("aten ops that differ between the vendor's class and the reference module:")

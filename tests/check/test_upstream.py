@@ -135,3 +135,50 @@ def test_vendor_classes_run_in_the_upstream_environment(checkout, tmp_path):
     flash = " ".join(r["note"] for r in flash_rows)
     assert "flash kernel stand-in got q (1, 8192, 10, 128)" in flash and "no mask, causal=True" in flash
     assert data["sources"]["transformers"] == "4.46.3"
+
+
+# The vendor's dynamic_preprocess on PIL pages of these sizes, in .venv-upstream (it imports the checkout
+# with load_checkout, as the upstream check does); prints [width, height, c_w, c_h, tiles, tile sizes ok].
+_VENDOR_GRIDS = """
+import json, sys
+from pathlib import Path
+from PIL import Image
+from opdoc.models.deepseek_ocr.upstream import load_checkout, ocr_module
+module = ocr_module(load_checkout(Path(sys.argv[1])))
+rows = []
+for width, height in json.loads(sys.argv[2]):
+    tiles, (c_w, c_h) = module.dynamic_preprocess(Image.new("L", (width, height)))
+    rows.append([width, height, c_w, c_h, len(tiles), all(t.size == (640, 640) for t in tiles)])
+print(json.dumps(rows))
+"""
+
+
+def _page_sizes() -> list[tuple[int, int]]:
+    """A sweep of aspect ratios from 1:11 to 13:1, plus the exact ties and the page table's sizes."""
+    sweep = [(width, height) for width in range(300, 4001, 250) for height in (480, 700, 1000, 1358, 2200, 3300)]
+    ties = [(1250, 1000), (1200, 960), (1357, 1357), (1358, 1358), (1800, 900), (1810, 905), (900, 1800),
+            (1000, 1250), (2000, 1000), (1000, 3000), (3000, 1000), (1920, 1920)]
+    pages = [(1654, 2339), (1700, 2200), (1920, 1080), (1500, 1500), (1000, 1000), (800, 3000)]
+    return sweep + ties + pages
+
+
+def test_vendor_tile_grid_matches_tile_grid(checkout):
+    """The vendor's own dynamic_preprocess picks the grid opdoc's tile_grid picks, for every size."""
+    from opdoc.models.deepseek_ocr.preprocessing import tile_grid
+
+    python = UPSTREAM_VENV / "bin" / "python"
+    if not python.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("no .venv-upstream: `make test` sets it up")
+        pytest.skip("no .venv-upstream (run `make check-upstream`)")
+    sizes = _page_sizes()
+    result = subprocess.run([str(python), "-c", _VENDOR_GRIDS, str(checkout), json.dumps(sizes)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout)
+    assert len(rows) == len(sizes)
+    differ = [(w, h, (c_w, c_h), tile_grid(w, h)) for w, h, c_w, c_h, _, _ in rows if tile_grid(w, h) != (c_w, c_h)]
+    assert differ == []
+    assert all(n == c_w * c_h and sized for _, _, c_w, c_h, n, sized in rows)
+    # the sweep reaches every grid shape with ties on both sides of the area rule
+    assert {(c_w, c_h) for _, _, c_w, c_h, _, _ in rows} >= {(2, 2), (3, 3), (2, 1), (4, 2), (3, 2), (1, 4)}

@@ -86,6 +86,14 @@ class DeepseekV2Config(_FromScope):
     _attn_implementation: str = "eager"  # "eager" (materialised scores) or "flash_attention_2" (fused)
 
 
+
+@dataclass
+class DeepseekOCRConfig(DeepseekV2Config):
+    """DeepSeek-OCR's own configuration class: DeepseekV2Config's fields unchanged, under its own model
+    type, so that the auto classes map config.json's "model_type" to the OCR model classes."""
+
+    model_type = "DeepseekOCR"  # a class attribute, not a field (no annotation)
+
 @dataclass
 class MlaConfig(_FromScope):
     """DeepSeek-V2-Lite's attention and rotary settings (HF names): multi-head latent attention, which

@@ -762,3 +762,89 @@ def _ocr(cls_name: str) -> Builder:
 
 harness("DeepseekOCRModel", attention=True)(_ocr("DeepseekOCRModel"))
 harness("DeepseekOCRForCausalLM", attention=True)(_ocr("DeepseekOCRForCausalLM"))
+
+
+# ------------------------------------------------------------------------------ preprocessing (host side)
+
+
+def _preprocessing_config(ctx: Context) -> dict[str, Any]:
+    config = {**(ctx.scope_config or {}), **ctx.config}
+    ctx.check(C_in=config["num_channels"])
+    return config
+
+
+@harness("BasicImageTransform")
+def _basic_image_transform(ctx: Context) -> Case:
+    """One view's uint8 pixel array (H_img, W_img, C_in), as infer()'s transform receives a PIL view."""
+    from opdoc.models.deepseek_ocr.preprocessing import BasicImageTransform
+
+    config = _preprocessing_config(ctx)
+    holder = ctx.module(nn.Module)  # the transform has no parameters and is not an nn.Module
+    transform = BasicImageTransform(tuple(config["image_mean"]), tuple(config["image_std"]), config["normalize"])
+    with ctx.place():
+        if ctx.real:
+            pixels = torch.randint(0, 256, (ctx["H_img"], ctx["W_img"], ctx["C_in"]), dtype=torch.uint8,
+                                   generator=ctx._generator())
+        else:
+            pixels = torch.empty(ctx["H_img"], ctx["W_img"], ctx["C_in"], dtype=torch.uint8)
+    return Case(holder, lambda: transform(pixels))
+
+
+@harness("BaseTransform")
+def _base_transform(ctx: Context) -> Case:
+    """The interface called on a view: it returns None and does no tensor work."""
+    from opdoc.models.deepseek_ocr.preprocessing import BaseTransform
+
+    holder = ctx.module(nn.Module)
+    pixels = ctx.tensor(ctx["H_img"], ctx["W_img"], ctx["C_in"], dtype=torch.uint8)
+    return Case(holder, lambda: BaseTransform()(pixels))
+
+
+@harness("dynamic_preprocess")
+def _dynamic_preprocess(ctx: Context) -> Case:
+    """A PIL page of W_img x H_img cut into tiles: PIL work only, no aten op."""
+    from PIL import Image
+
+    from opdoc.models.deepseek_ocr.preprocessing import dynamic_preprocess
+
+    config = _preprocessing_config(ctx)
+    holder = ctx.module(nn.Module)
+    page = Image.new("RGB", (ctx["W_img"], ctx["H_img"]))
+    return Case(holder, lambda: dynamic_preprocess(page, config["min_num"], config["max_num"], config["image_size"]))
+
+
+@harness("DeepseekOCRConfig")
+def _ocr_config(ctx: Context) -> Case:
+    """Building the configuration object from the language scope: plain Python, no tensor."""
+    from opdoc.models.deepseek_ocr.config import DeepseekOCRConfig
+
+    language_config(ctx)  # the binding must agree with the configuration the page lists
+    holder = ctx.module(nn.Module)
+    return Case(holder, lambda: DeepseekOCRConfig.from_scope(values=ctx.scope_config, **ctx.config))
+
+
+class _Tokenizer:
+    """Just what the streamer asks of a tokenizer: the end-of-sequence id and decode()."""
+
+    eos_token_id = 1
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        return "".join("<eos>" if i == self.eos_token_id else f"<{i}>" for i in ids)
+
+
+@harness("NoEOSTextStreamer")
+def _streamer(ctx: Context) -> Case:
+    """One finalised piece of text printed (to a buffer): string work, no tensor."""
+    import contextlib
+    import io
+
+    from opdoc.models.deepseek_ocr.streaming import NoEOSTextStreamer
+
+    holder = ctx.module(nn.Module)
+    streamer = NoEOSTextStreamer(_Tokenizer(), skip_prompt=True, skip_special_tokens=False)
+
+    def run() -> str:
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            streamer.on_finalized_text("a line<eos>", stream_end=True)
+        return printed.getvalue()
+    return Case(holder, run)

@@ -11,9 +11,14 @@ hard-codes for the vision encoders (``build_sam_vit_b``, ``vit_model_cfg``).
 Running vendor code on CPU with fake tensors meets obstacles; each is met at run time, never by
 changing a vendor method (``VendorRun`` holds the patches of one forward):
 
-* ``modeling_deepseekocr.py`` imports torchvision, which does not import beside the pinned CPU torch:
-  a stand-in ``torchvision.transforms`` module is registered while the checkout is imported (only its
-  names are needed; using one outside image preprocessing raises);
+* ``modeling_deepseekocr.py`` imports torchvision, which does not import beside the pinned CPU torch
+  (the only torchvision 0.28.0 wheel, PyPI's, is built against CUDA torch: its import fails with
+  "operator torchvision::nms does not exist"): a stand-in ``torchvision.transforms`` module is
+  registered while the checkout is imported. It provides only names: ``InterpolationMode`` and any
+  transform, which raises when called, so the vendor's ``BasicImageTransform`` (it builds ToTensor
+  and Normalize) is reported as not comparable (``not_comparable``) while infer()'s other helpers
+  (``dynamic_preprocess``, ``BaseTransform``, ``NoEOSTextStreamer``) run; with a real torchvision
+  installed the transform is compared like every other op;
 * the OCR forward moves tensors with ``.cuda()``: ``Tensor.cuda`` returns the tensor itself;
 * ``flash_attention_2`` needs the ``flash_attn`` package, which has no CPU build. The model is built
   with the configuration marked as already checked (as ``from_pretrained`` leaves it), and the
@@ -829,6 +834,104 @@ def _layer_norm_fp32(vendor: Vendor, ctx: Context) -> Case:
                                                                    dtype=torch.float32))
     x = ctx.tensor(ctx["B"], ctx["S"], ctx["h"])
     return _with_patches(vendor, ctx, module, lambda: module(x))
+
+
+# ------------------------------------------------------------------------------ preprocessing (host side)
+
+
+def ocr_module(vendor: Vendor) -> types.ModuleType:
+    """The checkout's ``modeling_deepseekocr`` module (imported by ``load_checkout``, torchvision stand-in
+    included where torchvision does not import): its classes, infer()'s helpers and the OCR models."""
+    return vendor["modeling_deepseekocr"]
+
+
+def not_comparable(vendor: Vendor) -> dict[str, str]:
+    """Ops whose vendor class cannot run in this environment, each with the reason (reported, not failed)."""
+    if vendor.torchvision == "stand-in":
+        return {"BasicImageTransform": "torchvision is a stand-in here (no CPU build of torchvision 0.28 "
+                                       "imports beside the pinned CPU torch 2.13.0), and the vendor class "
+                                       "builds torchvision's ToTensor and Normalize; the reference check "
+                                       "covers the same aten work"}
+    return {}
+
+
+def _pil_view(ctx: Context):
+    """A W_img x H_img RGB PIL image with seeded pixels, as infer() hands each view to the transform."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(ctx.seed)
+    return Image.fromarray(rng.integers(0, 256, (ctx["H_img"], ctx["W_img"], ctx["C_in"]), dtype=np.uint8), "RGB")
+
+
+def _preprocessing_values(ctx: Context) -> dict[str, Any]:
+    values = {**(ctx.scope_config or {}), **ctx.config}
+    ctx.check(C_in=values["num_channels"])
+    return values
+
+
+@upstream("BasicImageTransform")
+def _basic_image_transform(vendor: Vendor, ctx: Context) -> Case:
+    """The vendor's transform as infer() builds it, on a PIL view (needs the real torchvision)."""
+    if vendor.torchvision != "installed":
+        raise HarnessError(not_comparable(vendor)["BasicImageTransform"])
+    values = _preprocessing_values(ctx)
+    transform = ocr_module(vendor).BasicImageTransform(mean=tuple(values["image_mean"]),
+                                                       std=tuple(values["image_std"]),
+                                                       normalize=values["normalize"])
+    holder = ctx.module(nn.Module)
+    view = _pil_view(ctx)
+    return Case(holder, lambda: transform(view))
+
+
+@upstream("BaseTransform")
+def _base_transform(vendor: Vendor, ctx: Context) -> Case:
+    holder = ctx.module(nn.Module)
+    view = _pil_view(ctx)
+    return Case(holder, lambda: ocr_module(vendor).BaseTransform()(view))
+
+
+@upstream("dynamic_preprocess")
+def _dynamic_preprocess(vendor: Vendor, ctx: Context) -> Case:
+    """The vendor's tiling on a PIL page of W_img x H_img: PIL resize and crops, no aten op."""
+    from PIL import Image
+
+    values = _preprocessing_values(ctx)
+    holder = ctx.module(nn.Module)
+    page = Image.new("RGB", (ctx["W_img"], ctx["H_img"]))
+    return Case(holder, lambda: ocr_module(vendor).dynamic_preprocess(
+        page, min_num=values["min_num"], max_num=values["max_num"], image_size=values["image_size"]))
+
+
+@upstream("DeepseekOCRConfig")
+def _ocr_config(vendor: Vendor, ctx: Context) -> Case:
+    """The vendor's configuration class built from the checkout's config.json, inside the measured call."""
+    holder = ctx.module(nn.Module)
+    return Case(holder, lambda: language_config(vendor, ctx))
+
+
+class _MarkerTokenizer:
+    """What NoEOSTextStreamer asks of a tokenizer: eos_token_id and decode()."""
+
+    eos_token_id = 1
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        return "".join("<eos>" if i == self.eos_token_id else f"<{i}>" for i in ids)
+
+
+@upstream("NoEOSTextStreamer")
+def _streamer(vendor: Vendor, ctx: Context) -> Case:
+    """The vendor's streamer printing one finished piece (into a buffer)."""
+    import io
+
+    holder = ctx.module(nn.Module)
+    streamer = ocr_module(vendor).NoEOSTextStreamer(_MarkerTokenizer(), skip_prompt=True, skip_special_tokens=False)
+
+    def run() -> str:
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            streamer.on_finalized_text("a line<eos>", stream_end=True)
+        return printed.getvalue()
+    return Case(holder, run)
 
 
 # The vendor classes each op's spec documents, by file; used to list what has no spec yet.

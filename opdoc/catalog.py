@@ -17,7 +17,7 @@ from opdoc.formula import FormulaError, parse_formula, suggest
 from opdoc.placeholders import check_placeholder
 from opdoc.spec import (
     DTYPE_BYTES,
-    Located, ModelConfig, OpSpec, SpecError, SpecProblem, read_yaml, validate, variant_names,
+    Located, ModelConfig, OpSpec, SpecError, SpecProblem, in_variant, read_yaml, validate, variant_names,
 )
 
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -106,10 +106,70 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
         problems.extend(_check_spec(item, model, symbols, parsed, failed))
     order, cycle_problems = _topological(parsed)
     problems.extend(cycle_problems)
+    problems.extend(_check_modes(model, model_display, model_located, symbols, parsed))
     if problems:
         raise SpecError(problems)
     return Catalog(model, model_display, symbols, {name: parsed[name] for name in order}, root,
                    model_located, model_dir)
+
+
+def _check_modes(model: ModelConfig, display: str, located: Located, symbols: dict[str, sympy.Symbol],
+                 parsed: dict[str, ParsedSpec]) -> list[SpecProblem]:
+    """The mode pages name an op with the three variants, examples of its scope and formulas in symbols."""
+    modes = model.modes
+    if modes is None:
+        return []
+    problems: list[SpecProblem] = []
+
+    def problem(loc: tuple, message: str) -> None:
+        problems.append(SpecProblem(display, located.line_of(("modes", *loc)), ".".join(map(str, ("modes", *loc))), message))
+
+    item = parsed.get(modes.op)
+    if item is None:
+        problem(("op",), f"no spec for '{modes.op}'{suggest(modes.op, sorted(parsed))}")
+        return problems
+    for key in ("job", "first", "step"):
+        if getattr(modes, key) not in item.spec.variants:
+            problem((key,), f"'{getattr(modes, key)}' is not a variant of {modes.op} ({', '.join(item.spec.variants) or 'none'})")
+    if modes.job in item.spec.variants and not any(child.steps is not None and in_variant(child.only, modes.job)
+                                                   for child in item.spec.children):
+        problem(("job",), f"{modes.op}[{modes.job}] has no child with `steps`: a job is a first forward and its steps")
+    named = _stages_named(item.spec.op, parsed, set())
+    for stage in sorted(named - set(modes.stages)):
+        problem(("stages",), f"stage '{stage}' (named under {modes.op}) is not listed; add it where pages should show it")
+    for index, stage in enumerate(modes.stages):
+        if stage not in named:
+            problem(("stages", index), f"no child or operation under {modes.op} names stage '{stage}'"
+                                       f"{suggest(stage, sorted(named))}")
+    examples = model.scopes[item.spec.scope].examples if item.spec.scope in model.scopes else {}
+    for name, page in modes.pages.items():
+        if not re.fullmatch(r"[a-z0-9_]+", name):
+            problem(("pages", name), "a page name is lower-case letters, digits and _ (it names mode-<name>.md)")
+        for index, example in enumerate(page.examples):
+            if example not in examples:
+                problem(("pages", name, "examples", index), f"no example '{example}' in scope '{item.spec.scope}'"
+                                                            f"{suggest(example, sorted(examples))}")
+    for index, label in enumerate(modes.index_facts):
+        if label not in modes.facts:
+            problem(("index_facts", index), f"'{label}' is not one of the facts{suggest(label, list(modes.facts))}")
+    for label, text in modes.facts.items():
+        try:
+            parse_formula(text, symbols)
+        except FormulaError as exc:
+            problem(("facts", label), str(exc))
+    return problems
+
+
+def _stages_named(op: str, parsed: dict[str, ParsedSpec], seen: set[str]) -> set[str]:
+    """Every stage a child or operation names in op's tree."""
+    if op in seen or op not in parsed:
+        return set()
+    seen.add(op)
+    spec = parsed[op].spec
+    named = {o.stage for o in spec.operations if o.stage} | {c.stage for c in spec.children if c.stage}
+    for child in spec.children:
+        named |= _stages_named(child.op, parsed, seen)
+    return named
 
 
 def _variants_text(names: list[str]) -> str:

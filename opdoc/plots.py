@@ -480,8 +480,10 @@ def op_scaling_svg(
 # ------------------------------------------------------------------ bars for the index
 
 
-def breakdown_svg(rows: list[tuple[str, float, float]]) -> str:
-    """Horizontal bars for the index: forward FLOPs and parameters of each (op, flops, params) row.
+def breakdown_svg(rows: list[tuple[str, float, float]],
+                  panels: tuple[tuple[str, str], tuple[str, str]] = (("Forward FLOPs", "FLOPs"), ("Parameters", ""))) -> str:
+    """Horizontal bars: two values per (name, first, second) row, one panel each, titled and unit-labelled
+    by `panels` (the index: forward FLOPs and parameters of each op).
 
     Rows keep the given order (top to bottom). Values spanning more than three decades are drawn on
     a log axis, otherwise linearly; zero is shown as an empty bar labelled "0" in both cases. Every
@@ -498,8 +500,7 @@ def breakdown_svg(rows: list[tuple[str, float, float]]) -> str:
     width = (fig.width - start - gap - 12) / 2
     pitch = (bottom - top) / len(rows)
     rows_scale = Scale(-0.5, len(rows) - 0.5, top, bottom, log=False)  # row 0 on top
-    for panel, (column, title, unit, color) in enumerate(((1, "Forward FLOPs", "FLOPs", COLORS[0]),
-                                                          (2, "Parameters", "", COLORS[2]))):
+    for panel, (column, title, unit, color) in enumerate(((1, *panels[0], COLORS[0]), (2, *panels[1], COLORS[2]))):
         values = [float(r[column]) for r in rows]
         positive = [v for v in values if v > 0]
         use_log = bool(positive) and max(positive) / min(positive) > 1e3

@@ -26,6 +26,7 @@ from opdoc.coverage import MODULES_FILE, coverage_rows, load_modules, summary
 from opdoc.analytic import report_context
 from opdoc.evaluate import Evaluator
 from opdoc.exact import values_at
+from opdoc.modes import ModeCosts, comparison_rows, example_context, stage_chart_rows
 from opdoc.roofline import build_pages
 from opdoc.spec import SpecError, SpecProblem
 from opdoc.view import OpView, ViewBuilder
@@ -130,16 +131,44 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
                   key=lambda row: (order.index(row["family_key"]), row["op"]))
     with stage("plots"):
         files.update(plot_files(catalog, evaluator, views, roofline.plot_jobs if roofline else []))
+    with stage("modes"):
+        extra, mode_table = mode_files(catalog, evaluator, env, roofline)
+        files.update(extra)
     modules = load_modules(catalog)
     coverage = coverage_rows(catalog, modules) if modules is not None else []
     files["index.md"] = env.get_template("index.md.j2").render(
         rows=rows, model=catalog.model, version=__version__, families=families, gpu=gpu,
         spec_dir=str(Path(catalog.model_path).parent), coverage=coverage, counts=summary(coverage),
         modules_file=(Path(catalog.model_path).parent / MODULES_FILE).as_posix(),
-        overview_caption=OVERVIEW_CAPTION)
+        overview_caption=OVERVIEW_CAPTION, modes=catalog.model.modes, **mode_table)
     if roofline:  # the model-level analytic report (seed layout), beside the index
         files["analytic.md"] = env.get_template("analytic.md.j2").render(**report_context(catalog, views, roofline.r))
     return Rendered(files)
+
+
+def mode_files(catalog: Catalog, evaluator: Evaluator, env: jinja2.Environment, roofline) -> tuple[dict[str, str], dict]:
+    """The mode pages (mode-<name>.md, modes.md, their charts) and the comparison the index shows."""
+    modes = catalog.model.modes
+    if modes is None:
+        return {}, {}
+    pages = ModeCosts(catalog, evaluator, roofline.r if roofline else None).pages()
+    gpus = [gpu.name for gpu in roofline.r.hardware.gpus] if roofline else []
+    common = {"version": __version__, "spec_dir": str(Path(catalog.model_path).parent), "model": catalog.model,
+              "title": modes.title, "op": modes.op}
+    table = {"op": modes.op, "mode_rows": comparison_rows(pages, gpus, modes.index_facts),
+             "gpus": [g.title for g in roofline.r.hardware.gpus] if roofline else [],
+             "fact_labels": list(modes.facts), "index_facts": modes.index_facts or list(modes.facts),
+             "stages": modes.stages}
+    files = {}
+    for page in pages:
+        examples = []
+        for cost in page.examples:
+            chart = f"plots/mode-{cost.name}.svg"
+            files[chart] = plots.breakdown_svg(stage_chart_rows(cost), (("Forward FLOPs", "FLOPs"), ("Bytes moved (unfused)", "B")))
+            examples.append(example_context(cost, chart))
+        files[f"mode-{page.name}.md"] = env.get_template("mode.md.j2").render(page=page, examples=examples, **common)
+    files["modes.md"] = env.get_template("modes.md.j2").render(**{**common, **table})
+    return files, table
 
 
 def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView], extra_jobs: list = ()) -> dict[str, str]:

@@ -131,6 +131,29 @@ class Source(_Strict):
     files: dict[str, str]  # file in the repository -> what opdoc takes from it
 
 
+class ModePage(_Strict):
+    title: str
+    examples: list[str] = Field(min_length=1)  # of the job op's scope, first first
+    about: str = ""
+
+
+class Modes(_Strict):
+    """Pages that answer "what does one job cost", one per named configuration (DeepSeek-OCR: one per
+    image mode), and a comparison of all of them (site/modes.md, site/mode-<name>.md)."""
+
+    title: str
+    op: str  # the op whose `job` variant is a whole job (its stepped child: the job's steps)
+    job: str  # variant: the whole job, steps summed
+    first: str  # variant: the job's first forward (the prompt's)
+    step: str  # variant: one step at the job's last position
+    # What each example's table lists besides costs: label -> formula in the scope's symbols.
+    facts: dict[str, Formula] = {}
+    index_facts: list[str] = []  # the facts the index's table shows (default: all)
+    # The stages the job's children and operations name, in the order pages list them (each exactly once).
+    stages: list[str] = Field(min_length=1)
+    pages: dict[str, ModePage] = Field(min_length=1)
+
+
 class ModelConfig(_Strict):
     model: str
     title: str
@@ -146,6 +169,7 @@ class ModelConfig(_Strict):
     families: dict[str, str] = Field(default_factory=lambda: dict(FAMILIES))
     symbols: dict[str, str | SymbolInfo]
     scopes: dict[str, Scope]
+    modes: Modes | None = None
 
     @field_validator("symbols")
     @classmethod

@@ -132,7 +132,8 @@ class Evaluator:
         if key not in self._bindings:
             scope = scopes[scope_name]
             values = self.binding(scope_name, next(iter(scope.examples)))
-            self._bindings[key] = {s: v for s, v in values.items() if s.name in scope.bind or s.name == DTYPE_BYTES}
+            # dtype_bytes is the model's, not a scope's: an override of it reaches every child.
+            self._bindings[key] = {s: v for s, v in values.items() if s.name in scope.bind and s.name != DTYPE_BYTES}
         return self._bindings[key]
 
     def child_share(self, item: ParsedSpec, index: int, expr: sympy.Expr, quantity: str) -> sympy.Expr:
@@ -203,7 +204,8 @@ class Evaluator:
         steps = item.spec.children[index].steps
         if steps is None or not steps.replaces_cache or quantity not in ("activation_bytes", "kv_cache_bytes"):
             return share
-        last = self.child_share(item, index, sub.kv_cache_bytes, "kv")
+        count = item.exprs[f"children.{index}.count"]
+        last = count * self.child_share(item, index, sub.kv_cache_bytes, "kv")  # each instance's last cache
         if quantity == "kv_cache_bytes":
             return last
         return share + self.child_share(item, index, sub.kv_cache_bytes, "kv_cache_bytes") - last
@@ -258,7 +260,8 @@ class Evaluator:
         replacing = [i for i, child in self.active_children(item, variant, kernel)
                      if child.steps is not None and child.steps.replaces_cache]
         if replacing:  # the steps' cache supersedes every other: those were transient
-            last = child_peaks[f"kv[{spec.children[replacing[-1]].ref}]"]
+            last = sympy.Add(*(self.contribution(item, i, self.quantities(spec.children[i].op, spec.children[i].variant,
+                                                                          kernel), "kv_cache_bytes") for i in replacing))
             terms["activation_bytes"] += [*terms["kv_cache_bytes"], -last]
             terms["kv_cache_bytes"] = [last]
         q = Quantities(**{name: sympy.Add(*parts) for name, parts in terms.items()})
@@ -494,8 +497,11 @@ class Evaluator:
                 return found
         if found:
             return found
-        for index, limit in enumerate(model.scopes[scope_name].limits):
-            at = ("scopes", scope_name, "limits", index)
+        scope = model.scopes[scope_name]
+        for index, limit in enumerate(scope.limits):
+            # An inherited limit is written in the scope it comes from: errors point there.
+            at = (("scopes", scope.inherits, "limits", index - scope._own_limits) if scope.inherited_limit(index)
+                  else ("scopes", scope_name, "limits", index))
             try:
                 amount = parse_formula(limit.value, names)
                 bound = parse_formula(limit.equals if limit.equals is not None else limit.at_most, names)
@@ -569,6 +575,7 @@ class Evaluator:
             operations.append(Part(index, operation.name, operation.unit, expr,
                                    number(expr, f"operation '{operation.name}'", ("operations", index, "flops"))))
         children = []
+        replacing = any(c.steps is not None and c.steps.replaces_cache for _, c in self.active_children(item, variant, kernel))
         for index, child in self.active_children(item, variant, kernel):
             sub = self.quantities(child.op, child.variant, kernel)
             count = item.exprs[f"children.{index}.count"]
@@ -577,6 +584,10 @@ class Evaluator:
             for name in ADDITIVE:
                 expr = self.contribution(item, index, sub, name)
                 contribution[name] = number(expr, f"child '{child.name}' {name}", ("children", index))
+            if replacing and not (child.steps is not None and child.steps.replaces_cache):
+                # a later step's cache supersedes this child's: it was transient, as in the totals
+                contribution["activation_bytes"] += contribution["kv_cache_bytes"]
+                contribution["kv_cache_bytes"] = sympy.Integer(0)
             children.append(ChildPart(index, child.name, child.op, child.variant, number(count, f"child '{child.name}' count"),
                                       number(instances, f"child '{child.name}' instances"), contribution))
         tensors = []
@@ -587,7 +598,9 @@ class Evaluator:
                                  ("tensors", index, "shape", axis)) for axis in range(len(tensor.shape)))
             numel = sympy.Mul(*shape)
             size = number(numel * self.dtype_bytes(tensor.dtype), f"tensor '{tensor.name}' bytes", ("tensors", index))
-            tensors.append(TensorPart(index, tensor.name, tensor.role, self.dtype_name(tensor.dtype), shape, numel, size))
+            # With a cache-replacing stepped child, this op's own caches are transient like the children's.
+            role = "intermediate" if replacing and tensor.role == "cache" else tensor.role
+            tensors.append(TensorPart(index, tensor.name, role, self.dtype_name(tensor.dtype), shape, numel, size))
         if problems:
             raise SpecError(problems)
         stages = {stage: {name: number(expr, f"stage '{stage}' {name}") for name, expr in parts.items()}

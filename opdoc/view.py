@@ -350,9 +350,12 @@ class ViewBuilder:
             child = spec.children[part.index]
             if self.ev.quantities(child.op, child.variant, result.kernel).__dict__[field] == 0:
                 continue
-            times = (_factor(source_text(child.instances)) if field == "parameters" and child.instances is not None
-                     else _times(child) if field != "kv_cache_bytes" or child.steps is None
-                     else f"last of {_times(child)}")
+            if field == "parameters":  # weights are built once per instance, whatever the steps
+                times = _factor(source_text(child.instances if child.instances is not None else child.count))
+            elif field == "kv_cache_bytes" and child.steps is not None and child.steps.replaces_cache:
+                times = f"last of {_times(child)}"
+            else:
+                times = _times(child)
             rows.append(Row(child.name, "child", f"{times} × {child.op}",
                             with_exact(part.totals[field], unit), "", link=child.op))
         return rows

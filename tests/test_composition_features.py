@@ -197,9 +197,6 @@ def test_an_inherited_limit_the_scope_binds_is_enforced(tmp_path):
     assert "S = 65 exceeds max_tokens = 64: BASE-LIMIT" in message  # 65 tokens > the inherited 64
 
 
-@pytest.mark.xfail(strict=True, reason="an inherited limit's error names scopes.<scope>.limits.<own + i> at the "
-                                       "inheriting scope's `limits:` line (or its scope line when it has none), "
-                                       "not the line where the base scope writes the limit")
 def test_an_inherited_limits_error_points_at_the_line_it_is_written(tmp_path):
     model, message = inherited_limit_broken(tmp_path)
     assert f"model.yaml:{line_of(model, 'BASE-LIMIT')}: scopes.base.limits.0:" in message, message
@@ -273,9 +270,6 @@ def test_a_bind_that_names_the_child_scopes_symbol_means_that_scopes_value(tmp_p
     assert ev.evaluate_at("Outer", "ex")["tensor_flops"] == 768
 
 
-@pytest.mark.xfail(strict=True, reason="scope_constants binds a child of an unrelated scope at that scope's default "
-                                       "binding, dtype_bytes included, so a dtype override on the parent does not "
-                                       "reach the child's bytes")
 def test_a_dtype_override_reaches_a_child_of_an_unrelated_scope(tmp_path):
     _, ev = load_model(tmp_path, model_yaml(UNRELATED), INNER, outer({}))
     result = ev.evaluate("Outer", ev.binding("outer", "ex", {"dtype": "float32"})).totals
@@ -362,9 +356,6 @@ def test_a_stepped_childs_caches_are_summed_unless_each_step_replaces_them(tmp_p
     assert twice["activation_bytes"] + twice["kv_cache_bytes"] == 154
 
 
-@pytest.mark.xfail(strict=True, reason="with replaces_cache, kv(child) of one instance is taken as the parent's cache: "
-                                       "a stepped child of count 2 keeps two last-step caches, but the parent "
-                                       "reports one and moves the other to activations")
 def test_two_instances_of_a_cache_replacing_step_each_keep_their_last_cache(tmp_path):
     twice = stepping(tmp_path).evaluate_at("Twice", "short")
     # two instances, each holding its last step's cache 7 × 2 = 14 bytes: 28 bytes
@@ -404,16 +395,12 @@ def test_a_stepped_childs_rows_on_the_page(tmp_path):
     assert row(view.caches, "step") == ("last of Σ j = 1 … N - 1 × Step", "14 B")
 
 
-@pytest.mark.xfail(strict=True, reason="view._tensor_rows labels a stepped child's cache row 'last of Σ ...' whenever "
-                                       "it has steps, but without replaces_cache the value is the sum over the steps")
 def test_a_stepped_child_that_keeps_its_caches_shows_their_sum(tmp_path):
     catalog, ev = load_model(tmp_path, model_yaml(STEPPING), STEP, generation("Keep"))
     # Σ 2P over P = 5, 6, 7 = 36 bytes: every step's cache, summed, not the last one's
     assert row(page_rows(ev, catalog, "Keep").caches, "step") == ("Σ j = 1 … N - 1 × Step", "36 B")
 
 
-@pytest.mark.xfail(strict=True, reason="view._tensor_rows prints a stepped child's parameter row as "
-                                       "'Σ j = ... × Step' (times the steps) though parameters count once per instance")
 def test_a_stepped_childs_parameters_do_not_print_as_a_sum(tmp_path):
     catalog, ev = load_model(tmp_path, model_yaml(STEPPING), STEP, generation("Replace", True))
     formula, value = row(page_rows(ev, catalog, "Replace").parameters, "step")
@@ -421,9 +408,6 @@ def test_a_stepped_childs_parameters_do_not_print_as_a_sum(tmp_path):
     assert "Σ" not in formula, formula
 
 
-@pytest.mark.xfail(strict=True, reason="with replaces_cache, _compose moves the other caches to activations in the "
-                                       "totals only: the parts (own cache tensors, each child's ChildPart totals) "
-                                       "still list them as caches, so a page's cache rows add to more than its total")
 def test_the_parts_add_up_to_the_totals_when_steps_replace_the_cache(tmp_path):
     _, ev = load_model(tmp_path, model_yaml(STEPPING), STEP, generation("Replace", True))
     result = ev.evaluate("Replace", ev.binding("gen", "short"))

@@ -182,3 +182,137 @@ def test_vendor_tile_grid_matches_tile_grid(checkout):
     assert all(n == c_w * c_h and sized for _, _, c_w, c_h, n, sized in rows)
     # the sweep reaches every grid shape with ties on both sides of the area rule
     assert {(c_w, c_h) for _, _, c_w, c_h, _, _ in rows} >= {(2, 2), (3, 3), (2, 1), (4, 2), (3, 2), (1, 4)}
+
+
+# ------------------------------------------------------------------------------ the whole OCR model
+
+
+def _upstream_python() -> Path:
+    python = UPSTREAM_VENV / "bin" / "python"
+    if not python.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("no .venv-upstream: `make test` sets it up")
+        pytest.skip("no .venv-upstream (run `make check-upstream`)")
+    return python
+
+
+# The vendor's DeepseekOCRForCausalLM built on the meta device from the checkout's config.json, as the
+# upstream builder builds it; prints its parameter names and element count.
+_VENDOR_OCR_PARAMETERS = """
+import json, sys
+from pathlib import Path
+import torch
+from opdoc.models.deepseek_ocr.upstream import load_checkout, ocr_module
+vendor = load_checkout(Path(sys.argv[1]))
+module = ocr_module(vendor)
+config = module.DeepseekOCRConfig(**{k: v for k, v in vendor.config_json.items() if not k.startswith("_")})
+config._attn_implementation_internal, config._attn_implementation_autoset = "eager", True
+torch.set_default_dtype(torch.bfloat16)
+with torch.device("meta"):
+    model = module.DeepseekOCRForCausalLM(config)
+params = dict(model.named_parameters())
+print(json.dumps({"names": sorted(params), "elements": sum(p.numel() for p in params.values()),
+                  "bytes": sum(p.numel() * p.element_size() for p in params.values())}))
+"""
+
+
+def test_vendor_ocr_parameter_names_are_the_checkpoint_names(checkout):
+    """The vendor class the upstream check measures holds exactly the released checkpoint's tensors."""
+    from opdoc_testing import WEIGHT_INDEX
+
+    result = subprocess.run([str(_upstream_python()), "-c", _VENDOR_OCR_PARAMETERS, str(checkout)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    vendor = json.loads(result.stdout.splitlines()[-1])
+    index = json.loads(WEIGHT_INDEX.read_text())
+    assert set(vendor["names"]) == set(index["weight_map"])
+    # The index's total_size is the bf16 checkpoint in bytes: 6,672,212,480 = 2 bytes x 3,336,106,240.
+    assert vendor["bytes"] == index["metadata"]["total_size"] == 6_672_212_480
+    assert vendor["elements"] == 3_336_106_240
+
+
+def test_vendor_ocr_model_runs_in_the_upstream_environment(checkout, tmp_path):
+    """The vendor's DeepseekOCRForCausalLM (its DeepseekOCRModel inside) at the quick check points, all
+    three variants: every quantity equals the formulas, and the notes say how each obstacle was met."""
+    python = _upstream_python()
+    report = tmp_path / "report.json"
+    result = subprocess.run([str(python), "-m", "opdoc", "check", "--upstream", str(checkout),
+                             "DeepseekOCRForCausalLM", "--quick", "--report", str(report)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+    data = json.loads(report.read_text())
+    rows = [r for r in data["rows"] if r["op"] == "DeepseekOCRForCausalLM"]
+    assert rows and all(r["status"] == "pass" for r in rows), result.stdout[-3000:]
+    assert {r["variant"] for r in rows} == {"request", "prefill", "decode"}
+    notes = " ".join(r["note"] for r in rows)
+    # tiny: n_g = 512 / 64 = 8, S_v = 8 * (8 + 1) + 1 = 73, T = 12: an 85-position prompt, read whole at
+    # prefill; decode at N_out = 3 attends to 85 + 3 - 2 = 86 cached positions plus its own: 87 keys.
+    assert "flash kernel stand-in got q (1, 85, 10, 128), k (1, 85, 10, 128)" in notes
+    assert "flash kernel stand-in got q (1, 1, 10, 128), k (1, 87, 10, 128)" in notes
+    # gundam_2x1: n_g = 16, n_t = 640 / 64 = 10; S_v = 16 * 17 + 1 + (10 * 2 + 1) * 10 * 1 = 483; + 12 = 495
+    assert "flash kernel stand-in got q (1, 495, 10, 128)" in notes
+    assert "global view holds pixels, tiles blank (no crop)" in notes  # tiny: the blank placeholder
+    assert "global view holds pixels, tiles holds pixels" in notes  # gundam_2x1: two tiles
+    assert "DynamicCache seeded with a zero-length key and value per layer" in notes
+    assert "DynamicCache seeded with 86 positions per layer" in notes
+    assert "greedy loop (3 forwards)" in notes
+
+
+def test_pixel_sums_answer_only_the_scripted_reads():
+    """On fake tensors .item() hands out the scripted verdicts in order, refuses one read more, leaves
+    real tensors alone, and is restored afterwards."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from opdoc.models.deepseek_ocr.upstream import PixelSums, UpstreamError
+
+    original = torch.Tensor.item
+    sums = PixelSums([True, False])
+    with FakeTensorMode():
+        view = torch.empty(1, 3, 8, 8)
+    with sums.active():
+        assert view.sum().item() != 0
+        assert view.sum().item() == 0
+        assert torch.tensor([2.0, 3.0]).sum().item() == 5.0  # a real tensor: its real sum
+        with pytest.raises(UpstreamError, match="beyond the OCR forward's pixel sums"):
+            view.sum().item()
+    assert torch.Tensor.item is original
+    assert sums.answered == [True, False]
+    assert sums.notes() == [".item() of the pixel sums answered without data as the reference does: "
+                            "global view holds pixels, tiles blank (no crop)"]
+
+
+class _Recorder:
+    """Stands in for a causal LM: records each call; the last position's logits peak at the call's number."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def __call__(self, input_ids, past_key_values=None, use_cache=False, **kwargs):
+        import torch
+
+        self.calls.append((tuple(input_ids.shape), sorted(k for k in kwargs if k != "return_dict"),
+                           past_key_values, use_cache))
+        logits = torch.zeros(input_ids.shape[0], input_ids.shape[1], 8)
+        logits[:, -1, len(self.calls)] = 1.0
+        return logits, f"cache after call {len(self.calls)}"
+
+
+def test_vendor_request_loop_is_the_reference_generate():
+    """The loop that drives the vendor's forward for the request variant makes the calls the reference's
+    generate makes: the prompt with its images on the seeded cache, then single tokens on the returned cache."""
+    import torch
+
+    from opdoc.models.deepseek_ocr.ocr import DeepseekOCRForCausalLM
+    from opdoc.models.deepseek_ocr.upstream import _greedy
+
+    ids = torch.zeros(1, 5, dtype=torch.long)
+    images = {"images": [], "images_seq_mask": None, "images_spatial_crop": [(1, 1)]}
+    reference, vendor = _Recorder(), _Recorder()
+    held: dict = {}
+    tokens = DeepseekOCRForCausalLM.generate(reference, ids, 4, cache=held, past_key_values="seeded", **images)
+    out = _greedy(vendor, ids, 4, "seeded", images)
+    assert vendor.calls == reference.calls
+    assert vendor.calls[0] == ((1, 5), ["images", "images_seq_mask", "images_spatial_crop"], "seeded", True)
+    assert vendor.calls[1:] == [((1, 1), [], f"cache after call {n}", True) for n in (1, 2, 3)]
+    assert out["tokens"].tolist() == tokens.tolist() == [[1, 2, 3, 4]]  # call n's logits peak at n
+    assert out["cache"] == held["cache"] == "cache after call 4"

@@ -32,7 +32,15 @@ changing a vendor method (``VendorRun`` holds the patches of one forward):
 * the MoE inference path ``moe_infer`` copies the per-expert token counts to the host
   (``.cpu().numpy()``), which a fake tensor cannot do: while a vendor MoE runs on fake tensors,
   ``Tensor.numpy`` answers with forced counts, the same even split of the B·S·k slots the reference
-  assumes (so E_run = min(E, B·S·k)); with real tensors the router really routes.
+  assumes (so E_run = min(E, B·S·k)); with real tensors the router really routes;
+* the OCR forward reads the pixel sums of the global view and of the tiles on the host
+  (``torch.sum(...).item() != 0``) to decide whether there is an image and whether it was cropped: on
+  fake tensors ``Tensor.item`` answers those reads, and only those, with the verdicts the reference
+  module takes without data (``PixelSums``); the sums themselves still run.
+
+The whole model's builders (``_ocr``) also seed transformers' ``DynamicCache`` with zero-length entries
+at prefill, as the reference harness seeds its cache, and drive a request's generation in the
+reference's greedy loop rather than through the vendor's ``generate()`` (see ``_ocr``).
 """
 
 from __future__ import annotations
@@ -43,11 +51,12 @@ import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import io
 import json
 import sys
 import types
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -386,15 +395,18 @@ def _vendor_mask(vendor: Vendor, ctx: Context, x: Tensor, implementation: str) -
 
 
 def _with_patches(vendor: Vendor, ctx: Context, module: nn.Module, call: Callable[[], Any],
-                  kv_cache: Callable[[Any], list[Tensor]] = lambda out: [], **extra: Any) -> Case:
-    """A Case whose forward runs under the vendor patches; notes say how it ran."""
+                  kv_cache: Callable[[Any], list[Tensor]] = lambda out: [], *, router_notes: bool = True,
+                  **extra: Any) -> Case:
+    """A Case whose forward runs under the vendor patches; notes say how it ran. ``router_notes``: add
+    the reference harness's routing notes (and, on real tensors, the E_run the router gives), which
+    read the point's S; a whole OCR request binds no S (its forwards differ in length)."""
     from opdoc.models.deepseek_ocr.harness import _routing
 
     mod = vendor["modeling_deepseekv2"]
     flash = FlashStandIn()
     moes = [m for m in module.modules() if isinstance(m, mod.DeepseekV2MoE)]
     routing = ForcedRouting(mod.DeepseekV2MoE, moes[0].num_experts_per_tok) if moes else None
-    routed = _routing(ctx, module, mod.DeepseekV2MoE) if moes else {}
+    routed = _routing(ctx, module, mod.DeepseekV2MoE) if moes and router_notes else {}
 
     def run() -> Any:
         with vendor_run(vendor, module, flash, routing):
@@ -836,6 +848,158 @@ def _layer_norm_fp32(vendor: Vendor, ctx: Context) -> Case:
     return _with_patches(vendor, ctx, module, lambda: module(x))
 
 
+# ------------------------------------------------------------------------------ the whole model
+
+
+class PixelSums:
+    """The OCR forward's "is there an image" reads, answered on fake tensors as the reference answers them.
+
+    DeepseekOCRModel.forward sums the first request's global view and then each request's tiles and
+    reads each sum on the host (``torch.sum(...).item() != 0``), which a fake tensor cannot answer.
+    While the vendor forward runs, ``Tensor.item`` on a fake 0-dim tensor hands out the next scripted
+    verdict (1.0 for "holds pixels", 0.0 for "blank"), the verdicts the reference's ``holds_image``
+    falls back on without data: the global view holds an image, a request's tiles do when its crop grid
+    has tiles. The sum itself still runs (one reduction each, as the spec counts); the read adds no
+    aten op, as on fake tensors in the reference. A read of any other fake value, or one read more than
+    scripted, is an error. Real tensors read their real sums.
+    """
+
+    def __init__(self, verdicts: list[bool]) -> None:
+        self.verdicts = verdicts
+        self.answered: list[bool] = []  # the last forward's answers
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        from torch._subclasses.fake_tensor import FakeTensor
+
+        original = Tensor.item
+        pending = list(self.verdicts)
+        self.answered = []
+
+        def item(tensor: Tensor) -> Any:
+            if not isinstance(tensor, FakeTensor):
+                return original(tensor)
+            if tensor.dim() != 0 or not pending:
+                raise UpstreamError("a vendor op read a fake tensor's value beyond the OCR forward's pixel sums "
+                                    f"(scripted: {self.verdicts})")
+            verdict = pending.pop(0)
+            self.answered.append(verdict)
+            return 1.0 if verdict else 0.0
+        Tensor.item = item  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            Tensor.item = original  # type: ignore[method-assign]
+
+    def notes(self) -> list[str]:
+        if not self.answered:
+            return []
+        said = ["holds pixels" if v else "blank (no crop)" for v in self.answered]
+        return [f".item() of the pixel sums answered without data as the reference does: global view "
+                f"{said[0]}, tiles {', '.join(said[1:]) or '-'}"]
+
+
+def _greedy(module: nn.Module, ids: Tensor, tokens: int, cache: Any, images: dict[str, Any]) -> dict[str, Any]:
+    """Generation as the reference's DeepseekOCRForCausalLM.generate runs it, over the vendor's forward:
+    the prompt's forward, the argmax of its last logits, then tokens - 1 single-token forwards on the
+    returned cache; between forwards only the cache and the chosen tokens stay referenced."""
+    logits, kv = module(ids, **images, past_key_values=cache, use_cache=True, return_dict=False)
+    token = logits[:, -1:].argmax(-1)
+    chosen = [token]
+    del logits
+    for _ in range(tokens - 1):
+        logits, kv = module(token, past_key_values=kv, use_cache=True, return_dict=False)
+        token = logits[:, -1:].argmax(-1)
+        chosen.append(token)
+        del logits
+    return {"tokens": torch.cat(chosen, dim=1), "cache": kv}
+
+
+def _ocr(cls_name: str) -> Callable[[Vendor, Context], Case]:
+    """The vendor's DeepseekOCRModel or DeepseekOCRForCausalLM at the reference harness's points and inputs.
+
+    Built as ``from_pretrained`` builds them: the language model from the checkout's config.json, SAM-B,
+    CLIP-L and the linear projector with the settings the vendor's constructor hard-codes (checked
+    against the point's d_in and h). Inputs are the reference harness's own (``_ocr_prompt``: BOS, the
+    S_v image positions, the rest of the prompt; the global view; the tiles or one blank D_g-sided
+    placeholder; the crop grid as a list of (c_w, c_h) pairs, as the reference takes it, where infer()
+    passes a host LongTensor whose elements the forward only reads as sizes).
+
+    Variants:
+
+    * prefill: the prompt's forward. The cache is a transformers 4.46.3 ``DynamicCache`` seeded with a
+      zero-length (B, H, 0, d_h) key and value per layer, as the reference seeds its own: every
+      layer's ``update`` then concatenates (the spec's cache append) instead of storing the tensor it
+      was handed, which is what an unseeded DynamicCache would do at prefill;
+    * decode: one token over a DynamicCache holding S_v + T + N_out - 2 positions per layer; the
+      vendor's forward skips the vision path for a single position;
+    * request (DeepseekOCRForCausalLM): the vendor's forward driven in the reference's greedy loop
+      (``_greedy``), not the vendor's ``generate()``: infer() calls transformers' generation utilities,
+      which add an attention mask, position ids from its cumulative sum, cache positions, the
+      no-repeat-n-gram logits processor, a streamer and stopping criteria around each forward: work
+      the spec does not document (it documents the forwards and the argmax). The same cache seeding
+      as prefill.
+
+    Obstacles met at run time (besides ``vendor_run``'s): the pixel-sum reads (``PixelSums``), and the
+    ``.cuda()`` on images_seq_mask (``Tensor.cuda`` is the identity, as for every vendor forward here).
+    The forward's progress prints (the feature shapes) go to a buffer.
+    """
+    def builder(vendor: Vendor, ctx: Context) -> Case:
+        from opdoc.models.deepseek_ocr.harness import _ocr_prompt
+
+        cfg = language_config(vendor, ctx)
+        module = ctx.module(lambda: getattr(ocr_module(vendor), cls_name)(cfg))
+        model = module if cls_name == "DeepseekOCRModel" else module.model
+        projector = model.projector.layers
+        ctx.check(d_in=projector.in_features, h=projector.out_features)
+
+        def cache_at(past: int) -> Callable[[], Any]:
+            return _dynamic_cache(replace(ctx, values={**ctx.values, "P": past}), cfg.num_hidden_layers)
+
+        sums = PixelSums([])
+        how = ["DynamicCache seeded with a zero-length key and value per layer (each append copies)"]
+        if ctx.variant == "decode":
+            past = ctx["S_v"] + ctx["T"] + ctx["N_out"] - 2
+            how = [f"DynamicCache seeded with {past} positions per layer"]
+            cache = cache_at(past)
+            token = ctx.ids(ctx["B"], 1, high=1000)
+            run: Callable[[], Any] = lambda: module(token, past_key_values=cache(), use_cache=True,  # noqa: E731
+                                                    return_dict=False)
+            kv_cache = lambda out: _cache_tensors(out[1])  # noqa: E731
+        elif ctx.variant in ("prefill", "request"):
+            if ctx.variant == "request" and cls_name != "DeepseekOCRForCausalLM":
+                raise HarnessError(f"{ctx.op}: no variant 'request'")
+            prompt, cache = _ocr_prompt(ctx), cache_at(0)
+            # The global view of the first request, then each request's tiles (see PixelSums).
+            sums = PixelSums([True] + [across * down > 1 for across, down in prompt["images_spatial_crop"]])
+            how.append("images_seq_mask.cuda() returns the tensor itself (CPU run)")
+            if ctx.variant == "prefill":
+                run = lambda: module(**prompt, past_key_values=cache(), use_cache=True, return_dict=False)  # noqa: E731
+                kv_cache = lambda out: _cache_tensors(out[1])  # noqa: E731
+            else:
+                how.append(f"the vendor forward in the reference's greedy loop ({ctx['N_out']} forwards), "
+                           "not its generate()")
+                ids = prompt.pop("input_ids")
+                run = lambda: _greedy(module, ids, ctx["N_out"], cache(), prompt)  # noqa: E731
+                kv_cache = lambda out: _cache_tensors(out["cache"])  # noqa: E731
+        else:
+            raise HarnessError(f"{ctx.op}: no variant {ctx.variant!r}")
+
+        def call() -> Any:
+            with sums.active(), contextlib.redirect_stdout(io.StringIO()):
+                return run()
+        # SAM and CLIP always call scaled-dot-product attention: the eager kernel means its math path.
+        case = _with_patches(vendor, ctx, module, call, kv_cache, router_notes=False, context=ctx.sdpa_context())
+        vendor_notes = case.notes
+        case.notes = lambda: vendor_notes() + sums.notes() + how
+        return case
+    return builder
+
+
+upstream("DeepseekOCRModel", attention=True)(_ocr("DeepseekOCRModel"))
+upstream("DeepseekOCRForCausalLM", attention=True)(_ocr("DeepseekOCRForCausalLM"))
+
+
 # ------------------------------------------------------------------------------ preprocessing (host side)
 
 
@@ -922,8 +1086,6 @@ class _MarkerTokenizer:
 @upstream("NoEOSTextStreamer")
 def _streamer(vendor: Vendor, ctx: Context) -> Case:
     """The vendor's streamer printing one finished piece (into a buffer)."""
-    import io
-
     holder = ctx.module(nn.Module)
     streamer = ocr_module(vendor).NoEOSTextStreamer(_MarkerTokenizer(), skip_prompt=True, skip_special_tokens=False)
 

@@ -694,3 +694,16 @@ def _projector(ctx: Context) -> Case:
     module = ctx.module(lambda: MlpProjector(cfg))
     x = ctx.tensor(ctx["B"], ctx["S"], ctx["d_in"])
     return Case(module, lambda: module(x))
+
+
+# ------------------------------------------------------------------------------ building blocks
+
+
+@harness("Activation")
+def _activation(ctx: Context) -> Case:
+    """The variant names the activation; the input is N rows of F_in features."""
+    from opdoc.models.deepseek_ocr.blocks import Activation
+
+    module = ctx.module(lambda: Activation(ctx.variant or "silu"))
+    x = ctx.tensor(ctx["N"], ctx["F_in"])
+    return Case(module, lambda: module(x))

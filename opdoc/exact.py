@@ -118,3 +118,28 @@ def values_at(expr: sympy.Expr, bindings: Sequence[Mapping[sympy.Symbol, sympy.E
     except _Unsupported:
         return [float(expr.xreplace(binding)) for binding in bindings]
 
+
+
+def numeric_binding(binding: Mapping[sympy.Symbol, sympy.Expr]) -> dict[sympy.Symbol, Number]:
+    """The rational values of a binding as Python numbers (symbols bound to anything else are left out)."""
+    converted: dict[sympy.Symbol, Number] = {}
+    for symbol, value in binding.items():
+        if value.is_Integer:
+            converted[symbol] = int(value)
+        elif value.is_Rational:
+            converted[symbol] = Fraction(int(value.p), int(value.q))
+    return converted
+
+
+def exact_at(expr: sympy.Expr, numbers: Mapping[sympy.Symbol, Number]) -> sympy.Expr | None:
+    """expr at one binding as a sympy Integer or Rational, computed with Python numbers; None when the
+    expression leaves the exact arithmetic (a root, an irrational log2, an unbound symbol)."""
+    try:
+        value = _walk(expr, [numbers], {})[0]
+    except (_Unsupported, ZeroDivisionError):
+        return None
+    if isinstance(value, int):
+        return sympy.Integer(value)
+    if isinstance(value, Fraction):
+        return sympy.Rational(value.numerator, value.denominator)
+    return None

@@ -347,8 +347,8 @@ class ViewBuilder:
             if self.ev.quantities(child.op, child.variant, result.kernel).__dict__[field] == 0:
                 continue
             times = child.instances if field == "parameters" and child.instances is not None else child.count
-            # Bytes name the dtype they are counted in (the child's page lists any tensor of another dtype).
-            dtype = "" if field == "parameters" else f" at {DTYPE_SHORT[self.dtype]}"
+            # Bytes name the model dtype they follow (the child's page lists any tensor of another dtype).
+            dtype = "" if field == "parameters" else f" ({DTYPE_SHORT[self.dtype]} model dtype)"
             rows.append(Row(child.name, "child", f"{_factor(source_text(times))} × {child.op}{dtype}",
                             with_exact(part.totals[field], unit), "", link=child.op))
         return rows

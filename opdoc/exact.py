@@ -102,19 +102,17 @@ def _walk(expr: sympy.Expr, bindings: Sequence[Mapping[sympy.Symbol, Number]],
     return result
 
 
-def values_at(expr: sympy.Expr, bindings: Sequence[Mapping[sympy.Symbol, sympy.Expr]]) -> list[float]:
-    """float(expr.xreplace(binding)) for each binding, computed exactly and converted once at the end."""
-    numeric: list[dict[sympy.Symbol, Number]] = []
-    for binding in bindings:
-        converted = {}
-        for symbol, value in binding.items():
-            if value.is_Integer:
-                converted[symbol] = int(value)
-            elif value.is_Rational:
-                converted[symbol] = Fraction(int(value.p), int(value.q))
-        numeric.append(converted)
+def values_at(expr: sympy.Expr, bindings: Sequence[Mapping[sympy.Symbol, sympy.Expr]], *,
+              numbers: Sequence[Mapping[sympy.Symbol, Number]] | None = None,
+              seen: dict | None = None) -> list[float]:
+    """float(expr.xreplace(binding)) for each binding, computed exactly and converted once at the end.
+
+    Many expressions at the same bindings (every quantity of an op at its examples) may pass the
+    bindings already converted (`numbers`, from `numeric_binding`) and one `seen` dict, so that the
+    subexpressions they share are computed once."""
+    numeric = numbers if numbers is not None else [numeric_binding(binding) for binding in bindings]
     try:
-        return [float(value) for value in _walk(expr, numeric, {})]
+        return [float(value) for value in _walk(expr, numeric, {} if seen is None else seen)]
     except _Unsupported:
         return [float(expr.xreplace(binding)) for binding in bindings]
 

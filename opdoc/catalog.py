@@ -298,6 +298,13 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
         for name, value in spec.harness.arguments.items():
             if isinstance(value, str) and value not in scope.config:
                 parse(("harness", "arguments", name), value, {**symbols, **config_names})
+        for variant, arguments in spec.harness.variants.items():
+            if variant not in spec.variants:
+                problem(("harness", "variants", variant), f"'{variant}' is not one of this op's variants "
+                                                          f"({', '.join(spec.variants) or 'none declared'})")
+            for name, value in arguments.items():
+                if isinstance(value, str) and value not in scope.config:
+                    parse(("harness", "variants", variant, name), value, {**symbols, **config_names})
         if not any(tensor.role == "input" for tensor in spec.tensors):
             problem(("harness",), "a declared harness calls the module with the input tensors; declare at least one")
     # Peak formulas may name this op's tensors (their bytes) and peak(child).

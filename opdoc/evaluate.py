@@ -326,11 +326,15 @@ class Evaluator:
             bindings += [(f"check point {i} ({p.example} {p.set or ''})".rstrip(),
                           self.binding(item.spec.scope, p.example, p.set, p.config))
                          for i, p in enumerate(scope.check) if not p.only or op in p.only]
+            # Converted once per op, and one memo of subexpressions for all of its expressions.
+            from opdoc.exact import numeric_binding
+
+            exact = ([numeric_binding(binding) for _, binding in bindings], {})
             # Each operation's FLOPs and each tensor extent on its own: a negative part can hide in a total.
             for key, expr in item.exprs.items():
                 if not key.startswith(("operations.", "tensors.")) or key.endswith(".active"):
                     continue
-                bad = _first_bad(expr, bindings)
+                bad = _first_bad(expr, bindings, *exact)
                 if bad is not None:
                     loc = tuple(int(part) if part.isdigit() else part for part in key.split("."))
                     problems.append(SpecProblem(item.path, item.line(*loc), key,
@@ -339,7 +343,7 @@ class Evaluator:
             for variant in self.variants(op):
                 for kernel in KERNELS:
                     for name, expr in self.quantities(op, variant, kernel).derived().items():
-                        bad = _first_bad(expr, bindings)
+                        bad = _first_bad(expr, bindings, *exact)
                         if bad is not None:
                             problems.append(SpecProblem(
                                 item.path, item.line("operations"), name,
@@ -617,7 +621,8 @@ class Evaluator:
         return dict(self.evaluate(op, self.binding(scope, example), variant, kernel, where).totals)
 
 
-def _first_bad(expr: sympy.Expr, bindings: list[tuple[str, dict]]) -> tuple[str, sympy.Expr] | None:
+def _first_bad(expr: sympy.Expr, bindings: list[tuple[str, dict]], numbers: list | None = None,
+               seen: dict | None = None) -> tuple[str, sympy.Expr] | None:
     """(where, value) of the first binding at which `expr` is negative or not a finite number, else None.
 
     All bindings are computed in one exact pass (opdoc.exact); only a suspect value is substituted again,
@@ -628,7 +633,7 @@ def _first_bad(expr: sympy.Expr, bindings: list[tuple[str, dict]]) -> tuple[str,
     if not expr.free_symbols:
         return None if expr.is_finite and expr.is_real and expr >= 0 else ("every binding", expr)
     try:
-        values = values_at(expr, [binding for _, binding in bindings])
+        values = values_at(expr, [binding for _, binding in bindings], numbers=numbers, seen=seen)
     except (TypeError, ValueError, ZeroDivisionError, OverflowError):
         values = [float("nan")] * len(bindings)
     for (where, binding), value in zip(bindings, values):

@@ -102,19 +102,42 @@ def _walk(expr: sympy.Expr, bindings: Sequence[Mapping[sympy.Symbol, Number]],
     return result
 
 
-def values_at(expr: sympy.Expr, bindings: Sequence[Mapping[sympy.Symbol, sympy.Expr]]) -> list[float]:
-    """float(expr.xreplace(binding)) for each binding, computed exactly and converted once at the end."""
-    numeric: list[dict[sympy.Symbol, Number]] = []
-    for binding in bindings:
-        converted = {}
-        for symbol, value in binding.items():
-            if value.is_Integer:
-                converted[symbol] = int(value)
-            elif value.is_Rational:
-                converted[symbol] = Fraction(int(value.p), int(value.q))
-        numeric.append(converted)
+def values_at(expr: sympy.Expr, bindings: Sequence[Mapping[sympy.Symbol, sympy.Expr]], *,
+              numbers: Sequence[Mapping[sympy.Symbol, Number]] | None = None,
+              seen: dict | None = None) -> list[float]:
+    """float(expr.xreplace(binding)) for each binding, computed exactly and converted once at the end.
+
+    Many expressions at the same bindings (every quantity of an op at its examples) may pass the
+    bindings already converted (`numbers`, from `numeric_binding`) and one `seen` dict, so that the
+    subexpressions they share are computed once."""
+    numeric = numbers if numbers is not None else [numeric_binding(binding) for binding in bindings]
     try:
-        return [float(value) for value in _walk(expr, numeric, {})]
+        return [float(value) for value in _walk(expr, numeric, {} if seen is None else seen)]
     except _Unsupported:
         return [float(expr.xreplace(binding)) for binding in bindings]
 
+
+
+def numeric_binding(binding: Mapping[sympy.Symbol, sympy.Expr]) -> dict[sympy.Symbol, Number]:
+    """The rational values of a binding as Python numbers (symbols bound to anything else are left out)."""
+    converted: dict[sympy.Symbol, Number] = {}
+    for symbol, value in binding.items():
+        if value.is_Integer:
+            converted[symbol] = int(value)
+        elif value.is_Rational:
+            converted[symbol] = Fraction(int(value.p), int(value.q))
+    return converted
+
+
+def exact_at(expr: sympy.Expr, numbers: Mapping[sympy.Symbol, Number]) -> sympy.Expr | None:
+    """expr at one binding as a sympy Integer or Rational, computed with Python numbers; None when the
+    expression leaves the exact arithmetic (a root, an irrational log2, an unbound symbol)."""
+    try:
+        value = _walk(expr, [numbers], {})[0]
+    except (_Unsupported, ZeroDivisionError):
+        return None
+    if isinstance(value, int):
+        return sympy.Integer(value)
+    if isinstance(value, Fraction):
+        return sympy.Rational(value.numerator, value.denominator)
+    return None

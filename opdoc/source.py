@@ -1,6 +1,7 @@
 """Stage 3a (continued): the reference implementation's class source, read with `ast`, never imported.
 
-An op's implementation resolves only inside the package its model declares (model.yaml `package`):
+An op's implementation resolves only inside the package its model declares (model.yaml `package`)
+or a library it declares (`libraries`, e.g. torch.nn for nn.Linear, found by file path, not imported):
 a spec cannot make the build import anything else. Without an `implementation` field, the class is
 found by its op name in the package's modules.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from opdoc.catalog import Catalog, ParsedSpec
@@ -53,9 +54,13 @@ def class_source(item: ParsedSpec, catalog: Catalog) -> ClassSource:
         raise fail(return_message)
     if item.spec.implementation:
         module, _, name = item.spec.implementation.rpartition(".")
+        library = next((lib for lib in catalog.model.libraries if module == lib or module.startswith(lib + ".")), None)
+        if library is not None:
+            return _library_class(module, name, catalog, fail)
         if module != package and not module.startswith(package + "."):
-            raise fail(f"'{item.spec.implementation}' is outside the model package '{package}'; implementations "
-                       "resolve only inside it")
+            libraries = ", ".join(catalog.model.libraries) or "none"
+            raise fail(f"'{item.spec.implementation}' is outside the model package '{package}' and the declared "
+                       f"libraries ({libraries}); implementations resolve only inside them (model.yaml `libraries`)")
         relative = module[len(package):].lstrip(".").replace(".", "/")
         candidates = [folder / f"{relative}.py", folder / relative / "__init__.py"] if relative else [folder / "__init__.py"]
         files = [path for path in candidates if path.is_file()]
@@ -65,8 +70,8 @@ def class_source(item: ParsedSpec, catalog: Catalog) -> ClassSource:
         name = item.spec.op
         files = sorted(folder.rglob("*.py"))
     for path in files:
-        text = path.read_text(encoding="utf-8")
-        for node in ast.parse(text).body:
+        text, tree = _parsed(path)
+        for node in tree.body:
             # A helper function (get_rel_pos, window_partition) is documented like a class: its own
             # signature stands where a constructor's would (the template's abbreviated form).
             if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == name:
@@ -77,7 +82,63 @@ def class_source(item: ParsedSpec, catalog: Catalog) -> ClassSource:
                "`implementation`")
 
 
-def _source(path: Path, text: str, node: ast.ClassDef | ast.FunctionDef, root: Path) -> ClassSource:
+def _parsed(path: Path) -> tuple[str, ast.Module]:
+    """A source file's text and syntax tree, parsed once per run (every page looks up its class, and
+    without an `implementation` field that means reading the package's modules in turn)."""
+    key = (path.resolve(), path.stat().st_mtime_ns)
+    if key not in _PARSED:
+        text = path.read_text(encoding="utf-8")
+        _PARSED[key] = (text, ast.parse(text))
+    return _PARSED[key]
+
+
+_PARSED: dict[tuple[Path, int], tuple[str, ast.Module]] = {}
+
+
+def _library_class(module: str, name: str, catalog: Catalog, fail) -> ClassSource:
+    """A class of a declared library (model.yaml `libraries`, e.g. torch.nn.modules.linear.Linear), read
+    from its source file: the module that defines it must be named, as re-exports are not followed."""
+    from opdoc.stamp import module_file
+
+    path = module_file(module)
+    if path is None:
+        raise fail(f"module '{module}' not found; is its library installed? (name the module that defines the class)")
+    text, tree = _parsed(path)
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == name:
+            shown = Path(*module.split(".")).with_suffix(".py") if path.name != "__init__.py" \
+                else Path(*module.split("."), "__init__.py")
+            found = _source(path, text, node, catalog.root, shown.as_posix())
+            return replace(found, source=_without_docstrings(text, node, found.first))
+    raise fail(f"class '{name}' not found in {path.name}; name the module that defines it, not one that re-exports it")
+
+
+def _without_docstrings(text: str, node: ast.ClassDef | ast.FunctionDef, first: int) -> str:
+    """A library class's source with its docstrings (the class's and its methods') cut to one comment
+    line each: they are the library's documentation, long and in its own markup; the code is what runs."""
+    lines = text.splitlines()[first - 1:node.end_lineno]
+    cut: dict[int, tuple[int, str]] = {}  # first line of a docstring (in `lines`) -> (its last, indent)
+    for owner in [node, *(n for n in node.body if isinstance(n, ast.FunctionDef))]:
+        doc = owner.body[0] if owner.body else None
+        if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str):
+            cut[doc.lineno - first] = (doc.end_lineno - first, " " * doc.col_offset)
+    for statement in node.body:  # `__doc__ = (...)`, as torch writes docstrings it assembles
+        if isinstance(statement, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__doc__" for t in statement.targets):
+            cut[statement.lineno - first] = (statement.end_lineno - first, " " * statement.col_offset)
+    kept, index = [], 0
+    while index < len(lines):
+        if index in cut:
+            last, indent = cut[index]
+            kept.append(f"{indent}# (docstring omitted)")
+            index = last + 1
+            continue
+        kept.append(lines[index])
+        index += 1
+    return "\n".join(kept)
+
+
+def _source(path: Path, text: str, node: ast.ClassDef | ast.FunctionDef, root: Path,
+            shown: str | None = None) -> ClassSource:
     first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
     lines = text.splitlines()[first - 1:node.end_lineno]
     if isinstance(node, ast.FunctionDef):
@@ -85,7 +146,7 @@ def _source(path: Path, text: str, node: ast.ClassDef | ast.FunctionDef, root: P
     else:
         init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
         signature, params = _signature(init)
-    return ClassSource(_relative(path, root), first, node.end_lineno, "\n".join(lines), signature, params)
+    return ClassSource(shown or _relative(path, root), first, node.end_lineno, "\n".join(lines), signature, params)
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -162,6 +162,9 @@ class ModelConfig(_Strict):
     # sys.path first when the package ships beside the specs.
     package: str
     package_path: str | None = None
+    # Other packages whose classes a spec may name in `implementation` (e.g. torch.nn for nn.Linear):
+    # the build reads their source files, never imports them; only the checker does.
+    libraries: list[str] = []
     source: Source | None = None
     dtype: ModelDtype
     attention_kernel: KernelName
@@ -394,6 +397,8 @@ class Harness(_Strict):
     """
 
     arguments: dict[str, Formula | bool | None] = {}
+    # Per variant of the op: arguments that replace or add to `arguments` (e.g. bias=False).
+    variants: dict[str, dict[str, Formula | bool | None]] = {}
 
 
 class OpSpec(_Strict):
@@ -443,7 +448,8 @@ class OpSpec(_Strict):
     @classmethod
     def _import_path(cls, path: str | None) -> str | None:
         if path is not None and not re.fullmatch(r"[a-z_][\w.]*\.[A-Za-z_]\w*", path):
-            raise ValueError(f"expected a dotted import path in the model package, such as package.module.ClassName, got '{path}'")
+            raise ValueError("expected a dotted import path in the model package or a declared library, such as "
+                             f"package.module.ClassName, got '{path}'")
         return path
 
     def cross_check(self) -> list[tuple[tuple, str]]:

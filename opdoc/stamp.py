@@ -92,9 +92,7 @@ def input_digest(model_dir: Path, root: Path, site: Path, templates: Path, sourc
                 yield f"{kind} {_name(path, root)}".encode()
                 yield path.read_bytes()
         for name in sources:
-            path = Path(name) if Path(name).is_absolute() else root / name
-            if not path.is_file():
-                path = PACKAGE.parent / name
+            path = _source_path(name, root)
             yield f"source {name}".encode()
             yield path.read_bytes() if path.is_file() else b"(missing)"
         for name in SITE_INPUTS:
@@ -105,19 +103,44 @@ def input_digest(model_dir: Path, root: Path, site: Path, templates: Path, sourc
     return _digest(chunks())
 
 
+def module_file(module: str) -> Path | None:
+    """The source file of a dotted module, found by path from its top-level package: nothing is
+    imported (find_spec of a submodule would import its parents, e.g. torch for torch.nn.modules)."""
+    top, *rest = module.split(".")
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if not rest:
+        return Path(spec.origin) if spec.origin and Path(spec.origin).is_file() else None
+    if not spec.submodule_search_locations:
+        return None
+    base = Path(next(iter(spec.submodule_search_locations))).joinpath(*rest)
+    return next((path for path in (base.with_suffix(".py"), base / "__init__.py") if path.is_file()), None)
+
+
 def implementation_sources(modules: Iterable[str], root: Path) -> list[str]:
     """Source files of the reference classes' modules outside opdoc's package (already in the digest)."""
     found = set()
     for module in modules:
-        try:
-            spec = importlib.util.find_spec(module)
-        except (ImportError, ValueError):
-            continue
-        if spec is not None and spec.origin and Path(spec.origin).is_file():
-            path = Path(spec.origin).resolve()
-            if PACKAGE not in path.parents:
-                found.add(_name(path, root))
+        path = module_file(module)
+        if path is not None and PACKAGE not in path.resolve().parents:
+            name = _name(path, root)
+            if Path(name).is_absolute():  # a library's file: named from its top-level package, the same anywhere
+                name = Path(*module.split("."), *(["__init__"] if path.name == "__init__.py" else [])).as_posix() + ".py"
+            found.add(name)
     return sorted(found)
+
+
+def _source_path(name: str, root: Path) -> Path:
+    """A recorded source name back to its file: in the repository, beside opdoc, or in a library."""
+    for path in (Path(name) if Path(name).is_absolute() else root / name, PACKAGE.parent / name):
+        if path.is_file():
+            return path
+    module = name.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+    return module_file(module) or root / name
 
 
 def stamp_text(digest: str, sources: list[str], files: dict[str, str]) -> str:

@@ -356,7 +356,9 @@ class ViewBuilder:
                 times = f"last of {_times(child)}"
             else:
                 times = _times(child)
-            rows.append(Row(child.name, "child", f"{times} × {child.op}",
+            # Bytes name the model dtype they follow (the child's page lists any tensor of another dtype).
+            dtype = "" if field == "parameters" else f" ({DTYPE_SHORT[self.dtype]} model dtype)"
+            rows.append(Row(child.name, "child", f"{times} × {child.op}{dtype}",
                             with_exact(part.totals[field], unit), "", link=child.op))
         return rows
 

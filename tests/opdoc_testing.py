@@ -53,6 +53,17 @@ def hang_guard(seconds: int, what: str = "still running"):
         signal.signal(signal.SIGALRM, previous)
 
 
-def parameter_names(evaluator, op: str) -> set[str]:
-    """The parameter tensors an op's spec lists (its own, not its children's)."""
-    return {t.name for t in evaluator.catalog.specs[op].spec.tensors if t.role == "parameter"}
+def parameter_names(evaluator, op: str, *, with_children: bool = False, variant: str | None = None) -> set[str]:
+    """The parameter tensors an op's spec lists (its own; with_children: also each child's, under the
+    child's name, as torch's named_parameters gives them), in `variant` (default: the op's first)."""
+    from opdoc.spec import in_variant
+
+    spec = evaluator.catalog.specs[op].spec
+    variant = variant or next(iter(spec.variants), None)
+    names = {t.name for t in spec.tensors if t.role == "parameter" and (not with_children or in_variant(t.only, variant))}
+    if with_children:
+        for child in spec.children:
+            if in_variant(child.only, variant):
+                names |= {f"{child.name}.{name}" for name in
+                          parameter_names(evaluator, child.op, with_children=True, variant=child.variant)}
+    return names

@@ -61,8 +61,8 @@ def test_clip_parameters_match_checkpoint(evaluator, index):
     assert parameter_names(evaluator, "CLIPVisionEmbeddings") == keys_under(index, prefix + "embeddings.")
     assert parameter_names(evaluator, "VitModel") == {f"pre_layrnorm.{k}" for k in keys_under(index, prefix + "pre_layrnorm.")}
     block = parameter_names(evaluator, "NoTPTransformerBlock")
-    block |= {f"self_attn.{n}" for n in parameter_names(evaluator, "NoTPAttention")}
-    block |= {f"mlp.{n}" for n in parameter_names(evaluator, "NoTPFeedForward")}
+    block |= {f"self_attn.{n}" for n in parameter_names(evaluator, "NoTPAttention", with_children=True)}
+    block |= {f"mlp.{n}" for n in parameter_names(evaluator, "NoTPFeedForward", with_children=True)}
     layers = {key.split(".")[1] for key in keys_under(index, prefix + "transformer.")}
     assert layers == {str(i) for i in range(24)}
     for layer in layers:

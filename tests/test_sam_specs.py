@@ -67,7 +67,7 @@ def test_mlp_block_base_view_spelled_out(evaluator):
 
 
 def test_mlp_block_parameters_match_checkpoint(evaluator, index):
-    names = parameter_names(evaluator, "MLPBlock")
+    names = parameter_names(evaluator, "MLPBlock", with_children=True)
     for block in range(12):
         assert names == keys_under(index, f"model.sam_model.blocks.{block}.mlp.")
 
@@ -231,7 +231,7 @@ def test_block_parameters_match_checkpoint(evaluator, index):
         variant = "global" if block in (2, 5, 8, 11) else "windowed"
         names = {t.name for t in evaluator.catalog.specs["Block"].spec.tensors if t.role == "parameter"}
         names |= {f"attn.{n}" for n in parameter_names(evaluator, "Attention")}
-        names |= {f"mlp.{n}" for n in parameter_names(evaluator, "MLPBlock")}
+        names |= {f"mlp.{n}" for n in parameter_names(evaluator, "MLPBlock", with_children=True)}
         assert names == keys_under(index, f"model.sam_model.blocks.{block}.")
         # windowed blocks hold tables of 2 * 14 - 1 rows, global ones of 2 * 64 - 1 (64 wide each)
         rows = 127 if variant == "global" else 27

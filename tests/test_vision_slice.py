@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from opdoc_testing import keys_under, load_weight_index
+from opdoc_testing import keys_under, load_weight_index, parameter_names
 
 from opdoc.pipeline import Paths, load
 from opdoc.models.deepseek_ocr.config import load_scope_config
@@ -192,7 +192,8 @@ def index() -> dict:
 
 
 def spec_parameter_names(evaluator, op: str) -> set[str]:
-    return {t.name for t in evaluator.catalog.specs[op].spec.tensors if t.role == "parameter"}
+    """The op's parameters, its children's under the child's name (as named_parameters gives them)."""
+    return parameter_names(evaluator, op, with_children=True)
 
 
 def test_patch_embed_parameters_match_checkpoint(evaluator, index):

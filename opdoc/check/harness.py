@@ -302,8 +302,9 @@ def declared_builder(catalog, op: str) -> Builder | None:
                 return int(parse_formula(value, {k: parse_formula(v, {}) for k, v in names.items()}))
             return value
 
-        kwargs = {name: argument(value) for name, value in declared.arguments.items()}
-        module = ctx.module(lambda: cls(**kwargs))
+        arguments = {**declared.arguments, **declared.variants.get(ctx.variant or "", {})}
+        kwargs = {name: argument(value) for name, value in arguments.items()}
+        module = ctx.module(lambda: cls(**kwargs), built_for=tuple(sorted(kwargs.items())))
         values = {symbol: value for symbol, value in ctx.values.items()}
         tensors = []
         for index, tensor in inputs:

@@ -848,3 +848,28 @@ def _streamer(ctx: Context) -> Case:
             streamer.on_finalized_text("a line<eos>", stream_end=True)
         return printed.getvalue()
     return Case(holder, run)
+
+
+# ------------------------------------------------------------------------------ building blocks
+
+
+@harness("Activation")
+def _activation(ctx: Context) -> Case:
+    """The variant names the activation; the input is N rows of F_in features."""
+    from opdoc.models.deepseek_ocr.blocks import Activation
+
+    module = ctx.module(lambda: Activation(ctx.variant or "silu"))
+    x = ctx.tensor(ctx["N"], ctx["F_in"])
+    return Case(module, lambda: module(x))
+
+
+@harness("apply_rotary_pos_emb")
+def _apply_rotary(ctx: Context) -> Case:
+    """Queries (B, H, S, d_h) and keys (B, H_kv, S, d_h) with B_pos rows of cos and sin tables."""
+    from opdoc.models.deepseek_ocr.deepseek_v2 import apply_rotary_pos_emb
+
+    holder = ctx.module(nn.Module)  # a function: no parameters
+    B, S, d_h = ctx["B"], ctx["S"], ctx["d_h"]
+    q, k = ctx.tensor(B, ctx["H"], S, d_h), ctx.tensor(B, ctx["H_kv"], S, d_h)
+    cos, sin = ctx.tensor(ctx["B_pos"], S, d_h), ctx.tensor(ctx["B_pos"], S, d_h)
+    return Case(holder, lambda: apply_rotary_pos_emb(q, k, cos, sin))

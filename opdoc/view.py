@@ -337,7 +337,7 @@ class ViewBuilder:
             if tensor.role not in roles or tensor.from_child:
                 continue
             short = DTYPE_SHORT[part.dtype]
-            shape = " × ".join(_factor(item.exprs[f"tensors.{part.index}.shape.{a}"]) for a in range(len(tensor.shape)))
+            shape = shape_product([item.exprs[f"tensors.{part.index}.shape.{a}"] for a in range(len(tensor.shape))])
             if tensor.role == "parameter":
                 formula, value = shape, f"{with_exact(part.numel, 'params')}; {with_exact(part.bytes, 'bytes')} at {short}"
             else:
@@ -398,6 +398,11 @@ class ViewBuilder:
             if rows:
                 groups.append({"title": title, "rows": rows})
         return groups
+
+
+def shape_product(axes: list[sympy.Expr]) -> str:
+    """A tensor's element count as printed: its axes multiplied; a 0-dimensional tensor holds 1 element."""
+    return " × ".join(_factor(axis) for axis in axes) or "1"
 
 
 def _factor(axis: sympy.Expr | str) -> str:

@@ -392,13 +392,13 @@ def test_a_stepped_childs_rows_on_the_page(tmp_path):
     # at the first example (N = 4): 13 + 15 + 17 = 45 FLOPs
     assert row(view.operations, "step") == ("Σ j = 1 … N - 1 × FLOPs(Step, P → S0 + j - 1)", "45 FLOPs")
     # the cache each step replaces: the last step's 7 × 2 = 14 bytes
-    assert row(view.caches, "step") == ("last of Σ j = 1 … N - 1 × Step", "14 B")
+    assert row(view.caches, "step") == ("last of Σ j = 1 … N - 1 × Step (bf16 model dtype)", "14 B")
 
 
 def test_a_stepped_child_that_keeps_its_caches_shows_their_sum(tmp_path):
     catalog, ev = load_model(tmp_path, model_yaml(STEPPING), STEP, generation("Keep"))
     # Σ 2P over P = 5, 6, 7 = 36 bytes: every step's cache, summed, not the last one's
-    assert row(page_rows(ev, catalog, "Keep").caches, "step") == ("Σ j = 1 … N - 1 × Step", "36 B")
+    assert row(page_rows(ev, catalog, "Keep").caches, "step") == ("Σ j = 1 … N - 1 × Step (bf16 model dtype)", "36 B")
 
 
 def test_a_stepped_childs_parameters_do_not_print_as_a_sum(tmp_path):

@@ -10,7 +10,7 @@ import sympy
 from opdoc import formula
 from opdoc.formula import parse_formula, plain_text
 from opdoc.pipeline import Paths, load
-from opdoc.view import _factor
+from opdoc.view import _factor, shape_product
 from opdoc_testing import ROOT
 
 _SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
@@ -38,7 +38,7 @@ TENSORS = [(op, index) for op, item in CATALOG.specs.items() for index in range(
 def test_a_printed_shape_product_parses_back_to_the_element_count(op, index):
     item = CATALOG.specs[op]
     axes = [item.exprs[f"tensors.{index}.shape.{a}"] for a in range(len(item.spec.tensors[index].shape))]
-    printed = " × ".join(_factor(axis) for axis in axes)
+    printed = shape_product(axes)
     assert sympy.expand(parse_formula(unprint(printed), CATALOG.symbols) - sympy.Mul(*axes)) == 0, printed
 
 

@@ -33,6 +33,8 @@ def mutated(tmp_path: Path, op: str, edits: list[tuple[str, str]], drop_closed: 
                 example["only"] = [o for o in example["only"] if o in copied]
                 if not example["only"]:
                     del scope["examples"][name]
+    if model.get("modes", {}).get("op") not in copied:  # mode pages of an op left out would name a missing spec
+        model.pop("modes", None)
     (folder / "model.yaml").write_text(yaml.safe_dump(model, sort_keys=False), encoding="utf-8")
     path = folder / f"{op}.yaml"
     text = path.read_text(encoding="utf-8")

@@ -713,11 +713,11 @@ def ocr_configs(ctx: Context):
 
 def _ocr_prompt(ctx: Context) -> dict[str, Any]:
     """A request's prompt as the processor hands it over: BOS, then the image's S_v positions, then the
-    rest of the T text positions; the global view and the tiles (one blank placeholder when not cropped)."""
-    B, S_v, T, D_g, D_t, c_w, c_h = (ctx[s] for s in ("B", "S_v", "T", "D_g", "D_t", "c_w", "c_h"))
-    ids = ctx.ids(B, S_v + T, high=1000)
+    rest of the S_t text positions; the global view and the tiles (one blank placeholder when not cropped)."""
+    B, S_v, S_t, D_g, D_t, c_w, c_h = (ctx[s] for s in ("B", "S_v", "S_t", "D_g", "D_t", "c_w", "c_h"))
+    ids = ctx.ids(B, S_v + S_t, high=1000)
     with ctx.place():
-        mask = torch.zeros(B, S_v + T, dtype=torch.bool)
+        mask = torch.zeros(B, S_v + S_t, dtype=torch.bool)
         mask[:, 1:1 + S_v] = True
     tiles = [ctx.tensor(c_w * c_h, ctx["C_in"], D_t, D_t) if c_w * c_h else ctx.tensor(1, ctx["C_in"], D_g, D_g)
              for _ in range(B)]
@@ -728,7 +728,7 @@ def _ocr_prompt(ctx: Context) -> dict[str, Any]:
 
 def _ocr(cls_name: str) -> Builder:
     """DeepseekOCRModel or DeepseekOCRForCausalLM: a prefill over the prompt and its image, the request's
-    last decode step (S_v + T + N_out - 2 positions cached), or the whole request (generation)."""
+    last decode step (S_v + S_t + N_out - 2 positions cached), or the whole request (generation)."""
     def builder(ctx: Context) -> Case:
         from opdoc.models.deepseek_ocr import ocr
 
@@ -736,7 +736,7 @@ def _ocr(cls_name: str) -> Builder:
         module = ctx.module(lambda: getattr(ocr, cls_name)(cfg, sam, clip, projector))
         cache_at = 1
         if ctx.variant == "decode":
-            past = ctx["S_v"] + ctx["T"] + ctx["N_out"] - 2
+            past = ctx["S_v"] + ctx["S_t"] + ctx["N_out"] - 2
             cache = _seeded_cache(dataclasses.replace(ctx, values={**ctx.values, "P": past}), cfg)
             token = ctx.ids(ctx["B"], 1, high=1000)
             run = lambda: module(token, past_key_values=cache(), use_cache=True)  # noqa: E731

@@ -931,7 +931,7 @@ def _ocr(cls_name: str) -> Callable[[Vendor, Context], Case]:
       zero-length (B, H, 0, d_h) key and value per layer, as the reference seeds its own: every
       layer's ``update`` then concatenates (the spec's cache append) instead of storing the tensor it
       was handed, which is what an unseeded DynamicCache would do at prefill;
-    * decode: one token over a DynamicCache holding S_v + T + N_out - 2 positions per layer; the
+    * decode: one token over a DynamicCache holding S_v + S_t + N_out - 2 positions per layer; the
       vendor's forward skips the vision path for a single position;
     * request (DeepseekOCRForCausalLM): the vendor's forward driven in the reference's greedy loop
       (``_greedy``), not the vendor's ``generate()``: infer() calls transformers' generation utilities,
@@ -959,7 +959,7 @@ def _ocr(cls_name: str) -> Callable[[Vendor, Context], Case]:
         sums = PixelSums([])
         how = ["DynamicCache seeded with a zero-length key and value per layer (each append copies)"]
         if ctx.variant == "decode":
-            past = ctx["S_v"] + ctx["T"] + ctx["N_out"] - 2
+            past = ctx["S_v"] + ctx["S_t"] + ctx["N_out"] - 2
             how = [f"DynamicCache seeded with {past} positions per layer"]
             cache = cache_at(past)
             token = ctx.ids(ctx["B"], 1, high=1000)

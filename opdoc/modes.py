@@ -72,6 +72,20 @@ class TimeRow:
 
 
 @dataclass
+class PartCost:
+    """One piece of the first forward that does a stage's work (an encoder over some views, the decoder)."""
+
+    path: str  # e.g. model.sam_tiles
+    op: str
+    stage: str
+    runs: str  # the child's own bindings, e.g. "B = 6, H_img = 640, W_img = 640"
+    count: sympy.Expr
+    forward_flops: sympy.Expr
+    parameters: sympy.Expr
+    peak: sympy.Expr
+
+
+@dataclass
 class ExampleCost:
     name: str
     title: str
@@ -82,6 +96,7 @@ class ExampleCost:
     step: dict[str, sympy.Expr]  # of its last step
     stages: list[StageRow]
     stage_peaks: dict[str, sympy.Expr]
+    parts: list[PartCost] = field(default_factory=list)
     times: list[TimeRow] = field(default_factory=list)
     steps_symbol: str = ""
     length_symbol: str = ""
@@ -126,12 +141,31 @@ class ModeCosts:
         found = self.stage_peaks(modes.job)
         peaks = {stage: found[stage].xreplace(binding) for stage in modes.stages if stage in found}
         steps = self.step_work()
+        parts: list[PartCost] = []
+        self._parts(modes.op, modes.first, binding, "", parts)
         cost = ExampleCost(name, example.title, example.why, facts, dict(job.totals), dict(first), dict(step),
-                           stages, peaks, steps_symbol=steps.symbol.name if steps else "")
+                           stages, peaks, parts, steps_symbol=steps.symbol.name if steps else "")
         if self.roofline is not None and steps is not None:
             cost.length_symbol = self._length_symbol(steps)
             cost.times = [self.times(name, binding, steps, gpu) for gpu in self.roofline.hardware.gpus]
         return cost
+
+    def _parts(self, op: str, variant: str | None, binding: dict, prefix: str, out: list[PartCost]) -> None:
+        """The children with a stage under op, each with its exact work at this binding (children
+        without a stage are opened up)."""
+        ev, item = self.ev, self.catalog.specs[op]
+        result = ev.evaluate(op, binding, variant)
+        for part in result.children:
+            child = item.spec.children[part.index]
+            inner = {**binding, **{s: v.xreplace(binding) for s, v in ev.child_binding(item, part.index).items()}}
+            path = f"{prefix}{child.name}"
+            if child.stage is None:
+                self._parts(child.op, child.variant, inner, path + ".", out)
+                continue
+            runs = ", ".join(f"{name} = {exact_number(inner[self.catalog.symbols[name]])}" for name in child.bind)
+            peak = ev.quantities(child.op, child.variant).peak.xreplace(inner) if part.count else sympy.Integer(0)
+            out.append(PartCost(path, child.op, child.stage, runs, part.count,
+                                part.totals["tensor_flops"] + part.totals["cuda_flops"], part.totals["parameters"], peak))
 
     # ------------------------------------------------------------------ memory by stage
 
@@ -282,6 +316,9 @@ def example_context(cost: ExampleCost, chart: str) -> dict:
         "peak_step": engineering(cost.step["peak"], "bytes"),
         "active_step": engineering(cost.step["active_parameters"], "params"),
         "stage_peaks": [(stage, engineering(value, "bytes")) for stage, value in cost.stage_peaks.items()],
+        "parts": [{"path": p.path, "op": p.op, "stage": p.stage, "runs": p.runs if p.count else "does not run",
+                   "flops": engineering(p.forward_flops, "flops"), "parameters": exact_number(p.parameters),
+                   "peak": engineering(p.peak, "bytes")} for p in cost.parts],
         "times": [_gpu_times(t) for t in cost.times],
         "steps_label": f"decode steps ({cost.steps_symbol} summed)", "length_symbol": cost.length_symbol,
     }

@@ -87,6 +87,9 @@ class CheckPoint(_Strict):
     config: dict[str, Any] = {}  # overrides of the scope's configuration (a small real module)
     quick: bool = False  # also in `opdoc check --quick`
     only: list[str] = []  # only for these ops (empty: every op of the scope)
+    # Only with these attention kernels (empty: each kernel the op has); e.g. a whole model at the kernel
+    # it loads, its eager path checked at one point and in every op below it.
+    kernels: list[KernelName] = []
     why: str = ""
 
 

@@ -66,6 +66,7 @@ class Point:
     config: tuple[tuple[str, Any], ...] = ()  # overrides of the scope's config (small real modules)
     quick: bool = False  # also in `--quick`
     why: str = ""
+    kernels: tuple[str, ...] = ()  # only with these attention kernels (empty: each kernel the op has)
 
     @staticmethod
     def at(example: str, device: str = "full", quick: bool = False, why: str = "",
@@ -85,8 +86,8 @@ def full_size_device(kernel: str) -> str:
 def points_for(ev, op: str, quick: bool) -> list[Point]:
     """The check points model.yaml lists for the op's scope (those naming other ops left out)."""
     scope = ev.catalog.model.scopes[ev.catalog.specs[op].spec.scope]
-    points = [Point(p.example, tuple(p.set.items()), p.device, tuple(p.config.items()), p.quick, p.why)
-              for p in scope.check if not p.only or op in p.only]
+    points = [Point(p.example, tuple(p.set.items()), p.device, tuple(p.config.items()), p.quick, p.why,
+                    tuple(p.kernels)) for p in scope.check if not p.only or op in p.only]
     return [p for p in points if p.quick] if quick else points
 
 
@@ -262,6 +263,8 @@ def plan(ev, ops: Sequence[str], quick: bool) -> list[Task]:
                 for point in points_for(ev, op, quick):
                     if point.device != "full" and kernel != ev.kernel:
                         continue  # real routing: once, with the model's kernel
+                    if point.kernels and kernel not in point.kernels:
+                        continue
                     tasks.append(Task(op, variant, kernel, point))
     return tasks
 

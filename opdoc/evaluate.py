@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import sympy
@@ -156,7 +157,7 @@ class Evaluator:
         first, last = (item.exprs[f"children.{index}.steps.{end}"] for end in ("first", "last"))
         if quantity in ("peak", "kv", "out") or quantity in ("parameters", "parameter_bytes", "active_parameters"):
             return times * value.xreplace({step: last})  # weights are shared by every step
-        return sympy.expand(sympy.summation(times * value, (step, first, last)))
+        return sum_steps(times * value, step, first, last)
 
     def stage_totals(self, op: str, variant: str | None, kernel: str | None = None) -> dict[str, dict[str, sympy.Expr]]:
         """FLOPs and I/O of an op split by the stages its operations and children name (a child without a
@@ -739,3 +740,32 @@ def dominant_terms(expr: sympy.Expr, binding: dict[sympy.Symbol, sympy.Expr],
 
     growing = max(valued, key=lambda pair: (degree(pair[0]), pair[1], sympy.default_sort_key(pair[0])))
     return Term(largest[0], largest[1]), Term(growing[0], growing[1])
+
+
+@lru_cache(maxsize=None)
+def _power_sum(power: int) -> sympy.Lambda:
+    """n -> 1^k + 2^k + ... + n^k as a polynomial in n (Faulhaber), made once per power."""
+    n, j = sympy.Symbol("n", integer=True), sympy.Symbol("j", integer=True)
+    return sympy.Lambda(n, sympy.expand(sympy.summation(j ** power, (j, 1, n))))
+
+
+def sum_steps(expr: sympy.Expr, step: sympy.Symbol, first: sympy.Expr, last: sympy.Expr) -> sympy.Expr:
+    """Σ_{step=first}^{last} expr in closed form. Terms polynomial in the step are summed by Faulhaber's
+    formulas (exact and fast on the large expressions of a whole model); any other term by sympy."""
+    total = []
+    for term in sympy.Add.make_args(sympy.expand(expr, deep=False)):
+        if step not in term.free_symbols:
+            total.append(term * (last - first + 1))
+            continue
+        try:
+            poly = sympy.Poly(term, step)
+        except sympy.PolynomialError:
+            total.append(sympy.summation(term, (step, first, last)))
+            continue
+        if any(step in c.free_symbols for c in poly.coeffs()):  # e.g. step inside min() or floor()
+            total.append(sympy.summation(term, (step, first, last)))
+            continue
+        for (power,), coefficient in poly.terms():
+            sums = _power_sum(power)
+            total.append(coefficient * (sums(last) - sums(first - 1)))
+    return sympy.expand(sympy.Add(*total))

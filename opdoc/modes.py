@@ -21,7 +21,7 @@ import sympy
 from markupsafe import Markup
 
 from opdoc.catalog import Catalog
-from opdoc.evaluate import Evaluator
+from opdoc.evaluate import Evaluator, sum_steps
 from opdoc.formula import engineering, exact_number, parse_formula, with_exact
 from opdoc.hardware import GpuPeaks
 from opdoc.roofline import BLOCK, Roofline, duration
@@ -227,7 +227,7 @@ class ModeCosts:
         floor = None
         if steps.launches is not None and hi >= lo:  # host time per step no GPU can hide, summed
             per = (steps.launches * r.hardware.launch_seconds + steps.syncs * r.hardware.sync_seconds).xreplace(bound)
-            floor = sympy.summation(per, (steps.symbol, lo, hi))
+            floor = sum_steps(per, steps.symbol, lo, hi)
         crossover = None
         if self.ev.catalog.symbols.get(self._length_symbol(steps)) is not None and binds != "mixed":
             crossover = self._crossover(per_step, rates, steps, bound, first.bound, binds)
@@ -246,7 +246,7 @@ class ModeCosts:
         ends = {binding_at(lo), binding_at(hi)}
         if len(ends) == 1:  # linear in j: the same resource binds at every step
             which = ends.pop()
-            return sympy.summation(per_step[which], (j, lo, hi)) / rates[which], RESOURCES[which]
+            return sum_steps(per_step[which], j, lo, hi) / rates[which], RESOURCES[which]
         total = sum(max(e.xreplace({j: step}) / rate for e, rate in zip(per_step, rates))
                     for step in range(int(lo), int(hi) + 1))
         return sympy.nsimplify(total), "mixed"
@@ -260,7 +260,7 @@ class ModeCosts:
         n = sympy.Symbol("n", positive=True, integer=True)
         lo = steps.first.xreplace(bound)
         last = steps.last.xreplace({**bound, length: n})
-        total = sympy.summation(per_step[which], (steps.symbol, lo, last)) / rates[which]
+        total = sum_steps(per_step[which], steps.symbol, lo, last) / rates[which]
 
         def outlasts(value: int) -> bool:
             return bool(total.xreplace({n: value}) >= first_time)

@@ -20,6 +20,7 @@ from typing import Any
 import sympy
 
 from opdoc.catalog import Catalog, ParsedSpec
+from opdoc.exact import exact_at
 from opdoc.formula import FormulaError, parse_formula, suggest
 from opdoc.registry import ADDITIVE, DTYPES, FLOAT_DTYPES, KERNELS
 from opdoc.spec import DTYPE_BYTES, Child, Formula, SpecError, SpecProblem, in_variant
@@ -751,8 +752,17 @@ def _power_sum(power: int) -> sympy.Lambda:
 
 def sum_steps(expr: sympy.Expr, step: sympy.Symbol, first: sympy.Expr, last: sympy.Expr) -> sympy.Expr:
     """Σ_{step=first}^{last} expr in closed form. Terms polynomial in the step are summed by Faulhaber's
-    formulas (exact and fast on the large expressions of a whole model); any other term by sympy."""
+    formulas (exact and fast on the large expressions of a whole model); any other term (the step inside
+    min() or floor()) step by step in exact arithmetic when the range is numbers, else by sympy."""
     total = []
+
+    def other(term: sympy.Expr) -> sympy.Expr:
+        if first.is_Integer and last.is_Integer:
+            values = [exact_at(term, {step: i}) for i in range(int(first), int(last) + 1)]
+            if all(value is not None for value in values):
+                return sympy.Add(*values)
+        return sympy.summation(term, (step, first, last))
+
     for term in sympy.Add.make_args(sympy.expand(expr, deep=False)):
         if step not in term.free_symbols:
             total.append(term * (last - first + 1))
@@ -760,10 +770,10 @@ def sum_steps(expr: sympy.Expr, step: sympy.Symbol, first: sympy.Expr, last: sym
         try:
             poly = sympy.Poly(term, step)
         except sympy.PolynomialError:
-            total.append(sympy.summation(term, (step, first, last)))
+            total.append(other(term))
             continue
         if any(step in c.free_symbols for c in poly.coeffs()):  # e.g. step inside min() or floor()
-            total.append(sympy.summation(term, (step, first, last)))
+            total.append(other(term))
             continue
         for (power,), coefficient in poly.terms():
             sums = _power_sum(power)

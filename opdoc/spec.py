@@ -217,6 +217,8 @@ class ModelConfig(_Strict):
 class Upstream(_Strict):
     file: str
     lines: tuple[int, int]
+    # The name the file defines when it is not the op's own (a function an opdoc building block stands for).
+    name: str | None = None
     source: str | None = None  # where the file is published; default: the model's source repository and commit
     # First 16 hex digits of the sha256 of the class's source lines (decorators included):
     # `opdoc check --upstream` lists the pages whose upstream class changed since.

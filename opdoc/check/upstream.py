@@ -36,6 +36,9 @@ from typing import Any
 
 PAGE = "site/op-{op}.md"
 _TRANSFORMERS_FILE = re.compile(r"^(transformers/\S+)\s+\(transformers\s+([\w.]+)\)$")
+# A file of another installed library, named with the version the spec was written against:
+# "torch/nn/modules/linear.py (torch 2.13.0)".
+_LIBRARY_FILE = re.compile(r"^((\w+)/\S+)\s+\((\w+)\s+([\w.]+)\)$")
 
 # ------------------------------------------------------------------------------ locations and hashes
 
@@ -91,7 +94,24 @@ def resolve(upstream_file: str, checkout: Path, transformers: tuple[Path, str] |
         if installed != version:
             return None, f"the spec names transformers {version}, this environment has {installed}"
         return root / relative, ""
+    match = _LIBRARY_FILE.match(upstream_file)
+    if match and match.group(2) == match.group(3):
+        return _library_file(match.group(2), match.group(1), match.group(4))
     return checkout / upstream_file, ""
+
+
+def _library_file(library: str, relative: str, version: str) -> tuple[Path | None, str]:
+    """A file inside an installed library, found without importing it; its version must be the spec's."""
+    import importlib.metadata
+    import importlib.util
+
+    spec = importlib.util.find_spec(library)
+    if spec is None or spec.origin is None:
+        return None, f"{library} {version} is not installed here"
+    installed = importlib.metadata.version(library).split("+")[0]
+    if installed != version:
+        return None, f"the spec names {library} {version}, this environment has {installed}"
+    return Path(spec.origin).parent.parent / relative, ""
 
 
 def check_locations(catalog, checkout: Path, transformers: tuple[Path, str] | None) -> list[Location]:
@@ -106,15 +126,15 @@ def check_locations(catalog, checkout: Path, transformers: tuple[Path, str] | No
         elif not path.is_file():
             loc.problem = f"{up.file}: no such file in {checkout}"
         else:
-            where = find_class(path, op)
+            where = find_class(path, up.name or op)
             if where is None:
-                loc.problem = f"{up.file}: defines no top-level class or function {op}"
+                loc.problem = f"{up.file}: defines no top-level class or function {up.name or op}"
             else:
                 first, last, loc.current = where
                 loc.found = (first, last)
                 line = parsed.line("upstream", "lines")
                 if loc.found != loc.lines:
-                    loc.problem = (f"{parsed.path}:{line}: upstream.lines: {list(loc.lines)}, but class {op} spans "
+                    loc.problem = (f"{parsed.path}:{line}: upstream.lines: {list(loc.lines)}, but class {up.name or op} spans "
                                    f"{first}-{last} of {up.file} (decorators included); write [{first}, {last}]")
                 elif loc.recorded is None:
                     loc.problem = (f"{parsed.path}:{parsed.line('upstream')}: upstream.sha256: missing; the class's "

@@ -21,7 +21,7 @@ import sympy
 
 from opdoc.catalog import Catalog, ParsedSpec
 from opdoc.exact import exact_at
-from opdoc.formula import FormulaError, parse_formula, suggest
+from opdoc.formula import FormulaError, exact_number, parse_formula, suggest
 from opdoc.registry import ADDITIVE, DTYPES, FLOAT_DTYPES, KERNELS
 from opdoc.spec import DTYPE_BYTES, Child, Formula, SpecError, SpecProblem, in_variant
 
@@ -460,7 +460,7 @@ class Evaluator:
         if problems:
             raise SpecError(problems)
         problems_found = self._validate(scope_name, example, values, names, overrides, origin, origin_line,
-                                        allow_beyond)
+                                        allow_beyond or scope.examples[example].beyond_limits)
         if problems_found:
             raise SpecError(problems_found)
         self._bindings[key] = values
@@ -523,6 +523,28 @@ class Evaluator:
                 report(None, f"{limit.value} = {amount} exceeds {limit.at_most} = {bound}: {limit.why}; "
                              "pass --beyond-limits to evaluate it anyway", at)
         return found
+
+    def beyond(self, scope_name: str, example: str) -> list[str]:
+        """The at_most limits an example passes (one that asks to with `beyond_limits`), each said plainly."""
+        return self.limits_passed(scope_name, self.binding(scope_name, example))
+
+    def limits_passed(self, scope_name: str, values: Mapping) -> list[str]:
+        """The at_most limits a binding (symbols or their names -> values) passes, each said plainly."""
+        scope = self.catalog.model.scopes[scope_name]
+        names = {getattr(symbol, "name", symbol): value for symbol, value in values.items()}
+        names.update({k: sympy.Rational(v) for k, v in scope.config.items() if _is_number(v)})
+        passed = []
+        for index, limit in enumerate(scope.limits):
+            if limit.at_most is None:
+                continue
+            try:
+                amount, bound = (parse_formula(text, names) for text in (limit.value, limit.at_most))
+            except FormulaError:
+                continue  # an inherited limit on symbols this scope does not bind
+            if not (amount.free_symbols or bound.free_symbols) and amount > bound:
+                passed.append(f"{limit.value} = {exact_number(amount)} exceeds {limit.at_most} = "
+                              f"{exact_number(bound)}: {limit.why}.")
+        return passed
 
     def at(self, item: ParsedSpec, expr: sympy.Expr, example: str, what: str) -> sympy.Expr:
         key = (expr, item.spec.scope, example)

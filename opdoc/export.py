@@ -61,11 +61,13 @@ def select(catalog: Catalog, ev: Evaluator, selection: Selection) -> list[tuple[
     return results
 
 
-def record(result: Evaluated, example: str) -> dict:
-    """One result as JSON: the full binding used and every quantity with its unit and formula."""
+def record(result: Evaluated, example: str, beyond: list[str] = ()) -> dict:
+    """One result as JSON: the full binding used and every quantity with its unit and formula; `beyond`:
+    the limits the binding passes (asked for with --beyond-limits), said plainly."""
     return {
         "op": result.op, "variant": result.variant, "example": example, "kernel": result.kernel,
         "binding": {name: exact(value) for name, value in result.binding},
+        **({"beyond_limits": list(beyond)} if beyond else {}),
         "quantities": {
             name: {"value": exact(value), "unit": UNIT_NAMES[QUANTITIES[name].unit],
                    "formula": plain_text(sympy.expand(result.formulas[name]))}

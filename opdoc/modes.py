@@ -144,7 +144,8 @@ class ModeCosts:
         parts: list[PartCost] = []
         self._parts(modes.op, modes.first, binding, "", parts)
         cost = ExampleCost(name, example.title, example.why, facts, dict(job.totals), dict(first), dict(step),
-                           stages, peaks, parts, steps_symbol=steps.symbol.name if steps else "")
+                           stages, peaks, parts, steps_symbol=steps.symbol.name if steps else "",
+                           beyond=ev.beyond(self.scope, name))
         if self.roofline is not None and steps is not None:
             cost.length_symbol = self._length_symbol(steps)
             cost.times = [self.times(name, binding, steps, gpu) for gpu in self.roofline.hardware.gpus]
@@ -332,7 +333,8 @@ def comparison_rows(pages: list[ModePage], gpus: list[str], index_facts: list[st
             facts = dict(cost.facts)
             times = {t.gpu.name: duration(t.total) for t in cost.times}
             rows.append({
-                "mode": page.title, "page": _link(page.name), "example": cost.name,
+                "mode": page.title, "page": _link(page.name),
+                "example": cost.name + (" (past the trained context)" if cost.beyond else ""),
                 "facts": [facts[label] for label in facts],
                 "index_facts": [facts[label] for label in index_facts or facts],
                 "stages": {s.stage: engineering(s.forward_flops, "flops") for s in cost.stages},

@@ -154,7 +154,7 @@ def mode_files(catalog: Catalog, evaluator: Evaluator, env: jinja2.Environment, 
     pages = ModeCosts(catalog, evaluator, roofline.r if roofline else None).pages()
     gpus = [gpu.name for gpu in roofline.r.hardware.gpus] if roofline else []
     common = {"version": __version__, "spec_dir": str(Path(catalog.model_path).parent), "model": catalog.model,
-              "title": modes.title, "op": modes.op}
+              "title": modes.title, "op": modes.op, "modes_about": modes.about}
     table = {"op": modes.op, "mode_rows": comparison_rows(pages, gpus, modes.index_facts),
              "gpus": [g.title for g in roofline.r.hardware.gpus] if roofline else [], "gpu_names": gpus,
              "fact_labels": list(modes.facts), "index_facts": modes.index_facts or list(modes.facts),

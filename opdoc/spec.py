@@ -49,6 +49,9 @@ class Example(_Strict):
     title: str
     bind: dict[str, Formula]
     why: str
+    # Asked for on purpose past a scope's at_most limits (e.g. a context longer than the trained one):
+    # evaluated, and every page that shows it says which limit it passes.
+    beyond_limits: bool = False
     # The ops whose pages show it unless a spec lists its examples (empty: every op of the scope); for an
     # example that rebinds a configuration symbol only some ops follow (e.g. grouped key/value heads).
     only: list[str] = []
@@ -145,6 +148,7 @@ class Modes(_Strict):
     image mode), and a comparison of all of them (site/modes.md, site/mode-<name>.md)."""
 
     title: str
+    about: str = ""  # what the examples assume (prompt, output length) and why; shown on every mode page
     op: str  # the op whose `job` variant is a whole job (its stepped child: the job's steps)
     job: str  # variant: the whole job, steps summed
     first: str  # variant: the job's first forward (the prompt's)

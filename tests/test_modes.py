@@ -100,3 +100,37 @@ def test_the_closed_form_steps_equal_the_step_by_step_sum(loaded):
     by_step = sum(roofline.times(roofline.point(OP, "decode", "tiny", {"N_out": j + 1}), row.gpu).bound
                   for j in range(1, n_out))
     assert sympy.nsimplify(row.steps) == sympy.nsimplify(by_step)
+
+
+def test_the_request_is_proven_the_sum_of_its_passes_for_every_output_length(loaded):
+    """Symbolically, for any N_out: request = prompt's forward + Σ_{n=2}^{N_out} decode step at N_out = n,
+    plus the argmax over V logits for each of the N_out tokens (tensor FLOPs: no argmax)."""
+    from opdoc.evaluate import sum_steps
+
+    catalog, ev, _ = loaded
+    symbols = catalog.symbols
+    n_out, n = symbols["N_out"], sympy.Symbol("n", positive=True, integer=True)
+    request = ev.quantities(OP, "request")
+    prefill, decode = ev.quantities(OP, "prefill"), ev.quantities(OP, "decode")
+    steps_tensor = sum_steps(decode.tensor_flops.xreplace({n_out: n}), n, 2, n_out)
+    assert sympy.expand(request.tensor_flops - prefill.tensor_flops - steps_tensor) == 0
+    steps_cuda = sum_steps(decode.cuda_flops.xreplace({n_out: n}), n, 2, n_out)
+    argmax = n_out * symbols["B"] * symbols["V"]
+    assert sympy.expand(request.cuda_flops - prefill.cuda_flops - steps_cuda - argmax) == 0
+
+
+def test_a_request_past_the_context_is_marked_where_it_is_shown(loaded, capsys):
+    catalog, ev, _ = loaded
+    # base_max_new_tokens: 285 prompt positions and infer()'s 8,192 new tokens: 285 + 8,192 - 1 = 8,476 > 8,192.
+    cost = ModeCosts(catalog, ev, None).example("base_max_new_tokens")
+    assert cost.beyond and "8,476 exceeds max_position_embeddings = 8,192" in cost.beyond[0]
+    page = (ROOT / "site" / "mode-base.md").read_text(encoding="utf-8")
+    assert '!!! warning "Beyond the trained context"' in page and "8,476 exceeds" in page
+    assert ModeCosts(catalog, ev, None).example("base").beyond == []
+
+    from opdoc.cli import main
+
+    assert main(["eval", OP, "--example", "base", "--set", "N_out=9000", "--beyond-limits", "--format", "json",
+                 "--root", str(ROOT)]) == 0
+    # 285 + 9,000 - 1 = 9,284 positions
+    assert "9,284 exceeds max_position_embeddings" in capsys.readouterr().out

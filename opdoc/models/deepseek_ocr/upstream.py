@@ -1128,3 +1128,49 @@ class Deviation:
 # No known deviation: issue 12 rewrote the LlamaAttention, LlamaFlashAttention2, decoder-layer and
 # model specs to what the vendor runs (rotary tables per layer, a mask only on the eager path).
 KNOWN_DEVIATIONS: tuple[Deviation, ...] = ()
+
+
+# ------------------------------------------------------------------------------ building blocks
+
+
+def _torch_class(op: str) -> None:
+    """nn.Linear, nn.LayerNorm and nn.Conv2d: the vendor files build torch's own classes, so the vendor
+    side is that class run in this environment (torch as the vendor's code imports it), built and fed
+    exactly as the reference harness declares."""
+    @upstream(op)
+    def builder(vendor: Vendor, ctx: Context) -> Case:
+        from opdoc.check.harness import harness as registry
+
+        case = registry.get(op)(ctx)
+        return _with_patches(vendor, ctx, case.module, case.run, router_notes=False)
+    builder.__doc__ = _torch_class.__doc__
+
+
+for _op in ("Linear", "LayerNorm", "Conv2d"):
+    _torch_class(_op)
+
+
+@upstream("Activation")
+def _activation(vendor: Vendor, ctx: Context) -> Case:
+    """Each activation as the vendor code applies it: deepencoder.py's quick_gelu (CLIP), torch's nn.GELU
+    (SAM's MLPBlock), and transformers' ACT2FN["silu"] (the decoder's SwiGLU gate)."""
+    from transformers.activations import ACT2FN
+
+    kinds = {"quick_gelu": vendor["deepencoder"].quick_gelu, "gelu": nn.GELU(), "silu": ACT2FN["silu"]}
+    if ctx.variant not in kinds:
+        raise HarnessError(f"Activation: variant must be one of {list(kinds)}, got {ctx.variant!r}")
+    holder = ctx.module(nn.Module)
+    x = ctx.tensor(ctx["N"], ctx["F_in"])
+    return _with_patches(vendor, ctx, holder, lambda: kinds[ctx.variant](x), router_notes=False)
+
+
+@upstream("apply_rotary_pos_emb")
+def _apply_rotary_pos_emb(vendor: Vendor, ctx: Context) -> Case:
+    """transformers' own apply_rotary_pos_emb (the Llama module the vendor's attention comes from), on
+    queries, keys and cos/sin tables shaped as the reference harness makes them."""
+    holder = ctx.module(nn.Module)
+    B, S, d_h = ctx["B"], ctx["S"], ctx["d_h"]
+    q, k = ctx.tensor(B, ctx["H"], S, d_h), ctx.tensor(B, ctx["H_kv"], S, d_h)
+    cos, sin = ctx.tensor(ctx["B_pos"], S, d_h), ctx.tensor(ctx["B_pos"], S, d_h)
+    return _with_patches(vendor, ctx, holder, lambda: vendor.llama.apply_rotary_pos_emb(q, k, cos, sin),
+                         router_notes=False)

@@ -28,6 +28,9 @@ class Module(BaseModel):
     family: str
     runs: bool
     progress: bool = False
+    # The name the file defines when the page covers it under another (opdoc's Activation page stands
+    # for deepencoder.py's quick_gelu and the activations torch and transformers supply).
+    vendor_name: str | None = None
 
 
 class ModuleList(BaseModel):

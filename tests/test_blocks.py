@@ -100,13 +100,13 @@ def _build(root) -> tuple[int, str]:
 @pytest.mark.parametrize("old, new, message", [
     # a library the model does not declare
     ("libraries: [torch.nn]", "libraries: []",
-     "Linear.yaml:14: implementation: 'torch.nn.modules.linear.Linear' is outside the model package"),
+     "Linear.yaml:15: implementation: 'torch.nn.modules.linear.Linear' is outside the model package"),
     # a re-export, not the defining module
     ("implementation: torch.nn.modules.linear.Linear", "implementation: torch.nn.Linear",
-     "Linear.yaml:14: implementation: class 'Linear' not found in __init__.py; name the module that defines it"),
+     "Linear.yaml:15: implementation: class 'Linear' not found in __init__.py; name the module that defines it"),
     # harness arguments for a variant the op does not have
     ("    no_bias: {bias: false}", "    nobias: {bias: false}",
-     "Linear.yaml:66: harness.variants.nobias: 'nobias' is not one of this op's variants (no_bias, bias)"),
+     "Linear.yaml:67: harness.variants.nobias: 'nobias' is not one of this op's variants (no_bias, bias)"),
 ])
 def test_bad_block_declarations_are_reported(tmp_path, old, new, message):
     specs = _tiny_copy(tmp_path)

@@ -126,10 +126,11 @@ def test_rotary_tables_once_per_forward_instead_of_per_layer(tmp_path):
 
 
 def test_gemm_at_one_flop_per_multiply_add(tmp_path):
-    folder = mutated(tmp_path, "DeepseekV2MLP", [
-        ("{name: gate_proj, unit: tensor, flops: 2*B*S*h*d_ff", "{name: gate_proj, unit: tensor, flops: B*S*h*d_ff"),
+    """The building block every projection is made of, counting 1 FLOP per multiply-add."""
+    folder = mutated(tmp_path, "Linear", [
+        ("{name: matmul, unit: tensor, flops: 2*N*F_in*F_out", "{name: matmul, unit: tensor, flops: N*F_in*F_out"),
     ], drop_closed=("tensor_flops",))
-    assert_bites(check(folder, "DeepseekV2MLP"), "DeepseekV2MLP", {"tensor_flops"})
+    assert_bites(check(folder, "Linear"), "Linear", {"tensor_flops"})
 
 
 def test_parameters_off_by_one_bias(tmp_path):

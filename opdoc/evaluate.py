@@ -20,7 +20,7 @@ from typing import Any
 import sympy
 
 from opdoc.catalog import Catalog, ParsedSpec
-from opdoc.exact import exact_at
+from opdoc.exact import exact_at, exact_values, numeric_binding
 from opdoc.formula import FormulaError, exact_number, parse_formula, suggest
 from opdoc.registry import ADDITIVE, DTYPES, FLOAT_DTYPES, KERNELS
 from opdoc.spec import DTYPE_BYTES, Child, Formula, SpecError, SpecProblem, in_variant
@@ -77,6 +77,7 @@ class Evaluator:
         self._bindings: dict[tuple, dict[sympy.Symbol, sympy.Expr]] = {}
         self._values: dict[tuple, sympy.Expr] = {}  # (expression, scope, example) -> exact number
         self._evaluated: dict[tuple, Evaluated] = {}
+        self._shares: dict[tuple, sympy.Expr] = {}  # a child's quantity as its parent counts it
 
     # ------------------------------------------------------------------ symbolic composition
 
@@ -139,6 +140,12 @@ class Evaluator:
         return self._bindings[key]
 
     def child_share(self, item: ParsedSpec, index: int, expr: sympy.Expr, quantity: str) -> sympy.Expr:
+        key = ("share", item.spec.op, index, quantity, expr)
+        if key not in self._shares:
+            self._shares[key] = self._child_share(item, index, expr, quantity)
+        return self._shares[key]
+
+    def _child_share(self, item: ParsedSpec, index: int, expr: sympy.Expr, quantity: str) -> sympy.Expr:
         """One child quantity (an expression in the child's symbols) as it counts in the parent: bound,
         times the child's count (instances, for parameters), summed over its steps when it has any.
         Peak, cache and outputs are not summed: they are those of one instance at its last step."""
@@ -578,9 +585,15 @@ class Evaluator:
         for other in KERNELS:
             formulas[f"peak_{other}"] = self.quantities(op, variant, other).peak
         problems: list[SpecProblem] = []
+        numbers = numeric_binding(binding)
+        seen: dict = {}  # subexpressions the quantities share, computed once
 
         def number(expr: sympy.Expr, what: str, at: tuple = ("examples",)) -> sympy.Expr:
-            value = expr.xreplace(binding)
+            # Exact arithmetic on Python numbers first (fast on a whole model's formulas); sympy when the
+            # expression leaves it (a root, an unbound symbol), which also words the error.
+            value = exact_at(expr, numbers, seen)
+            if value is None:
+                value = expr.xreplace(binding)
             if value.free_symbols:
                 missing = ", ".join(sorted(map(str, value.free_symbols)))
                 problems.append(SpecProblem(item.path, item.line(*at), ".".join(map(str, at)),
@@ -780,9 +793,10 @@ def sum_steps(expr: sympy.Expr, step: sympy.Symbol, first: sympy.Expr, last: sym
 
     def other(term: sympy.Expr) -> sympy.Expr:
         if first.is_Integer and last.is_Integer:
-            values = [exact_at(term, {step: i}) for i in range(int(first), int(last) + 1)]
-            if all(value is not None for value in values):
-                return sympy.Add(*values)
+            values = exact_values(term, [{step: i} for i in range(int(first), int(last) + 1)])
+            if values is not None:
+                total = sum(values)
+                return sympy.Integer(total) if isinstance(total, int) else sympy.Rational(total.numerator, total.denominator)
         return sympy.summation(term, (step, first, last))
 
     for term in sympy.Add.make_args(sympy.expand(expr, deep=False)):

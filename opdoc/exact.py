@@ -129,11 +129,12 @@ def numeric_binding(binding: Mapping[sympy.Symbol, sympy.Expr]) -> dict[sympy.Sy
     return converted
 
 
-def exact_at(expr: sympy.Expr, numbers: Mapping[sympy.Symbol, Number]) -> sympy.Expr | None:
+def exact_at(expr: sympy.Expr, numbers: Mapping[sympy.Symbol, Number], seen: dict | None = None) -> sympy.Expr | None:
     """expr at one binding as a sympy Integer or Rational, computed with Python numbers; None when the
-    expression leaves the exact arithmetic (a root, an irrational log2, an unbound symbol)."""
+    expression leaves the exact arithmetic (a root, an irrational log2, an unbound symbol). `seen`
+    shares computed subexpressions between calls at the same binding."""
     try:
-        value = _walk(expr, [numbers], {})[0]
+        value = _walk(expr, [numbers], {} if seen is None else seen)[0]
     except (_Unsupported, ZeroDivisionError):
         return None
     if isinstance(value, int):
@@ -141,3 +142,11 @@ def exact_at(expr: sympy.Expr, numbers: Mapping[sympy.Symbol, Number]) -> sympy.
     if isinstance(value, Fraction):
         return sympy.Rational(value.numerator, value.denominator)
     return None
+
+
+def exact_values(expr: sympy.Expr, numbers: Sequence[Mapping[sympy.Symbol, Number]]) -> list[Number] | None:
+    """expr at many bindings in one walk, as exact Python numbers; None when it leaves exact arithmetic."""
+    try:
+        return _walk(expr, list(numbers), {})
+    except (_Unsupported, ZeroDivisionError):
+        return None

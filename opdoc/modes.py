@@ -22,7 +22,7 @@ from markupsafe import Markup
 
 from opdoc.catalog import Catalog
 from opdoc.evaluate import Evaluator, sum_steps
-from opdoc.formula import engineering, exact_number, parse_formula, with_exact
+from opdoc.formula import engineering, exact_number, maximum, minimum, parse_formula, with_exact
 from opdoc.hardware import GpuPeaks
 from opdoc.roofline import BLOCK, Roofline, duration
 
@@ -119,6 +119,7 @@ class ModeCosts:
         self.modes = catalog.model.modes
         self.item = catalog.specs[self.modes.op]
         self.scope = self.item.spec.scope
+        self._cache: dict = {}
 
     def pages(self) -> list[ModePage]:
         return [ModePage(name, page.title, page.about, [self.example(e) for e in page.examples])
@@ -175,13 +176,13 @@ class ModeCosts:
         not run, count 0, holds nothing). Tensors other stages keep alive are not in it."""
         found: dict[str, list[sympy.Expr]] = {}
         self._collect_peaks(self.item.spec.op, variant, {}, found)
-        return {stage: sympy.Max(*values) for stage, values in found.items()}
+        return {stage: maximum(*values) for stage, values in found.items()}
 
     def _collect_peaks(self, op: str, variant: str | None, outer: dict, found: dict[str, list[sympy.Expr]]) -> None:
         ev, item = self.ev, self.catalog.specs[op]
         for index, child in ev.active_children(item, variant):
             sub = ev.quantities(child.op, child.variant)
-            runs = sympy.Min(1, item.exprs[f"children.{index}.count"])
+            runs = minimum(1, item.exprs[f"children.{index}.count"])
             if child.stage is not None:
                 peak = runs * ev.child_share(item, index, sub.peak, "peak")
                 found.setdefault(child.stage, []).append(peak.xreplace(outer) if outer else peak)
@@ -227,12 +228,20 @@ class ModeCosts:
         steps_time, binds = self._steps_time(per_step, rates, steps.symbol, lo, hi)
         floor = None
         if steps.launches is not None and hi >= lo:  # host time per step no GPU can hide, summed
-            per = (steps.launches * r.hardware.launch_seconds + steps.syncs * r.hardware.sync_seconds).xreplace(bound)
-            floor = sum_steps(per, steps.symbol, lo, hi)
+            launches, syncs = self._host_counts(example, steps, bound, lo, hi)
+            floor = launches * r.hardware.launch_seconds + syncs * r.hardware.sync_seconds
         crossover = None
         if self.ev.catalog.symbols.get(self._length_symbol(steps)) is not None and binds != "mixed":
             crossover = self._crossover(per_step, rates, steps, bound, first.bound, binds)
         return TimeRow(gpu, first.bound, first.binds, steps_time, binds, floor, crossover)
+
+    def _host_counts(self, example: str, steps: StepWork, bound: dict, lo, hi) -> tuple[sympy.Expr, sympy.Expr]:
+        """Launches and host syncs of all the steps (the same on every GPU: computed once per example)."""
+        key = ("host", example)
+        if key not in self._cache:
+            self._cache[key] = tuple(sum_steps(count.xreplace(bound), steps.symbol, lo, hi)
+                                     for count in (steps.launches, steps.syncs))
+        return self._cache[key]
 
     @staticmethod
     def _steps_time(per_step: list[sympy.Expr], rates, j: sympy.Symbol, lo, hi) -> tuple[sympy.Expr, str]:

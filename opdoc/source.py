@@ -24,7 +24,8 @@ class ClassSource:
     last: int
     source: str
     signature: str
-    params: list[tuple[str, str | None]]  # (name, default as written)
+    params: list[tuple[str, str | None]] | None  # (name, default as written); None: a library's, not read
+    library: bool = False  # a declared library's own class (torch.nn.Linear), profiled as it is
 
 
 def package_folder(catalog: Catalog) -> Path | None:
@@ -56,7 +57,7 @@ def class_source(item: ParsedSpec, catalog: Catalog) -> ClassSource:
         module, _, name = item.spec.implementation.rpartition(".")
         library = next((lib for lib in catalog.model.libraries if module == lib or module.startswith(lib + ".")), None)
         if library is not None:
-            return _library_class(module, name, catalog, fail)
+            return _library_class(item, module, name)
         if module != package and not module.startswith(package + "."):
             libraries = ", ".join(catalog.model.libraries) or "none"
             raise fail(f"'{item.spec.implementation}' is outside the model package '{package}' and the declared "
@@ -95,22 +96,20 @@ def _parsed(path: Path) -> tuple[str, ast.Module]:
 _PARSED: dict[tuple[Path, int], tuple[str, ast.Module]] = {}
 
 
-def _library_class(module: str, name: str, catalog: Catalog, fail) -> ClassSource:
-    """A class of a declared library (model.yaml `libraries`, e.g. torch.nn.modules.linear.Linear), read
-    from its source file: the module that defines it must be named, as re-exports are not followed."""
-    from opdoc.stamp import module_file
-
-    path = module_file(module)
-    if path is None:
-        raise fail(f"module '{module}' not found; is its library installed? (name the module that defines the class)")
-    text, tree = _parsed(path)
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == name:
-            shown = Path(*module.split(".")).with_suffix(".py") if path.name != "__init__.py" \
-                else Path(*module.split("."), "__init__.py")
-            found = _source(path, text, node, catalog.root, shown.as_posix())
-            return replace(found, source=_without_docstrings(text, node, found.first))
-    raise fail(f"class '{name}' not found in {path.name}; name the module that defines it, not one that re-exports it")
+def _library_class(item: ParsedSpec, module: str, name: str) -> ClassSource:
+    """A class of a declared library (model.yaml `libraries`, e.g. torch.nn.modules.linear.Linear). Its
+    file is never read while building: the docs build without torch, the page is the same whether the
+    library is installed or not, and no third-party code is copied into the knowledge base. The page
+    names the class and where the library defines it (the spec's `upstream`); the constructor's
+    parameters are the spec's, which tests compare with the installed class's signature."""
+    up = item.spec.upstream
+    where = f"{up.file}, lines {up.lines[0]}-{up.lines[1]}"
+    params = list(item.spec.constructor.parameters)
+    return ClassSource(
+        file=up.file.split(" (")[0], first=up.lines[0], last=up.lines[1],  # the path, without "(torch 2.13.0)"
+        source=f"# {module}.{name}: the library's own class, profiled as it is ({where}).\n"
+               f"# opdoc writes no reference for it; the library's source is not copied here.",
+        signature=f"def __init__(self, {', '.join(params)})", params=None, library=True)
 
 
 def _without_docstrings(text: str, node: ast.ClassDef | ast.FunctionDef, first: int) -> str:

@@ -196,6 +196,10 @@ class ViewBuilder:
     def _params(self, item: ParsedSpec, source: ClassSource) -> list[dict[str, str]]:
         documented = item.spec.constructor.parameters
         problems, rows = [], []
+        if source.params is None:  # a library's own class: its parameters as the spec documents them
+            return [{"name": name, "default": None, "description": self.fill(item, doc.description),
+                     "typical": self.fill(item, doc.typical) if doc.typical else None}
+                    for name, doc in documented.items()]
         for name, default in source.params:
             if name not in documented:
                 problems.append(SpecProblem(item.path, item.line("constructor", "parameters"),

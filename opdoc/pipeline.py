@@ -142,8 +142,10 @@ def build(paths: Paths, check: bool = False, full: bool = False) -> tuple[list[s
     with timings.stage("stamp"):
         from opdoc.source import implementation_path
 
+        modules = (implementation_path(item, catalog).rpartition(".")[0] for item in catalog.specs.values())
+        libraries = tuple(catalog.model.libraries)  # their files are never read while building (source.py)
         sources = stamp.implementation_sources(
-            (implementation_path(item, catalog).rpartition(".")[0] for item in catalog.specs.values()), paths.root)
+            (m for m in modules if not any(m == lib or m.startswith(lib + ".") for lib in libraries)), paths.root)
         digest = stamp.input_digest(dirs[0], paths.root, paths.site_dir, TEMPLATES, sources)
         rendered.files[stamp.STAMP] = stamp.stamp_text(digest, sources, rendered.files)
     with timings.stage("write"):

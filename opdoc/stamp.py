@@ -128,8 +128,8 @@ def implementation_sources(modules: Iterable[str], root: Path) -> list[str]:
         path = module_file(module)
         if path is not None and PACKAGE not in path.resolve().parents:
             name = _name(path, root)
-            if Path(name).is_absolute():  # a library's file: pages never read it (opdoc/source.py), so the
-                continue                  # stamp does not either, and a machine without the library agrees
+            if Path(name).is_absolute():  # a library's file: named from its top-level package, the same anywhere
+                name = Path(*module.split("."), *(["__init__"] if path.name == "__init__.py" else [])).as_posix() + ".py"
             found.add(name)
     return sorted(found)
 

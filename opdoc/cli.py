@@ -69,16 +69,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     catalog, ev = load(_paths(args))
     results = select(catalog, ev, _selection(args, (args.op,)))
-    beyond = {id(result): ev.limits_passed(catalog.specs[result.op].spec.scope, dict(result.binding))
-              for result, _ in results}
     if args.format == "json":
-        print(json.dumps([record(result, example, beyond[id(result)]) for result, example in results], indent=2))
+        print(json.dumps([record(result, example) for result, example in results], indent=2))
         return 0
     width = max(len(name) for name in UNITS)
     for result, example in results:
         bound = " ".join(f"{name}={value}" for name, value in result.binding)
         print(f"{result.op} [{result.variant or 'default'}] at {example}, {result.kernel} kernel: {bound}")
-        for line in beyond[id(result)]:
+        for line in result.passed:
             print(f"  BEYOND A LIMIT (asked for): {line}")
         for name, value in result.totals.items():
             formula = plain_text(sympy.expand(result.formulas[name]))

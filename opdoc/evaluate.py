@@ -31,6 +31,13 @@ GROWTH = ("S", "P", "H_p", "W_p", "H_img", "W_img")
 STAGED = ("tensor_flops", "cuda_flops", "io_read_bytes", "io_write_bytes")  # what a stage reports
 
 
+class Binding(dict):
+    """Every symbol's value at one binding (symbol -> number), and the at_most limits it passes on
+    purpose (--beyond-limits, or an example that asks to), each said plainly."""
+
+    passed: tuple[str, ...] = ()
+
+
 @dataclass
 class Quantities:
     """Every quantity of one op (one variant, one attention kernel) as sympy expressions in the symbols."""
@@ -466,17 +473,21 @@ class Evaluator:
                 values[self.symbols[symbol]] = names[symbol] = value_of(text, (), symbol)
         if problems:
             raise SpecError(problems)
+        passed: list[str] = []
         problems_found = self._validate(scope_name, example, values, names, overrides, origin, origin_line,
-                                        allow_beyond or scope.examples[example].beyond_limits)
+                                        allow_beyond or scope.examples[example].beyond_limits, passed)
         if problems_found:
             raise SpecError(problems_found)
-        self._bindings[key] = values
-        return values
+        binding = Binding(values)
+        binding.passed = tuple(passed)
+        self._bindings[key] = binding
+        return binding
 
     def _validate(self, scope_name: str, example: str, values: dict[sympy.Symbol, sympy.Expr],
                   names: dict[str, sympy.Expr], overrides: Mapping[str, Formula], origin: str,
-                  origin_line: int, allow_beyond: bool) -> list[SpecProblem]:
-        """Counts are whole numbers at least their minimum; the scope's limits hold."""
+                  origin_line: int, allow_beyond: bool, passed: list[str]) -> list[SpecProblem]:
+        """Counts are whole numbers at least their minimum; the scope's limits hold (an at_most limit
+        passed with `allow_beyond` is added to `passed` instead)."""
         model, path = self.catalog.model, self.catalog.model_path
         found = []
         where_example = ("scopes", scope_name, "examples", example, "bind")
@@ -526,32 +537,14 @@ class Evaluator:
                 continue
             if limit.equals is not None and amount != bound:
                 report(None, f"{limit.value} = {amount} differs from {limit.equals} = {bound}: {limit.why}", at)
-            elif limit.at_most is not None and amount > bound and not allow_beyond:
-                report(None, f"{limit.value} = {amount} exceeds {limit.at_most} = {bound}: {limit.why}; "
-                             "pass --beyond-limits to evaluate it anyway", at)
+            elif limit.at_most is not None and amount > bound:
+                if allow_beyond:  # said on pages: digits grouped as they print every number
+                    passed.append(f"{limit.value} = {exact_number(amount)} exceeds {limit.at_most} = "
+                                  f"{exact_number(bound)}: {limit.why}.")
+                else:
+                    report(None, f"{limit.value} = {amount} exceeds {limit.at_most} = {bound}: {limit.why}; "
+                                 "pass --beyond-limits to evaluate it anyway", at)
         return found
-
-    def beyond(self, scope_name: str, example: str) -> list[str]:
-        """The at_most limits an example passes (one that asks to with `beyond_limits`), each said plainly."""
-        return self.limits_passed(scope_name, self.binding(scope_name, example))
-
-    def limits_passed(self, scope_name: str, values: Mapping) -> list[str]:
-        """The at_most limits a binding (symbols or their names -> values) passes, each said plainly."""
-        scope = self.catalog.model.scopes[scope_name]
-        names = {getattr(symbol, "name", symbol): value for symbol, value in values.items()}
-        names.update({k: sympy.Rational(v) for k, v in scope.config.items() if _is_number(v)})
-        passed = []
-        for index, limit in enumerate(scope.limits):
-            if limit.at_most is None:
-                continue
-            try:
-                amount, bound = (parse_formula(text, names) for text in (limit.value, limit.at_most))
-            except FormulaError:
-                continue  # an inherited limit on symbols this scope does not bind
-            if not (amount.free_symbols or bound.free_symbols) and amount > bound:
-                passed.append(f"{limit.value} = {exact_number(amount)} exceeds {limit.at_most} = "
-                              f"{exact_number(bound)}: {limit.why}.")
-        return passed
 
     def at(self, item: ParsedSpec, expr: sympy.Expr, example: str, what: str) -> sympy.Expr:
         key = (expr, item.spec.scope, example)
@@ -646,7 +639,8 @@ class Evaluator:
             raise SpecError(problems)
         stages = {stage: {name: number(expr, f"stage '{stage}' {name}") for name, expr in parts.items()}
                   for stage, parts in self.stage_totals(op, variant, kernel).items()}
-        result = Evaluated(op, variant, kernel, frozen, totals, formulas, operations, children, tensors, stages)
+        result = Evaluated(op, variant, kernel, frozen, totals, formulas, operations, children, tensors, stages,
+                           getattr(binding, "passed", ()))
         self._evaluated[key] = result
         return result
 
@@ -748,6 +742,7 @@ class Evaluated:
     # Totals per stage of a larger job (e.g. SAM, CLIP, prefill, decode) for an op whose children or
     # operations name stages; FLOPs and I/O only (what splits cleanly); empty otherwise.
     stages: dict[str, dict[str, sympy.Expr]] = field(default_factory=dict)
+    passed: tuple[str, ...] = ()  # the limits the binding passes on purpose (Binding.passed)
 
 
 @dataclass

@@ -61,13 +61,13 @@ def select(catalog: Catalog, ev: Evaluator, selection: Selection) -> list[tuple[
     return results
 
 
-def record(result: Evaluated, example: str, beyond: list[str] = ()) -> dict:
-    """One result as JSON: the full binding used and every quantity with its unit and formula; `beyond`:
-    the limits the binding passes (asked for with --beyond-limits), said plainly."""
+def record(result: Evaluated, example: str) -> dict:
+    """One result as JSON: the full binding used, the limits it passes on purpose (--beyond-limits), and
+    every quantity with its unit and formula."""
     return {
         "op": result.op, "variant": result.variant, "example": example, "kernel": result.kernel,
         "binding": {name: exact(value) for name, value in result.binding},
-        **({"beyond_limits": list(beyond)} if beyond else {}),
+        **({"beyond_limits": list(result.passed)} if result.passed else {}),
         "quantities": {
             name: {"value": exact(value), "unit": UNIT_NAMES[QUANTITIES[name].unit],
                    "formula": plain_text(sympy.expand(result.formulas[name]))}

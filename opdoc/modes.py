@@ -146,7 +146,7 @@ class ModeCosts:
         self._parts(modes.op, modes.first, binding, "", parts)
         cost = ExampleCost(name, example.title, example.why, facts, dict(job.totals), dict(first), dict(step),
                            stages, peaks, parts, steps_symbol=steps.symbol.name if steps else "",
-                           beyond=ev.beyond(self.scope, name))
+                           beyond=list(job.passed))
         if self.roofline is not None and steps is not None:
             cost.length_symbol = self._length_symbol(steps)
             cost.times = [self.times(name, binding, steps, gpu) for gpu in self.roofline.hardware.gpus]

@@ -134,3 +134,11 @@ def test_a_request_past_the_context_is_marked_where_it_is_shown(loaded, capsys):
                  "--root", str(ROOT)]) == 0
     # 285 + 9,000 - 1 = 9,284 positions
     assert "9,284 exceeds max_position_embeddings" in capsys.readouterr().out
+
+
+def test_a_limit_moved_by_an_override_is_not_reported_as_passed(loaded):
+    """The limits passed come from the binding's own check: a context raised with --set counts."""
+    catalog, ev, _ = loaded
+    # 285 + 9,000 - 1 = 9,284 positions: past the configured 8,192, within a context set to 16,384.
+    assert ev.binding("ocr", "base", {"N_out": 9000}, allow_beyond=True).passed
+    assert ev.binding("ocr", "base", {"N_out": 9000, "max_position_embeddings": 16384}).passed == ()

@@ -257,9 +257,9 @@ class ModeCosts:
         if len(ends) == 1:  # linear in j: the same resource binds at every step
             which = ends.pop()
             return sum_steps(per_step[which], j, lo, hi) / rates[which], RESOURCES[which]
-        total = sum(max(e.xreplace({j: step}) / rate for e, rate in zip(per_step, rates))
-                    for step in range(int(lo), int(hi) + 1))
-        return sympy.nsimplify(total), "mixed"
+        total = sympy.Add(*(max(e.xreplace({j: step}) / rate for e, rate in zip(per_step, rates))
+                            for step in range(int(lo), int(hi) + 1)))  # exact rationals, step by step
+        return total, "mixed"
 
     def _crossover(self, per_step, rates, steps: StepWork, bound: dict, first_time, binds: str) -> int | None:
         """Smallest job length whose steps take at least the first forward's time (same binding resource)."""

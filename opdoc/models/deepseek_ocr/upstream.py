@@ -643,8 +643,9 @@ def _v2_rotary(name: str) -> Callable[[Vendor, Context], Case]:
     return builder
 
 
-for _name in ("DeepseekV2RotaryEmbedding", "DeepseekV2LinearScalingRotaryEmbedding",
-              "DeepseekV2DynamicNTKScalingRotaryEmbedding", "DeepseekV2YarnRotaryEmbedding"):
+from opdoc.models.deepseek_ocr.harness import V2_ROTARY_CLASSES  # noqa: E402 - the reference registers the same four
+
+for _name in V2_ROTARY_CLASSES:
     upstream(_name)(_v2_rotary(_name))
 
 
@@ -1133,21 +1134,20 @@ KNOWN_DEVIATIONS: tuple[Deviation, ...] = ()
 # ------------------------------------------------------------------------------ building blocks
 
 
-def _torch_class(op: str) -> None:
-    """nn.Linear, nn.LayerNorm and nn.Conv2d: the vendor files build torch's own classes, so the vendor
-    side is that class run in this environment (torch as the vendor's code imports it), built and fed
-    exactly as the reference harness declares."""
-    @upstream(op)
+def _torch_class(op: str) -> Callable[[Vendor, Context], Case]:
     def builder(vendor: Vendor, ctx: Context) -> Case:
+        """nn.Linear, nn.LayerNorm and nn.Conv2d: the vendor files build torch's own classes, so the vendor
+        side is that class run in this environment (torch as the vendor's code imports it), built and fed
+        exactly as the reference harness declares."""
         from opdoc.check.harness import harness as registry
 
         case = registry.get(op)(ctx)
         return _with_patches(vendor, ctx, case.module, case.run, router_notes=False)
-    builder.__doc__ = _torch_class.__doc__
+    return builder
 
 
 for _op in ("Linear", "LayerNorm", "Conv2d"):
-    _torch_class(_op)
+    upstream(_op)(_torch_class(_op))
 
 
 @upstream("Activation")

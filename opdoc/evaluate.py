@@ -342,10 +342,8 @@ class Evaluator:
             bindings += [(f"check point {i} ({p.example} {p.set or ''})".rstrip(),
                           self.binding(item.spec.scope, p.example, p.set, p.config))
                          for i, p in enumerate(scope.check) if not p.only or op in p.only]
-            # Converted once per op, and one memo of subexpressions for all of its expressions.
-            from opdoc.exact import numeric_binding
-
-            exact = ([numeric_binding(binding) for _, binding in bindings], {})
+            # Converted once per op, and one memo of subexpressions per binding for all of its expressions.
+            exact = ([numeric_binding(binding) for _, binding in bindings], [{} for _ in bindings])
             # Each operation's FLOPs and each tensor extent on its own: a negative part can hide in a total.
             for key, expr in item.exprs.items():
                 if not key.startswith(("operations.", "tensors.")) or key.endswith(".active"):
@@ -579,12 +577,12 @@ class Evaluator:
             formulas[f"peak_{other}"] = self.quantities(op, variant, other).peak
         problems: list[SpecProblem] = []
         numbers = numeric_binding(binding)
-        seen: dict = {}  # subexpressions the quantities share, computed once
+        values: dict = {}  # subexpressions the quantities share, computed once (opdoc.exact.run)
 
         def number(expr: sympy.Expr, what: str, at: tuple = ("examples",)) -> sympy.Expr:
             # Exact arithmetic on Python numbers first (fast on a whole model's formulas); sympy when the
             # expression leaves it (a root, an unbound symbol), which also words the error.
-            value = exact_at(expr, numbers, seen)
+            value = exact_at(expr, numbers, values)
             if value is None:
                 value = expr.xreplace(binding)
             if value.free_symbols:
@@ -653,7 +651,7 @@ class Evaluator:
 
 
 def _first_bad(expr: sympy.Expr, bindings: list[tuple[str, dict]], numbers: list | None = None,
-               seen: dict | None = None) -> tuple[str, sympy.Expr] | None:
+               memo: list[dict] | None = None) -> tuple[str, sympy.Expr] | None:
     """(where, value) of the first binding at which `expr` is negative or not a finite number, else None.
 
     All bindings are computed in one exact pass (opdoc.exact); only a suspect value is substituted again,
@@ -661,10 +659,10 @@ def _first_bad(expr: sympy.Expr, bindings: list[tuple[str, dict]], numbers: list
     """
     from opdoc.exact import values_at
 
-    if not expr.free_symbols:
+    if expr.is_Number:
         return None if expr.is_finite and expr.is_real and expr >= 0 else ("every binding", expr)
     try:
-        values = values_at(expr, [binding for _, binding in bindings], numbers=numbers, seen=seen)
+        values = values_at(expr, [binding for _, binding in bindings], numbers=numbers, values=memo)
     except (TypeError, ValueError, ZeroDivisionError, OverflowError):
         values = [float("nan")] * len(bindings)
     for (where, binding), value in zip(bindings, values):
@@ -774,39 +772,58 @@ def dominant_terms(expr: sympy.Expr, binding: dict[sympy.Symbol, sympy.Expr],
 
 
 @lru_cache(maxsize=None)
-def _power_sum(power: int) -> sympy.Lambda:
-    """n -> 1^k + 2^k + ... + n^k as a polynomial in n (Faulhaber), made once per power."""
-    n, j = sympy.Symbol("n", integer=True), sympy.Symbol("j", integer=True)
-    return sympy.Lambda(n, sympy.expand(sympy.summation(j ** power, (j, 1, n))))
+def _difference_weights(degree: int) -> tuple[sympy.Lambda, ...]:
+    """n -> (w_0, ..., w_d) with f(a) + f(a+1) + ... + f(a+n-1) = w_0·f(a) + ... + w_d·f(a+d) for every
+    polynomial f of this degree: Newton's forward differences, Δ^k f(a) summed against C(n, k+1)."""
+    n = sympy.Symbol("n", integer=True)
+    return tuple(sympy.Lambda(n, sympy.expand(sum(
+        (-1) ** (k - i) * sympy.binomial(k, i) * sympy.expand_func(sympy.binomial(n, k + 1))
+        for k in range(i, degree + 1)))) for i in range(degree + 1))
+
+
+def _degree(expr: sympy.Expr, step: sympy.Symbol, memo: dict) -> int | None:
+    """The degree of expr as a polynomial in step, or None when step sits anywhere else (inside
+    min(), floor(), a denominator)."""
+    if expr in memo:
+        return memo[expr]
+    if expr.is_Symbol or expr.is_Number:
+        degree = 1 if expr == step else 0
+    elif expr.is_Add or expr.is_Mul:
+        parts = [_degree(arg, step, memo) for arg in expr.args]
+        degree = None if None in parts else (max(parts) if expr.is_Add else sum(parts))
+    elif expr.is_Pow and expr.exp.is_Integer and expr.exp >= 0:
+        base = _degree(expr.base, step, memo)
+        degree = None if base is None else base * int(expr.exp)
+    else:
+        degree = 0 if all(_degree(arg, step, memo) == 0 for arg in expr.args) else None
+    memo[expr] = degree
+    return degree
 
 
 def sum_steps(expr: sympy.Expr, step: sympy.Symbol, first: sympy.Expr, last: sympy.Expr) -> sympy.Expr:
-    """Σ_{step=first}^{last} expr in closed form. Terms polynomial in the step are summed by Faulhaber's
-    formulas (exact and fast on the large expressions of a whole model); any other term (the step inside
-    min() or floor()) step by step in exact arithmetic when the range is numbers, else by sympy."""
+    """Σ_{step=first}^{last} expr in closed form. The terms polynomial in the step (of degree d) are
+    summed exactly from d + 1 copies of them at first, first + 1, ..., first + d (_difference_weights:
+    no expansion of a whole model's expressions in the step); any other term (the step inside min()
+    or floor()) step by step in exact arithmetic when the range is numbers, else by sympy."""
+    memo: dict = {}
+    if _degree(expr, step, memo) is None:
+        terms = sympy.Add.make_args(sympy.expand(expr, deep=False))
+        polynomial = [term for term in terms if _degree(term, step, memo) is not None]
+        others = [term for term in terms if _degree(term, step, memo) is None]
+    else:
+        polynomial, others = [expr], []
     total = []
-
-    def other(term: sympy.Expr) -> sympy.Expr:
+    if polynomial:
+        body = sympy.Add(*polynomial)
+        weights = _difference_weights(_degree(body, step, memo))
+        total += [weight(last - first + 1) * body.xreplace({step: first + i}) for i, weight in enumerate(weights)]
+    for term in others:
         if first.is_Integer and last.is_Integer:
             values = exact_values(term, [{step: i} for i in range(int(first), int(last) + 1)])
             if values is not None:
-                total = sum(values)
-                return sympy.Integer(total) if isinstance(total, int) else sympy.Rational(total.numerator, total.denominator)
-        return sympy.summation(term, (step, first, last))
-
-    for term in sympy.Add.make_args(sympy.expand(expr, deep=False)):
-        if step not in term.free_symbols:
-            total.append(term * (last - first + 1))
-            continue
-        try:
-            poly = sympy.Poly(term, step)
-        except sympy.PolynomialError:
-            total.append(other(term))
-            continue
-        if any(step in c.free_symbols for c in poly.coeffs()):  # e.g. step inside min() or floor()
-            total.append(other(term))
-            continue
-        for (power,), coefficient in poly.terms():
-            sums = _power_sum(power)
-            total.append(coefficient * (sums(last) - sums(first - 1)))
+                value = sum(values)
+                total.append(sympy.Integer(value) if isinstance(value, int)
+                             else sympy.Rational(value.numerator, value.denominator))
+                continue
+        total.append(sympy.summation(term, (step, first, last)))
     return sympy.expand(sympy.Add(*total))

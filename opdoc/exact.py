@@ -2,8 +2,9 @@
 
 `expr.xreplace(binding)` builds a new sympy tree per binding, and sympy re-flattens and re-checks
 every sum and product it builds; evaluating a sweep of six sizes for every op that way cost more
-than drawing the plots. `values_at` walks the tree once for all bindings with Python integers and
-fractions, so the numbers are the same exact values, only cheaper. Anything outside the arithmetic
+than drawing the plots. Here each expression is compiled once into a program over its distinct
+subexpressions (`run`) that computes with Python integers and fractions, so the numbers are the same exact
+values, only cheaper, and every later binding reuses the function. Anything outside the arithmetic
 a formula can contain (opdoc/formula.py) falls back to xreplace for that binding.
 """
 
@@ -66,56 +67,112 @@ _FUNCTIONS = {sympy.floor: _floor, sympy.ceiling: _ceiling, maximum: max, minimu
 _OF_LOG2 = {sympy.floor: _floor_log2, sympy.ceiling: _ceil_log2}
 
 
-def _walk(expr: sympy.Expr, bindings: Sequence[Mapping[sympy.Symbol, Number]],
-          seen: dict[sympy.Expr, list[Number]]) -> list[Number]:
-    if expr in seen:
-        return seen[expr]
+# Every expression is compiled once into a program: the ids of its distinct subexpressions, children
+# before parents. sympy shares subexpressions between (and within) the formulas of a model, so a
+# program is a walk of the expression's DAG, not of its tree, and a binding's values of shared nodes
+# (kept by id) serve every formula evaluated at that binding.
+_CONST, _SYMBOL, _ADD, _MUL, _POWER, _FUNCTION = range(6)
+_IDS: dict[sympy.Expr, int] = {}
+_NODES: list[tuple[int, object, tuple[int, ...]]] = []  # id -> (kind, payload, argument ids)
+_PROGRAMS: dict[sympy.Expr, tuple[int, ...]] = {}
+
+
+def _node(expr: sympy.Expr) -> int:
+    """The id of expr, registering it and its arguments the first time."""
+    found = _IDS.get(expr)
+    if found is not None:
+        return found
     if expr.is_Integer:
-        result = [int(expr)] * len(bindings)
+        kind, payload, args = _CONST, int(expr), ()
     elif expr.is_Rational:
-        result = [Fraction(int(expr.p), int(expr.q))] * len(bindings)
+        kind, payload, args = _CONST, Fraction(int(expr.p), int(expr.q)), ()
     elif expr.is_Symbol:
-        try:
-            result = [binding[expr] for binding in bindings]
-        except KeyError:
-            raise _Unsupported from None
+        kind, payload, args = _SYMBOL, expr, ()
     elif expr.is_Add or expr.is_Mul:
-        parts = [_walk(arg, bindings, seen) for arg in expr.args]
-        result = list(parts[0])
-        for part in parts[1:]:
-            result = [a + b for a, b in zip(result, part)] if expr.is_Add else [a * b for a, b in zip(result, part)]
+        kind, payload, args = (_ADD if expr.is_Add else _MUL), None, expr.args
+    elif expr.is_Pow and expr.exp.is_Integer:
+        kind, payload, args = _POWER, int(expr.exp), (expr.base,)
     elif expr.is_Pow:
-        bases, exponents = _walk(expr.base, bindings, seen), _walk(expr.exp, bindings, seen)
-        result = [_power(b, e) for b, e in zip(bases, exponents)]
+        kind, payload, args = _FUNCTION, _power, expr.args
     elif expr.func in _OF_LOG2 and expr.args[0].func is log2:
-        inner = _walk(expr.args[0].args[0], bindings, seen)
-        result = [_OF_LOG2[expr.func](value) for value in inner]
+        kind, payload, args = _FUNCTION, _OF_LOG2[expr.func], expr.args[0].args
     elif expr.func in _FUNCTIONS:
-        function = _FUNCTIONS[expr.func]
-        parts = [_walk(arg, bindings, seen) for arg in expr.args]
-        result = [function(*column) for column in zip(*parts)]
+        kind, payload, args = _FUNCTION, _FUNCTIONS[expr.func], expr.args
     else:  # a root, anything new: sympy decides
         raise _Unsupported
-    result = [value.numerator if isinstance(value, Fraction) and value.denominator == 1 else value
-              for value in result]
-    seen[expr] = result
-    return result
+    ids = tuple(_node(arg) for arg in args)
+    _IDS[expr] = index = len(_NODES)
+    _NODES.append((kind, payload, ids))
+    return index
+
+
+def _program(expr: sympy.Expr) -> tuple[int, ...]:
+    program = _PROGRAMS.get(expr)
+    if program is None:
+        seen: set[int] = set()
+        order: list[int] = []
+        _collect(_node(expr), seen, order)
+        program = _PROGRAMS[expr] = tuple(order)
+    return program
+
+
+def _collect(index: int, seen: set[int], order: list[int]) -> None:
+    """The nodes an expression needs, each once, arguments first."""
+    stack = [(index, False)]
+    while stack:
+        node, ready = stack.pop()
+        if ready:
+            order.append(node)
+        elif node not in seen:
+            seen.add(node)
+            stack.append((node, True))
+            stack.extend((arg, False) for arg in reversed(_NODES[node][2]))
+
+
+def run(expr: sympy.Expr, binding: Mapping[sympy.Symbol, Number], values: dict[int, Number] | None = None) -> Number:
+    """expr at one binding, exactly; `values` (node id -> value at this binding) may be shared by every
+    expression evaluated at the same binding. _Unsupported outside the arithmetic of formulas."""
+    values = {} if values is None else values
+    nodes, program = _NODES, _program(expr)
+    for index in program:
+        if index in values:
+            continue
+        kind, payload, args = nodes[index]
+        if kind == _CONST:
+            value = payload
+        elif kind == _SYMBOL:
+            try:
+                value = binding[payload]
+            except KeyError:
+                raise _Unsupported from None
+        elif kind == _ADD:
+            value = sum([values[arg] for arg in args])
+        elif kind == _MUL:
+            value = math.prod([values[arg] for arg in args])
+        elif kind == _POWER:
+            base = values[args[0]]
+            value = base ** payload if payload >= 0 else Fraction(base) ** payload
+        else:
+            value = payload(*[values[arg] for arg in args])
+        values[index] = value
+    value = values[program[-1]]
+    return value.numerator if isinstance(value, Fraction) and value.denominator == 1 else value
 
 
 def values_at(expr: sympy.Expr, bindings: Sequence[Mapping[sympy.Symbol, sympy.Expr]], *,
               numbers: Sequence[Mapping[sympy.Symbol, Number]] | None = None,
-              seen: dict | None = None) -> list[float]:
+              values: Sequence[dict[int, Number]] | None = None) -> list[float]:
     """float(expr.xreplace(binding)) for each binding, computed exactly and converted once at the end.
 
     Many expressions at the same bindings (every quantity of an op at its examples) may pass the
-    bindings already converted (`numbers`, from `numeric_binding`) and one `seen` dict, so that the
-    subexpressions they share are computed once."""
+    bindings already converted (`numbers`, from `numeric_binding`) and one `values` dict per binding,
+    so that the subexpressions they share are computed once."""
     numeric = numbers if numbers is not None else [numeric_binding(binding) for binding in bindings]
+    shared = values if values is not None else [{} for _ in numeric]
     try:
-        return [float(value) for value in _walk(expr, numeric, {} if seen is None else seen)]
+        return [float(run(expr, binding, known)) for binding, known in zip(numeric, shared)]
     except _Unsupported:
         return [float(expr.xreplace(binding)) for binding in bindings]
-
 
 
 def numeric_binding(binding: Mapping[sympy.Symbol, sympy.Expr]) -> dict[sympy.Symbol, Number]:
@@ -129,12 +186,13 @@ def numeric_binding(binding: Mapping[sympy.Symbol, sympy.Expr]) -> dict[sympy.Sy
     return converted
 
 
-def exact_at(expr: sympy.Expr, numbers: Mapping[sympy.Symbol, Number], seen: dict | None = None) -> sympy.Expr | None:
+def exact_at(expr: sympy.Expr, numbers: Mapping[sympy.Symbol, Number],
+             values: dict[int, Number] | None = None) -> sympy.Expr | None:
     """expr at one binding as a sympy Integer or Rational, computed with Python numbers; None when the
-    expression leaves the exact arithmetic (a root, an irrational log2, an unbound symbol). `seen`
-    shares computed subexpressions between calls at the same binding."""
+    expression leaves the exact arithmetic (a root, an irrational log2, an unbound symbol). `values`
+    shares computed subexpressions between calls at the same binding (see `run`)."""
     try:
-        value = _walk(expr, [numbers], {} if seen is None else seen)[0]
+        value = run(expr, numbers, values)
     except (_Unsupported, ZeroDivisionError):
         return None
     if isinstance(value, int):
@@ -147,6 +205,6 @@ def exact_at(expr: sympy.Expr, numbers: Mapping[sympy.Symbol, Number], seen: dic
 def exact_values(expr: sympy.Expr, numbers: Sequence[Mapping[sympy.Symbol, Number]]) -> list[Number] | None:
     """expr at many bindings in one walk, as exact Python numbers; None when it leaves exact arithmetic."""
     try:
-        return _walk(expr, list(numbers), {})
+        return [run(expr, binding) for binding in numbers]
     except (_Unsupported, ZeroDivisionError):
         return None

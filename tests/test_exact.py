@@ -41,3 +41,32 @@ def test_agrees_with_substitution_where_sympy_must_decide():
     expr = parse_formula("sqrt(2*S) + log2(S)", SYMBOLS)
     rows = [{SYMBOLS["S"]: sympy.Integer(8)}, {SYMBOLS["S"]: sympy.Integer(1)}]
     assert values_at(expr, rows) == [float(expr.xreplace(row)) for row in rows] == [4.0 + 3.0, 2 ** 0.5]
+
+
+def test_step_sums_match_hand_arithmetic_for_polynomials_and_other_terms():
+    from opdoc.evaluate import sum_steps
+
+    j, n, c = sympy.symbols("j n c", integer=True, positive=True)
+    # Σ_{j=1}^{n} (c·j³ + j) = c·(n(n+1)/2)² + n(n+1)/2: Nicomachus' identity and Gauss's sum
+    total = sum_steps(c * j ** 3 + j, j, sympy.Integer(1), n)
+    assert sympy.expand(total - (c * (n * (n + 1) / 2) ** 2 + n * (n + 1) / 2)) == 0
+    # from 3 to n + 2: Σ_{j=3}^{n+2} j² = (n+2)(n+3)(2n+5)/6 - 1 - 4
+    total = sum_steps(j ** 2, j, sympy.Integer(3), n + 2)
+    assert sympy.expand(total - ((n + 2) * (n + 3) * (2 * n + 5) / 6 - 5)) == 0
+    # a term with the step inside min(): summed number by number; Σ_{j=1}^{6} min(j, 4) = 1+2+3+4+4+4 = 18,
+    # beside a polynomial term Σ_{j=1}^{6} 2j = 42
+    total = sum_steps(sympy.Min(j, 4) + 2 * j, j, sympy.Integer(1), sympy.Integer(6))
+    assert total == 18 + 42
+
+
+def test_a_bindings_memo_serves_every_expression_evaluated_at_it():
+    from opdoc.exact import exact_at
+
+    a, b = sympy.symbols("a b", positive=True, integer=True)
+    inner = a * b + 7
+    values: dict = {}
+    # (3·5 + 7)² = 484 and (3·5 + 7)·2 = 44, the inner node's value reused by the second
+    assert exact_at(inner ** 2, {a: 3, b: 5}, values) == 484
+    assert 22 in values.values()  # the inner node, kept for the next expression
+    assert exact_at(2 * inner, {a: 3, b: 5}, values) == 44
+    assert exact_at(sympy.sqrt(a), {a: 2}) is None  # a root stays sympy's to decide

@@ -20,7 +20,7 @@ from typing import Any
 import sympy
 
 from opdoc.catalog import Catalog, ParsedSpec
-from opdoc.exact import exact_at, exact_values, numeric_binding
+from opdoc.exact import exact_at, exact_sympy, exact_value, exact_values, numeric_binding
 from opdoc.formula import FormulaError, exact_number, parse_formula, suggest
 from opdoc.registry import ADDITIVE, DTYPES, FLOAT_DTYPES, KERNELS
 from opdoc.spec import DTYPE_BYTES, Child, Formula, SpecError, SpecProblem, in_variant
@@ -60,7 +60,13 @@ class Quantities:
         return self.tensor_flops + self.cuda_flops
 
     def derived(self) -> dict[str, sympy.Expr]:
-        """All quantities by name, including those that follow from the additive ones."""
+        """All quantities by name, including those that follow from the additive ones (built once: a
+        whole model's sums are large, and every evaluation reads them; the caller gets its own dict)."""
+        if "_derived" not in self.__dict__:
+            self.__dict__["_derived"] = self._derive()
+        return dict(self.__dict__["_derived"])
+
+    def _derive(self) -> dict[str, sympy.Expr]:
         values = {name: getattr(self, name) for name in ADDITIVE}
         values["active_parameters"] = self.active_parameters
         values["forward_flops"] = self.forward_flops
@@ -85,8 +91,19 @@ class Evaluator:
         self._values: dict[tuple, sympy.Expr] = {}  # (expression, scope, example) -> exact number
         self._evaluated: dict[tuple, Evaluated] = {}
         self._shares: dict[tuple, sympy.Expr] = {}  # a child's quantity as its parent counts it
+        self._expanded: dict[sympy.Expr, sympy.Expr] = {}
 
     # ------------------------------------------------------------------ symbolic composition
+
+    def expanded(self, expr: sympy.Expr) -> sympy.Expr:
+        """sympy.expand(expr), once per expression: pages print, and search for dominant terms in,
+        the expansion of the same large totals."""
+        if expr not in self._expanded:
+            if expr.is_Add and all(arg in self._expanded for arg in expr.args):
+                self._expanded[expr] = sympy.Add(*(self._expanded[arg] for arg in expr.args))
+            else:
+                self._expanded[expr] = sympy.expand(expr)
+        return self._expanded[expr]
 
     def variants(self, op: str) -> list[str | None]:
         return list(self.catalog.specs[op].spec.variants) or [None]
@@ -582,9 +599,10 @@ class Evaluator:
         def number(expr: sympy.Expr, what: str, at: tuple = ("examples",)) -> sympy.Expr:
             # Exact arithmetic on Python numbers first (fast on a whole model's formulas); sympy when the
             # expression leaves it (a root, an unbound symbol), which also words the error.
-            value = exact_at(expr, numbers, values)
-            if value is None:
-                value = expr.xreplace(binding)
+            raw = exact_value(expr, numbers, values)
+            if isinstance(raw, int) and raw >= 0:  # nearly every number: no sympy comparison needed
+                return sympy.Integer(raw)
+            value = exact_sympy(raw) if raw is not None else expr.xreplace(binding)
             if value.free_symbols:
                 missing = ", ".join(sorted(map(str, value.free_symbols)))
                 problems.append(SpecProblem(item.path, item.line(*at), ".".join(map(str, at)),
@@ -751,11 +769,14 @@ class Term:
 
 def dominant_terms(expr: sympy.Expr, binding: dict[sympy.Symbol, sympy.Expr],
                    growth: tuple[str, ...] = GROWTH) -> tuple[Term, Term] | None:
-    """(largest term at the example, term that dominates as the context grows) of a sum, or None."""
-    terms = sympy.Add.make_args(sympy.expand(expr))
+    """(largest term at the example, term that dominates as the context grows) of a sum, or None.
+    `expr` is expanded already (Evaluator.expanded)."""
+    terms = sympy.Add.make_args(expr)
     if len(terms) < 1 or expr == 0:
         return None
-    valued = [(term, term.xreplace(binding)) for term in terms]
+    numbers, memo = numeric_binding(binding), {}
+    valued = [(term, exact_at(term, numbers, memo)) for term in terms]
+    valued = [(term, value if value is not None else term.xreplace(binding)) for term, value in valued]
     valued = [(term, value) for term, value in valued if not value.free_symbols]
     if not valued:
         return None

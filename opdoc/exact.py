@@ -186,20 +186,32 @@ def numeric_binding(binding: Mapping[sympy.Symbol, sympy.Expr]) -> dict[sympy.Sy
     return converted
 
 
-def exact_at(expr: sympy.Expr, numbers: Mapping[sympy.Symbol, Number],
-             values: dict[int, Number] | None = None) -> sympy.Expr | None:
-    """expr at one binding as a sympy Integer or Rational, computed with Python numbers; None when the
-    expression leaves the exact arithmetic (a root, an irrational log2, an unbound symbol). `values`
-    shares computed subexpressions between calls at the same binding (see `run`)."""
+def exact_value(expr: sympy.Expr, numbers: Mapping[sympy.Symbol, Number],
+                values: dict[int, Number] | None = None) -> Number | None:
+    """expr at one binding as a Python int or Fraction (a float once an irrational log2 enters); None
+    when the expression leaves the exact arithmetic (a root, an unbound symbol) or divides by zero.
+    `values` shares computed subexpressions between calls at the same binding (see `run`)."""
     try:
-        value = run(expr, numbers, values)
+        return run(expr, numbers, values)
     except (_Unsupported, ZeroDivisionError):
         return None
+
+
+def exact_sympy(value: Number) -> sympy.Expr | None:
+    """A Python int or Fraction as a sympy Integer or Rational; None for a float (not exact)."""
     if isinstance(value, int):
         return sympy.Integer(value)
     if isinstance(value, Fraction):
         return sympy.Rational(value.numerator, value.denominator)
     return None
+
+
+def exact_at(expr: sympy.Expr, numbers: Mapping[sympy.Symbol, Number],
+             values: dict[int, Number] | None = None) -> sympy.Expr | None:
+    """expr at one binding as a sympy Integer or Rational, computed with Python numbers; None when the
+    expression leaves the exact arithmetic (a root, an irrational log2, an unbound symbol)."""
+    value = exact_value(expr, numbers, values)
+    return None if value is None else exact_sympy(value)
 
 
 def exact_values(expr: sympy.Expr, numbers: Sequence[Mapping[sympy.Symbol, Number]]) -> list[Number] | None:

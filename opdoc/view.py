@@ -306,9 +306,10 @@ class ViewBuilder:
             operations.append(Row(child.name, "child", formula, with_exact(flops, "flops"),
                                   self.fill(item, child.why), link=child.op))
         totals = {name: with_exact(value, UNITS[name]) for name, value in result.totals.items()}
-        forward = result.formulas["forward_flops"]
-        formulas = {name: plain_text(sympy.expand(result.formulas[name]))
-                    for name in ("forward_flops", "tensor_flops", "cuda_flops")}
+        expanded = {name: ev.expanded(result.formulas[name]) for name in ("tensor_flops", "cuda_flops")}
+        # The sum of two expansions is expanded: sympy only gathers like terms.
+        forward = expanded["forward_flops"] = expanded["tensor_flops"] + expanded["cuda_flops"]
+        formulas = {name: plain_text(expanded[name]) for name in ("forward_flops", "tensor_flops", "cuda_flops")}
         terms = dominant_terms(forward, binding)
         total_value = result.totals["forward_flops"]
         if terms:
@@ -326,7 +327,7 @@ class ViewBuilder:
         title = spec.variants.get(variant, "") if variant else ""
         return VariantView(
             name=variant, title=title, operations=operations, totals=totals, total_formulas=formulas,
-            total_latex=sympy.latex(sympy.expand(forward)), dominant_largest=dominant_largest,
+            total_latex=sympy.latex(forward), dominant_largest=dominant_largest,
             dominant_growth=dominant_growth, by_example=by_example,
             parameters=self._tensor_rows(item, result, ("parameter",)),
             activations=self._tensor_rows(item, result, ("intermediate", "output")),

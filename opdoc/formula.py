@@ -21,6 +21,7 @@ import io
 import math
 import re
 import tokenize
+from functools import lru_cache
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -150,6 +151,21 @@ def _parse(text: str | int | float, symbols: Mapping[str, sympy.Expr],
         return _number(text)
     if not isinstance(text, str):
         raise FormulaError(f"expected a formula string, got {type(text).__name__}")
+    source, tree = _syntax(text)
+    try:
+        expr = _Converter(source, symbols, extra_functions, screen).convert(tree.body).expr
+    except RecursionError:  # a last guard; the size check keeps sympy well inside its recursion limit
+        raise FormulaError("formula is nested too deeply") from None
+    for number in expr.atoms(sympy.Rational):  # coefficients too: (10**12*S)**2 is 10**24*S**2
+        if max(abs(number.p), number.q) > MAX_LITERAL:
+            raise FormulaError(f"this formula holds {_size(number)}; numbers in formulas stay within 1e21")
+    return expr
+
+
+@lru_cache(maxsize=None)
+def _syntax(text: str) -> tuple[str, ast.Expression]:
+    """A formula's text screened and parsed: the same text is parsed for every binding that uses it
+    (a failure is not cached: it is raised again each time)."""
     if len(text) > MAX_FORMULA_CHARS:
         raise FormulaError(f"formula is {len(text)} characters long; the limit is {MAX_FORMULA_CHARS}")
     hidden = hidden_character(text)
@@ -170,14 +186,7 @@ def _parse(text: str | int | float, symbols: Mapping[str, sympy.Expr],
     except (RecursionError, MemoryError):
         raise FormulaError("formula is nested too deeply") from None
     _check_size(tree)
-    try:
-        expr = _Converter(source, symbols, extra_functions, screen).convert(tree.body).expr
-    except RecursionError:  # a last guard; the size check keeps sympy well inside its recursion limit
-        raise FormulaError("formula is nested too deeply") from None
-    for number in expr.atoms(sympy.Rational):  # coefficients too: (10**12*S)**2 is 10**24*S**2
-        if max(abs(number.p), number.q) > MAX_LITERAL:
-            raise FormulaError(f"this formula holds {_size(number)}; numbers in formulas stay within 1e21")
-    return expr
+    return source, tree
 
 
 def _size(number: sympy.Rational) -> str:

@@ -21,12 +21,14 @@ Units, stated once here and again in each method's docstring:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import sympy
 
+from opdoc.exact import substituted
 from opdoc.roofline import BLOCK, Model, Roofline, load_roofline, walk
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,7 +96,7 @@ class AnalyticLayer:
     def _at(self, expr: sympy.Expr) -> sympy.Expr:
         binding = dict(self._model.binding(self.op, self.example, self.dims or None))
         binding[BLOCK] = sympy.Integer(self.roofline.block or 1)
-        value = expr.xreplace(binding)
+        value = substituted(expr, binding)
         if value.free_symbols:
             names = ", ".join(sorted(map(str, value.free_symbols)))
             raise ValueError(f"{self.op} at '{self.example}' needs {names}; pass it as a keyword")
@@ -219,10 +221,11 @@ UNITS = (  # (method, unit): the conventions table of the report, in the order o
 )
 
 
-def report_rows(roofline: Roofline) -> dict[str, list[dict[str, str]]]:
-    """Per op and variant, the API's figures at the op's first example, printed in the API's units."""
+def report_rows(roofline: Roofline, ops: Iterable[str] | None = None) -> dict[str, list[dict[str, str]]]:
+    """Per op (every op, unless told) and variant, the API's figures at the op's first example, printed
+    in the API's units."""
     rows: dict[str, list[dict[str, str]]] = {}
-    for op in roofline.model.ops:
+    for op in (roofline.model.ops if ops is None else ops):
         example = roofline.model.examples(op)[0]
         rows[op] = []
         for variant in roofline.model.variants(op):
@@ -237,8 +240,9 @@ def report_rows(roofline: Roofline) -> dict[str, list[dict[str, str]]]:
     return rows
 
 
-def report_context(catalog, views: list, roofline: Roofline) -> dict:
-    """Everything templates/analytic.md.j2 shows: the op views of the pages plus the API's figures."""
+def report_context(catalog, views: list, roofline: Roofline, rows: dict[str, list[dict[str, str]]] | None = None) -> dict:
+    """Everything templates/analytic.md.j2 shows: the op views of the pages plus the API's figures
+    (`rows`, when the build's workers computed them already)."""
     from opdoc import __version__
 
     families = catalog.model.families
@@ -251,6 +255,6 @@ def report_context(catalog, views: list, roofline: Roofline) -> dict:
     return {
         "version": __version__, "model": catalog.model, "example_op": next(iter(catalog.specs)), "spec_dir": str(Path(catalog.model_path).parent),
         "scopes": scopes, "views": [v for key in families for v in by_family.get(key, [])],
-        "rows": report_rows(roofline), "units": UNITS,
+        "rows": rows if rows is not None else report_rows(roofline), "units": UNITS,
         "inventory": [{"title": families[key], "ops": by_family[key]} for key in families if key in by_family],
     }

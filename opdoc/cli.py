@@ -25,7 +25,7 @@ def _paths(args: argparse.Namespace):
 def cmd_build(args: argparse.Namespace) -> int:
     from opdoc.pipeline import build
 
-    changes, timings = build(_paths(args), check=args.check, full=args.full)
+    changes, timings = build(_paths(args), check=args.check, full=args.full, jobs=args.jobs)
     if args.check:
         if changes:
             print("the knowledge base differs from what the specs generate:")
@@ -40,6 +40,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.timings:
         print(json.dumps({k: round(v, 4) for k, v in timings.seconds.items()}))
     return 0
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _parse_sets(values: list[str]) -> tuple[tuple[str, str], ...]:
@@ -172,6 +178,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timings", action="store_true", help="print seconds per stage")
     p.add_argument("--full", action="store_true",
                    help="render everything even when the stamp says nothing changed (compare byte for byte)")
+    p.add_argument("--jobs", type=_positive, help="processes to render with (default: the cores this machine gives "
+                                                   "the build; the pages are the same whatever the number)")
     p.set_defaults(func=cmd_build)
 
     def binding(p: argparse.ArgumentParser, many: bool) -> None:

@@ -12,7 +12,7 @@ Conventions stated once here and printed on every page:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -349,11 +349,11 @@ class Evaluator:
                     problems += exc.problems
         return problems
 
-    def check_signs(self) -> list[SpecProblem]:
+    def check_signs(self, ops: Iterable[str] | None = None) -> list[SpecProblem]:
         """Every quantity of every op is a finite number >= 0 at every example and check point of its
         scope (a formula such as -B*S*h, or one that divides by zero somewhere, is found here)."""
         problems: list[SpecProblem] = []
-        for op, item in self.catalog.specs.items():
+        for op, item in self._items(ops):
             scope = self.catalog.model.scopes[item.spec.scope]
             bindings = [(f"example '{e}'", self.binding(item.spec.scope, e)) for e in item.spec.examples]
             bindings += [(f"check point {i} ({p.example} {p.set or ''})".rstrip(),
@@ -382,12 +382,27 @@ class Evaluator:
                                 "a count or size must be a finite number >= 0: fix the formula"))
         return problems
 
+    def _items(self, ops: Iterable[str] | None) -> list[tuple[str, ParsedSpec]]:
+        """The specs of `ops` (all when None), in the catalog's order."""
+        wanted = None if ops is None else set(ops)
+        return [(op, item) for op, item in self.catalog.specs.items() if wanted is None or op in wanted]
+
+    def tree(self, op: str) -> frozenset[str]:
+        """The op and every op it is composed of, in any variant."""
+        key = ("tree", op)
+        if key not in self._memo:
+            found = {op}
+            for child in self.catalog.specs[op].spec.children:
+                found |= self.tree(child.op)
+            self._memo[key] = frozenset(found)
+        return self._memo[key]
+
     # ------------------------------------------------------------------ proofs
 
-    def prove_closed_forms(self) -> list[SpecProblem]:
+    def prove_closed_forms(self, ops: Iterable[str] | None = None) -> list[SpecProblem]:
         """A stated closed form must equal the composed sum for every variant, or the build fails."""
         problems = []
-        for item in self.catalog.specs.values():
+        for _, item in self._items(ops):
             for key, text in item.spec.closed_forms.model_dump().items():
                 if text is None:
                     continue

@@ -61,8 +61,16 @@ def _power(base: Number, exponent: Number) -> Number:
 
 
 # sympy function class -> exact Python counterpart on numbers
-_FUNCTIONS = {sympy.floor: _floor, sympy.ceiling: _ceiling, maximum: max, minimum: min,
-              sympy.Max: max, sympy.Min: min, log2: _log2}
+def _max(*values: Number) -> Number:
+    return max(values)  # of one value too: maximum(x) stays unevaluated in sympy
+
+
+def _min(*values: Number) -> Number:
+    return min(values)
+
+
+_FUNCTIONS = {sympy.floor: _floor, sympy.ceiling: _ceiling, maximum: _max, minimum: _min,
+              sympy.Max: _max, sympy.Min: _min, log2: _log2}
 # floor(log2(x)) and ceil(log2(x)), as in a sort's log2 passes, stay exact integers
 _OF_LOG2 = {sympy.floor: _floor_log2, sympy.ceiling: _ceil_log2}
 
@@ -71,7 +79,7 @@ _OF_LOG2 = {sympy.floor: _floor_log2, sympy.ceiling: _ceil_log2}
 # before parents. sympy shares subexpressions between (and within) the formulas of a model, so a
 # program is a walk of the expression's DAG, not of its tree, and a binding's values of shared nodes
 # (kept by id) serve every formula evaluated at that binding.
-_CONST, _SYMBOL, _ADD, _MUL, _POWER, _FUNCTION = range(6)
+_CONST, _SYMBOL, _ADD, _MUL, _SCALE, _POWER, _FUNCTION = range(7)
 _IDS: dict[sympy.Expr, int] = {}
 _NODES: list[tuple[int, object, tuple[int, ...]]] = []  # id -> (kind, payload, argument ids)
 _PROGRAMS: dict[sympy.Expr, tuple[int, ...]] = {}
@@ -88,6 +96,10 @@ def _node(expr: sympy.Expr) -> int:
         kind, payload, args = _CONST, Fraction(int(expr.p), int(expr.q)), ()
     elif expr.is_Symbol:
         kind, payload, args = _SYMBOL, expr, ()
+    elif expr.is_Mul and expr.args[0].is_Rational and not expr.args[0].is_Integer:
+        # p/q · rest: the rest's product stays an int and is divided once at the end, exactly
+        # (a halved triangle, B·S·(S+1)/2), instead of Fraction arithmetic all the way up
+        kind, payload, args = _SCALE, (int(expr.args[0].p), int(expr.args[0].q)), expr.args[1:]
     elif expr.is_Add or expr.is_Mul:
         kind, payload, args = (_ADD if expr.is_Add else _MUL), None, expr.args
     elif expr.is_Pow and expr.exp.is_Integer:
@@ -149,6 +161,14 @@ def run(expr: sympy.Expr, binding: Mapping[sympy.Symbol, Number], values: dict[i
             value = sum([values[arg] for arg in args])
         elif kind == _MUL:
             value = math.prod([values[arg] for arg in args])
+        elif kind == _SCALE:
+            numerator, denominator = payload
+            value = numerator * math.prod([values[arg] for arg in args])
+            if isinstance(value, int):
+                quotient, remainder = divmod(value, denominator)
+                value = quotient if remainder == 0 else Fraction(value, denominator)
+            else:
+                value = value / denominator
         elif kind == _POWER:
             base = values[args[0]]
             value = base ** payload if payload >= 0 else Fraction(base) ** payload
@@ -220,3 +240,10 @@ def exact_values(expr: sympy.Expr, numbers: Sequence[Mapping[sympy.Symbol, Numbe
         return [run(expr, binding) for binding in numbers]
     except (_Unsupported, ZeroDivisionError):
         return None
+
+
+def substituted(expr: sympy.Expr, binding: Mapping[sympy.Symbol, sympy.Expr]) -> sympy.Expr:
+    """expr.xreplace(binding): computed on Python numbers when that gives an exact number (no new sympy
+    tree per binding), else by sympy (a symbol left free, a root)."""
+    value = exact_at(expr, numeric_binding(binding))
+    return value if value is not None else expr.xreplace(binding)

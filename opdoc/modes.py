@@ -22,6 +22,7 @@ from markupsafe import Markup
 
 from opdoc.catalog import Catalog
 from opdoc.evaluate import Evaluator, sum_steps
+from opdoc.exact import substituted
 from opdoc.formula import engineering, exact_number, maximum, minimum, parse_formula, with_exact
 from opdoc.hardware import GpuPeaks
 from opdoc.roofline import BLOCK, Roofline, duration
@@ -140,7 +141,7 @@ class ModeCosts:
                            parts["io_read_bytes"] + parts["io_write_bytes"], _percent(parts["forward_flops"], total))
                   for stage in modes.stages if (parts := job.stages.get(stage))]
         found = self.stage_peaks(modes.job)
-        peaks = {stage: found[stage].xreplace(binding) for stage in modes.stages if stage in found}
+        peaks = {stage: substituted(found[stage], binding) for stage in modes.stages if stage in found}
         steps = self.step_work()
         parts: list[PartCost] = []
         self._parts(modes.op, modes.first, binding, "", parts)
@@ -165,7 +166,7 @@ class ModeCosts:
                 self._parts(child.op, child.variant, inner, path + ".", out)
                 continue
             runs = ", ".join(f"{name} = {exact_number(inner[self.catalog.symbols[name]])}" for name in child.bind)
-            peak = ev.quantities(child.op, child.variant).peak.xreplace(inner) if part.count else sympy.Integer(0)
+            peak = substituted(ev.quantities(child.op, child.variant).peak, inner) if part.count else sympy.Integer(0)
             out.append(PartCost(path, child.op, child.stage, runs, part.count,
                                 part.totals["tensor_flops"] + part.totals["cuda_flops"], part.totals["parameters"], peak))
 
@@ -273,7 +274,7 @@ class ModeCosts:
         total = sum_steps(per_step[which], steps.symbol, lo, last) / rates[which]
 
         def outlasts(value: int) -> bool:
-            return bool(total.xreplace({n: value}) >= first_time)
+            return bool(substituted(total, {n: sympy.Integer(value)}) >= first_time)
 
         low, high = 1, 2
         while not outlasts(high):

@@ -54,7 +54,9 @@ class Timings:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-def load(paths: Paths, timings: Timings | None = None) -> tuple[Catalog, Evaluator]:
+def load(paths: Paths, timings: Timings | None = None, checks: bool = True) -> tuple[Catalog, Evaluator]:
+    """The catalog and its evaluator, every binding checked; with `checks`, every composed quantity too
+    (signs, closed forms), which a build leaves to its render stage (op by op, in its workers)."""
     from opdoc.catalog import load_catalog
     from opdoc.evaluate import Evaluator
 
@@ -69,7 +71,7 @@ def load(paths: Paths, timings: Timings | None = None) -> tuple[Catalog, Evaluat
         model_package_path(catalog)
     with timings.stage("evaluate"):
         evaluator = Evaluator(catalog)
-        problems = evaluator.check_bindings() or evaluator.check_signs() or evaluator.prove_closed_forms()
+        problems = evaluator.check_bindings() or (checks and (evaluator.check_signs() or evaluator.prove_closed_forms()))
         if problems:
             raise SpecError(problems)
     return catalog, evaluator
@@ -112,8 +114,9 @@ def gpu_report(site: Path) -> dict | None:
     return report
 
 
-def build(paths: Paths, check: bool = False, full: bool = False) -> tuple[list[str], Timings]:
+def build(paths: Paths, check: bool = False, full: bool = False, jobs: int | None = None) -> tuple[list[str], Timings]:
     """Render everything; write it (or, with check, list what would change). Returns (changes, timings).
+    `jobs`: the processes to render with (the machine's cores unless told; opdoc/parallel.py).
 
     Unless `full`, a site whose stamp matches today's inputs and files is reported unchanged at once.
     """
@@ -136,9 +139,9 @@ def build(paths: Paths, check: bool = False, full: bool = False) -> tuple[list[s
     from opdoc.render import render_all
     from opdoc.write import differences, write
 
-    catalog, evaluator = load(paths, timings)
+    catalog, evaluator = load(paths, timings, checks=False)
     conventions = (paths.site_dir / CONVENTIONS).exists()
-    rendered = render_all(catalog, evaluator, TEMPLATES, timings, gpu_report(paths.site_dir), conventions)
+    rendered = render_all(catalog, evaluator, TEMPLATES, timings, gpu_report(paths.site_dir), conventions, jobs)
     with timings.stage("stamp"):
         from opdoc.source import implementation_path
 

@@ -12,6 +12,7 @@ to disk is opdoc/write.py.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +24,10 @@ from markupsafe import Markup
 from opdoc import __version__, escape, plots
 from opdoc.catalog import Catalog
 from opdoc.coverage import MODULES_FILE, coverage_rows, load_modules, summary
-from opdoc.analytic import report_context
+from opdoc.analytic import report_context, report_rows
 from opdoc.evaluate import Evaluator
 from opdoc.exact import values_at
+from opdoc.parallel import cores, map_forked, partition
 from opdoc.modes import ModeCosts, comparison_rows, example_context, stage_chart_rows
 from opdoc.roofline import build_pages
 from opdoc.spec import SpecError, SpecProblem
@@ -104,46 +106,90 @@ class Rendered:
     files: dict[str, str]  # path relative to site/ -> content
 
 
+@dataclass
+class Made:
+    """What one group of ops made, in this process or in a build worker (opdoc/parallel.py)."""
+
+    signs: dict[str, list[SpecProblem]]  # op -> its negative or non-finite quantities
+    proofs: dict[str, list[SpecProblem]]  # op -> its closed forms that disagree with the composed sums
+    problems: dict[str, list[SpecProblem]]  # op -> what rendering its page found
+    views: dict[str, OpView]
+    files: dict[str, str]  # the ops' pages and charts (and the mode pages, with the modes' op)
+    report_rows: dict[str, list[dict[str, str]]]  # the analytic report's figures of each op
+    mode_table: dict | None = None  # what the index shows of the modes, from the group with the modes' op
+
+
 def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=None,
-               gpu: dict | None = None, conventions: bool = False) -> Rendered:
+               gpu: dict | None = None, conventions: bool = False, jobs: int | None = None) -> Rendered:
+    """Every page and chart. The checks of the composed quantities (signs, closed forms) run here, op
+    by op in the same workers as the pages, and fail the build before anything is written.
+
+    Ops are split over `jobs` processes (the machine's cores unless told; opdoc/parallel.py): each
+    group is checked, evaluated and rendered where it runs, and the groups are merged in op order."""
     stage = timings.stage if timings is not None else (lambda name: contextlib.nullcontext())
     env = environment(templates)
     env.globals["conventions_page"] = Markup("measured/conventions.md") if conventions else None
     builder = ViewBuilder(catalog, evaluator, _as_typed, escape.escape_mermaid_label,
                           escape.escape_mermaid_sequence_step, gpu)
-    with stage("render"):
-        roofline = build_pages(catalog, evaluator)  # None without a hardware table beside the specs
-        views: list[OpView] = []
-        problems: list[SpecProblem] = []
-        for op in sorted(catalog.specs):  # every op's problems are reported, not the first op's only
-            try:
-                views.append(builder.build(op))
-            except SpecError as exc:
-                problems += exc.problems
-        if problems:
-            raise SpecError(problems)
+    roofline = build_pages(catalog, evaluator)  # None without a hardware table beside the specs
+    modes_op = catalog.model.modes.op if catalog.model.modes else None
+
+    def make(ops: list[str]) -> Made:
+        signs = {op: evaluator.check_signs([op]) for op in ops}
+        proofs = {} if any(signs.values()) else {op: evaluator.prove_closed_forms([op]) for op in ops}
+        made = Made(signs, proofs, {}, {}, {}, {})
+        if any(signs.values()) or any(proofs.values()):
+            return made
         page = env.get_template("op.md.j2")
-        files = {f"op-{view.name}.md": page.render(op=view, roofline=roofline and roofline.get(view.name))
-                 for view in views}
-    families = catalog.model.families
-    order = list(families)
-    rows = sorted((view.index_row | {"family_key": view.family} for view in views),
-                  key=lambda row: (order.index(row["family_key"]), row["op"]))
-    with stage("plots"):
-        files.update(plot_files(catalog, evaluator, views, roofline.plot_jobs if roofline else []))
-    with stage("modes"):
-        extra, mode_table = mode_files(catalog, evaluator, env, roofline)
-        files.update(extra)
-    modules = load_modules(catalog)
-    coverage = coverage_rows(catalog, modules) if modules is not None else []
-    files["index.md"] = env.get_template("index.md.j2").render(
-        rows=rows, model=catalog.model, version=__version__, families=families, gpu=gpu,
-        spec_dir=str(Path(catalog.model_path).parent), coverage=coverage, counts=summary(coverage),
-        modules_file=(Path(catalog.model_path).parent / MODULES_FILE).as_posix(),
-        overview_caption=OVERVIEW_CAPTION, modes=catalog.model.modes, **mode_table)
-    if roofline:  # the model-level analytic report (seed layout), beside the index
-        files["analytic.md"] = env.get_template("analytic.md.j2").render(**report_context(catalog, views, roofline.r))
-    return Rendered(files)
+        for op in ops:  # every op's problems are reported, not the first op's only
+            try:
+                view = made.views[op] = builder.build(op)
+            except SpecError as exc:
+                made.problems[op] = exc.problems
+                continue
+            section = roofline and roofline.get(op)
+            made.files[f"op-{op}.md"] = page.render(op=view, roofline=section)
+            made.files.update(_draw_all([op_plot_job(catalog, evaluator, view)]))
+        if roofline:
+            made.files.update(_draw_all(job for job in roofline.plot_jobs if job[1] == "roofline_svg"))
+            made.report_rows = report_rows(roofline.r, ops)
+        if modes_op in ops:
+            modes, made.mode_table = mode_files(catalog, evaluator, env, roofline)
+            made.files.update(modes)
+        return made
+
+    with stage("render"):
+        # The mode pages are made with their op: one per mode example, each about a tree's worth of work.
+        pages = len(catalog.model.scopes[catalog.specs[modes_op].spec.scope].examples) if modes_op else 0
+        groups = partition(catalog.specs, evaluator.tree, jobs or cores(),
+                           extra=lambda op: pages * len(evaluator.tree(op)) if op == modes_op else 0)
+        parts = map_forked(make, groups)
+    signs = [p for op in catalog.specs for part in parts for p in part.signs.get(op, [])]
+    proofs = [p for op in catalog.specs for part in parts for p in part.proofs.get(op, [])]
+    problems = [p for op in sorted(catalog.specs) for part in parts for p in part.problems.get(op, [])]
+    if signs or proofs or problems:
+        raise SpecError(signs or proofs or problems)
+    views = sorted((view for part in parts for view in part.views.values()), key=lambda view: view.name)
+    files = {name: text for part in parts for name, text in part.files.items()}
+    mode_table = next((part.mode_table for part in parts if part.mode_table is not None), {})
+    with stage("index"):
+        families = catalog.model.families
+        order = list(families)
+        rows = sorted((view.index_row | {"family_key": view.family} for view in views),
+                      key=lambda row: (order.index(row["family_key"]), row["op"]))
+        files.update(_draw_all([overview_job(catalog, evaluator, views)]))
+        modules = load_modules(catalog)
+        coverage = coverage_rows(catalog, modules) if modules is not None else []
+        files["index.md"] = env.get_template("index.md.j2").render(
+            rows=rows, model=catalog.model, version=__version__, families=families, gpu=gpu,
+            spec_dir=str(Path(catalog.model_path).parent), coverage=coverage, counts=summary(coverage),
+            modules_file=(Path(catalog.model_path).parent / MODULES_FILE).as_posix(),
+            overview_caption=OVERVIEW_CAPTION, modes=catalog.model.modes, **mode_table)
+        if roofline:  # the model-level analytic report (seed layout), beside the index
+            figures = {op: op_rows for part in parts for op, op_rows in part.report_rows.items()}
+            files["analytic.md"] = env.get_template("analytic.md.j2").render(
+                **report_context(catalog, views, roofline.r, figures))
+    return Rendered(dict(sorted(files.items())))
 
 
 def mode_files(catalog: Catalog, evaluator: Evaluator, env: jinja2.Environment, roofline) -> tuple[dict[str, str], dict]:
@@ -171,33 +217,30 @@ def mode_files(catalog: Catalog, evaluator: Evaluator, env: jinja2.Environment, 
     return files, table
 
 
-def plot_files(catalog: Catalog, evaluator: Evaluator, views: list[OpView], extra_jobs: list = ()) -> dict[str, str]:
-    """SVG plots computed from the formulas: each op against its scope's sweep, and the index overview.
+def op_plot_job(catalog: Catalog, evaluator: Evaluator, view: OpView) -> tuple[str, str, tuple, dict]:
+    """The op's scaling chart: its FLOPs and peak memory against its scope's sweep, computed from the
+    formulas (opdoc.exact: one program per formula for every point); drawing is plain string building."""
+    item = catalog.specs[view.name]
+    scope = catalog.model.scopes[item.spec.scope]
+    primary = item.spec.examples[0]
+    q = evaluator.quantities(view.name, evaluator.variants(view.name)[0])
+    bindings = [evaluator.binding(item.spec.scope, primary, {name: value for name in scope.sweep.vary})
+                for value in scope.sweep.values]
+    tensor, cuda, peak = (values_at(expr, bindings) for expr in (q.tensor_flops, q.cuda_flops, q.peak))
+    example_x = float(evaluator.binding(item.spec.scope, primary)[catalog.symbols[scope.sweep.vary[0]]])
+    return (f"plots/op-{view.name}.svg", "op_scaling_svg",
+            (view.name, [float(v) for v in scope.sweep.values], tensor, cuda, peak, example_x, view.primary_title),
+            {"x_label": scope.sweep.label})
 
-    Every sweep point is evaluated exactly (opdoc.exact, one walk of each formula for all points);
-    drawing is plain string building (opdoc.plots), so no worker processes are needed.
-    """
-    jobs: list[tuple[str, str, tuple, dict]] = []
-    for view in views:
-        item = catalog.specs[view.name]
-        scope = catalog.model.scopes[item.spec.scope]
-        primary = item.spec.examples[0]
-        q = evaluator.quantities(view.name, evaluator.variants(view.name)[0])
-        bindings = [evaluator.binding(item.spec.scope, primary, {name: value for name in scope.sweep.vary})
-                    for value in scope.sweep.values]
-        tensor, cuda, peak = (values_at(expr, bindings) for expr in (q.tensor_flops, q.cuda_flops, q.peak))
-        example_x = float(evaluator.binding(item.spec.scope, primary)[catalog.symbols[scope.sweep.vary[0]]])
-        jobs.append((f"plots/op-{view.name}.svg", "op_scaling_svg",
-                     (view.name, [float(v) for v in scope.sweep.values], tensor, cuda, peak, example_x,
-                      view.primary_title), {"x_label": scope.sweep.label}))
+
+def overview_job(catalog: Catalog, evaluator: Evaluator, views: list[OpView]) -> tuple[str, str, tuple, dict]:
+    """The index's chart: each leaf op's FLOPs and parameters at its standard example."""
     overview = []
     for view in overview_views(catalog, views):
         values = evaluator.evaluate_at(view.name, catalog.specs[view.name].spec.examples[0],
                                        evaluator.variants(view.name)[0])
         overview.append((view.name, float(values["forward_flops"]), float(values["parameters"])))
-    jobs.append(("plots/overview.svg", "breakdown_svg", (overview,), {}))
-    jobs.extend(extra_jobs)
-    return dict(zip((job[0] for job in jobs), _draw_all(jobs)))
+    return ("plots/overview.svg", "breakdown_svg", (overview,), {})
 
 
 # What the index says under its FLOPs chart; overview_views decides what the chart holds.
@@ -217,5 +260,5 @@ def _draw(job: tuple[str, str, tuple, dict]) -> str:
     return getattr(plots, function)(*args, **kwargs)
 
 
-def _draw_all(jobs: list) -> list[str]:
-    return [_draw(job) for job in jobs]
+def _draw_all(jobs: Iterable[tuple[str, str, tuple, dict]]) -> dict[str, str]:
+    return {job[0]: _draw(job) for job in jobs}

@@ -528,10 +528,15 @@ class Pages:
         self.plot_jobs: list[tuple[str, str, tuple, dict]] = []
         self.gpus = [self._gpu_row(g) for g in roofline.hardware.gpus]
         self.host = self._host()
-        self.pages = {op: self._page(op) for op in roofline.model.ops}
+        self._pages: dict[str, RooflinePage] = {}
 
     def get(self, op: str) -> RooflinePage | None:
-        return self.pages.get(op)
+        """One op's section, made when first asked for (a build worker makes only its own ops')."""
+        if op not in self._pages:
+            if op not in self.r.model.ops:
+                return None
+            self._pages[op] = self._page(op)
+        return self._pages[op]
 
     # -------------------------------------------------------------- shared by every page
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from opdoc.pipeline import Paths, load
-from opdoc.render import plot_files
+from opdoc.render import _draw_all, overview_job
 from opdoc.view import ViewBuilder
 from opdoc_testing import ROOT
 
@@ -16,7 +16,7 @@ from opdoc_testing import ROOT
 def chart_and_catalog():
     catalog, evaluator = load(Paths(root=ROOT))
     views = [ViewBuilder(catalog, evaluator, str, str, str).build(op) for op in catalog.specs]
-    svg = plot_files(catalog, evaluator, views)["plots/overview.svg"]
+    svg = _draw_all([overview_job(catalog, evaluator, views)])["plots/overview.svg"]
     return svg, catalog
 
 

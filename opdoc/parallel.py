@@ -1,0 +1,107 @@
+"""The build's work split over the machine's cores: worker processes, each making some ops' pages.
+
+Building is CPU-bound Python (sympy, jinja2), so threads would not help. Workers are forked once the
+specs are loaded, so they start with the catalog and the evaluator in memory (nothing is loaded again
+or sent to them), and send back only what they made. Where fork is missing (Windows) or one core is
+all there is, the same work runs in this process, group after group. No output depends on the split:
+each op's page is computed from the specs alone, and the caller merges the groups in a fixed order.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def cores() -> int:
+    """The cores this process may run on (a container's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def partition(items: Iterable[str], tree: Callable[[str], frozenset[str]], groups: int,
+              extra: Callable[[str], int] = lambda item: 0) -> list[list[str]]:
+    """Items split into at most `groups` lists of about equal work, largest first (Graham's rule).
+
+    An op's size is the sum over its tree (the ops it is composed of, itself included) of their own
+    trees' sizes, a stand-in for how large its composed formulas are. Its page costs its size (plus
+    `extra`, e.g. pages that only its group makes), and composing the part of its tree not composed
+    in its group yet costs that part's sizes. An op goes with the op whose tree holds more than half
+    of its own size (a model's variants, a head over its base), and such a cluster is placed whole,
+    so no large subtree is composed in two workers.
+    """
+    items = list(items)
+    size = {item: sum(len(tree(part)) for part in tree(item)) for item in items}
+    cluster = {item: item for item in items}
+    for item in sorted(items, key=lambda item: (-size[item], item)):  # the largest container first
+        container = min((other for other in items if other != item and item in tree(other)
+                         and size[item] * 2 > size[other]), key=lambda other: (size[other], other), default=None)
+        if container is not None:
+            cluster[item] = cluster[container]
+    members: dict[str, list[str]] = {}
+    for item in items:
+        members.setdefault(cluster[item], []).append(item)
+    loads, composed, split = [0] * groups, [set() for _ in range(groups)], [[] for _ in range(groups)]
+
+    def cost(names: list[str], group: int) -> int:
+        union = frozenset().union(*(tree(name) for name in names))
+        return sum(size[name] + extra(name) for name in names) + sum(len(tree(part)) for part in union - composed[group])
+
+    for root in sorted(members, key=lambda root: (-sum(size[name] + extra(name) for name in members[root]), root)):
+        names = members[root]
+        group = min(range(groups), key=lambda g: (loads[g] + cost(names, g), g))
+        loads[group] += cost(names, group)
+        composed[group] |= frozenset().union(*(tree(name) for name in names))
+        split[group] += names
+    return [sorted(names) for names in split if names]
+
+
+def map_forked(function: Callable[[Sequence[Item]], Result], groups: Sequence[Sequence[Item]]) -> list[Result]:
+    """[function(group) for group in groups], the first group in this process and each other in a
+    forked worker. A worker's exception is raised here with the worker's traceback."""
+    if len(groups) <= 1 or not hasattr(os, "fork"):
+        return [function(group) for group in groups]
+    workers = []
+    for group in groups[1:]:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker: run, send the result, and leave without running the parent's exit hooks
+            os.close(read)
+            code = 0
+            try:
+                try:
+                    payload = (True, function(group))
+                except BaseException:  # noqa: BLE001 - every failure goes back to the parent, whole
+                    payload, code = (False, traceback.format_exc()), 1
+                with os.fdopen(write, "wb") as out:
+                    pickle.dump(payload, out, protocol=pickle.HIGHEST_PROTOCOL)
+            finally:
+                os._exit(code)
+        os.close(write)
+        workers.append((pid, read))
+    try:
+        results = [function(groups[0])]
+    finally:  # the workers are collected even when this process's own group failed
+        failures, others = [], []
+        for pid, read in workers:  # read before waiting: a worker blocks until its pipe is drained
+            with os.fdopen(read, "rb") as source:
+                try:
+                    ok, payload = pickle.load(source)
+                except EOFError:
+                    ok, payload = False, "the worker ended without sending a result"
+            _, status = os.waitpid(pid, 0)
+            if ok:
+                others.append(payload)
+            else:
+                failures.append(f"build worker {pid} (exit status {os.waitstatus_to_exitcode(status)}):\n{payload}")
+    if failures:
+        raise RuntimeError("\n".join(failures))
+    return results + others

@@ -19,6 +19,7 @@ import unicodedata
 # a character newer than this Python's Unicode tables is not a reason to fail.
 _HIDDEN = {"Cc", "Cf", "Cs", "Co", "Zl", "Zp"}
 _ALLOWED_CONTROLS = {"\t", "\n", "\r"}
+_NO_LINE_BREAKS = str.maketrans("", "", "\t\n\r")  # prose with line breaks and tabs is still all visible
 
 
 def describe(char: str) -> str:
@@ -28,7 +29,7 @@ def describe(char: str) -> str:
 
 def hidden_character(text: str) -> tuple[int, str] | None:
     """(index, message) of the first hidden character in `text`, or None when there is none."""
-    if text.isprintable():  # the common case, decided in C
+    if text.isprintable() or text.translate(_NO_LINE_BREAKS).isprintable():  # the common cases, decided in C
         return None
     for index, char in enumerate(text):
         if char in _ALLOWED_CONTROLS or char.isprintable():

@@ -139,8 +139,14 @@ def check_formula(text: str | int | float) -> str | int | float:
     Run while a spec is validated, so such errors carry their YAML line even where the formula is
     parsed much later (a model's bindings). Unknown names and functions are left for `parse_formula`.
     """
-    _parse(text, {}, {}, screen=True)
+    _screen(text)
     return text
+
+
+@lru_cache(maxsize=None, typed=True)  # typed: True is not the formula 1
+def _screen(text: str | int | float) -> None:
+    """Once per distinct formula (specs repeat B*S*h many times); a failure is raised each time."""
+    _parse(text, {}, {}, screen=True)
 
 
 def _parse(text: str | int | float, symbols: Mapping[str, sympy.Expr],

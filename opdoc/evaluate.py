@@ -92,6 +92,7 @@ class Evaluator:
         self._evaluated: dict[tuple, Evaluated] = {}
         self._shares: dict[tuple, sympy.Expr] = {}  # a child's quantity as its parent counts it
         self._expanded: dict[sympy.Expr, sympy.Expr] = {}
+        self._numeric: dict[frozenset, tuple[dict, dict]] = {}
 
     # ------------------------------------------------------------------ symbolic composition
 
@@ -360,7 +361,7 @@ class Evaluator:
                           self.binding(item.spec.scope, p.example, p.set, p.config))
                          for i, p in enumerate(scope.check) if not p.only or op in p.only]
             # Converted once per op, and one memo of subexpressions per binding for all of its expressions.
-            exact = ([numeric_binding(binding) for _, binding in bindings], [{} for _ in bindings])
+            exact = tuple(map(list, zip(*(self.numbers(binding) for _, binding in bindings))))
             # Each operation's FLOPs and each tensor extent on its own: a negative part can hide in a total.
             for key, expr in item.exprs.items():
                 if not key.startswith(("operations.", "tensors.")) or key.endswith(".active"):
@@ -381,6 +382,15 @@ class Evaluator:
                                 f"is {bad[1]} at {bad[0]} ({kernel} kernel{', variant ' + variant if variant else ''}); "
                                 "a count or size must be a finite number >= 0: fix the formula"))
         return problems
+
+    def numbers(self, binding: Mapping[sympy.Symbol, sympy.Expr]) -> tuple[dict, dict]:
+        """A binding as Python numbers, and its memo of computed subexpressions (opdoc.exact.run): one
+        per binding, shared by every check and evaluation at it (the checks and the pages evaluate the
+        same formulas at the same examples)."""
+        key = frozenset(binding.items())
+        if key not in self._numeric:
+            self._numeric[key] = (numeric_binding(binding), {})
+        return self._numeric[key]
 
     def _items(self, ops: Iterable[str] | None) -> list[tuple[str, ParsedSpec]]:
         """The specs of `ops` (all when None), in the catalog's order."""
@@ -608,8 +618,7 @@ class Evaluator:
         for other in KERNELS:
             formulas[f"peak_{other}"] = self.quantities(op, variant, other).peak
         problems: list[SpecProblem] = []
-        numbers = numeric_binding(binding)
-        values: dict = {}  # subexpressions the quantities share, computed once (opdoc.exact.run)
+        numbers, values = self.numbers(binding)
 
         def number(expr: sympy.Expr, what: str, at: tuple = ("examples",)) -> sympy.Expr:
             # Exact arithmetic on Python numbers first (fast on a whole model's formulas); sympy when the

@@ -35,7 +35,7 @@ from markupsafe import Markup
 
 from opdoc.catalog import Catalog, ParsedSpec
 from opdoc.escape import escape_prose as _escape_prose
-from opdoc.exact import exact_at, numeric_binding
+from opdoc.exact import exact_at, numeric_binding, substituted
 from opdoc.evaluate import Evaluator
 from opdoc.formula import engineering, exact_number, minimum, plain_text
 from opdoc.hardware import (
@@ -481,7 +481,7 @@ def along(model: Model, op: str, example: str, name: str, *exprs: sympy.Expr) ->
 
     def values(n: int) -> list[sympy.Expr]:
         binding = model.binding(op, example, {name: n})
-        return [expr.xreplace(binding) for expr in reduced]
+        return [substituted(expr, binding) for expr in reduced]
     return values
 
 

@@ -12,8 +12,10 @@ Conventions stated once here and printed on every page:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
@@ -826,6 +828,12 @@ def _difference_weights(degree: int) -> tuple[sympy.Lambda, ...]:
         for k in range(i, degree + 1)))) for i in range(degree + 1))
 
 
+def _weights_at(degree: int, n: int) -> list[int]:
+    """_difference_weights at a whole n >= 1, in integers: Σ_k (-1)^(k-i) C(k, i) C(n, k+1)."""
+    return [sum((-1) ** (k - i) * math.comb(k, i) * math.comb(n, k + 1) for k in range(i, degree + 1))
+            for i in range(degree + 1)]
+
+
 def _degree(expr: sympy.Expr, step: sympy.Symbol, memo: dict) -> int | None:
     """The degree of expr as a polynomial in step, or None when step sits anywhere else (inside
     min(), floor(), a denominator)."""
@@ -860,8 +868,15 @@ def sum_steps(expr: sympy.Expr, step: sympy.Symbol, first: sympy.Expr, last: sym
     total = []
     if polynomial:
         body = sympy.Add(*polynomial)
-        weights = _difference_weights(_degree(body, step, memo))
-        total += [weight(last - first + 1) * body.xreplace({step: first + i}) for i, weight in enumerate(weights)]
+        degree = _degree(body, step, memo)
+        count = last - first + 1
+        points = ([exact_value(body, {step: int(first) + i}) for i in range(degree + 1)]
+                  if count.is_Integer and count > 0 else [None])
+        if all(isinstance(point, int | Fraction) for point in points):  # numbers only: summed on Python numbers
+            total.append(exact_sympy(sum(weight * point for weight, point in zip(_weights_at(degree, int(count)), points))))
+        else:
+            total += [weight(count) * body.xreplace({step: first + i})
+                      for i, weight in enumerate(_difference_weights(degree))]
     for term in others:
         if first.is_Integer and last.is_Integer:
             values = exact_values(term, [{step: i} for i in range(int(first), int(last) + 1)])

@@ -886,4 +886,4 @@ def sum_steps(expr: sympy.Expr, step: sympy.Symbol, first: sympy.Expr, last: sym
                              else sympy.Rational(value.numerator, value.denominator))
                 continue
         total.append(sympy.summation(term, (step, first, last)))
-    return sympy.expand(sympy.Add(*total))
+    return sympy.Add(*total)

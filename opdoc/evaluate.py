@@ -118,11 +118,17 @@ class Evaluator:
         return self._memo[key]
 
     def tensor_numel(self, item: ParsedSpec, index: int) -> sympy.Expr:
-        tensor = item.spec.tensors[index]
-        return sympy.Mul(*(item.exprs[f"tensors.{index}.shape.{axis}"] for axis in range(len(tensor.shape))))
+        key = ("numel", item.spec.op, index)
+        if key not in self._memo:
+            axes = range(len(item.spec.tensors[index].shape))
+            self._memo[key] = sympy.Mul(*(item.exprs[f"tensors.{index}.shape.{axis}"] for axis in axes))
+        return self._memo[key]
 
     def tensor_bytes(self, item: ParsedSpec, index: int) -> sympy.Expr:
-        return self.tensor_numel(item, index) * self.dtype_bytes(item.spec.tensors[index].dtype)
+        key = ("bytes", item.spec.op, index)
+        if key not in self._memo:
+            self._memo[key] = self.tensor_numel(item, index) * self.dtype_bytes(item.spec.tensors[index].dtype)
+        return self._memo[key]
 
     def dtype_name(self, dtype: str) -> str:
         """A tensor's dtype, with "model" read as the model's own (weights and activations)."""
@@ -374,9 +380,13 @@ class Evaluator:
                     problems.append(SpecProblem(item.path, item.line(*loc), key,
                                                 f"is {bad[1]} at {bad[0]}; a count or size must be a finite "
                                                 "number >= 0: fix the formula"))
+            checked: set[sympy.Expr] = set()  # most quantities are the same with either kernel
             for variant in self.variants(op):
                 for kernel in KERNELS:
                     for name, expr in self.quantities(op, variant, kernel).derived().items():
+                        if expr in checked:
+                            continue
+                        checked.add(expr)
                         bad = _first_bad(expr, bindings, *exact)
                         if bad is not None:
                             problems.append(SpecProblem(

@@ -105,11 +105,14 @@ def _library_class(item: ParsedSpec, module: str, name: str) -> ClassSource:
     up = item.spec.upstream
     where = f"{up.file}, lines {up.lines[0]}-{up.lines[1]}"
     params = list(item.spec.constructor.parameters)
+    # Not imported, so a function (torch.nn.functional's) is told from a class by the name's case (PEP 8).
+    function = name[:1].islower()
     return ClassSource(
         file=up.file.split(" (")[0], first=up.lines[0], last=up.lines[1],  # the path, without "(torch 2.13.0)"
-        source=f"# {module}.{name}: the library's own class, profiled as it is ({where}).\n"
-               f"# opdoc writes no reference for it; the library's source is not copied here.",
-        signature=f"def __init__(self, {', '.join(params)})", params=None, library=True)
+        source=f"# {module}.{name}: the library's own {'function' if function else 'class'}, profiled as it is "
+               f"({where}).\n# opdoc writes no reference for it; the library's source is not copied here.",
+        signature=f"def {name}({', '.join(params)})" if function else f"def __init__(self, {', '.join(params)})",
+        params=None, library=True)
 
 
 def _without_docstrings(text: str, node: ast.ClassDef | ast.FunctionDef, first: int) -> str:

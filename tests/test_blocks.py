@@ -134,3 +134,134 @@ def test_a_library_class_documents_exactly_its_constructor_parameters(op, cls):
     # the implementation names the module that defines the class (the build does not read it)
     where, _, defined = spec["implementation"].rpartition(".")
     assert getattr(importlib.import_module(where), defined) is getattr(importlib.import_module(module), name)
+
+
+# ------------------------------------------------------------------ scaled-dot-product attention (scope sdpa)
+FP32 = 4
+
+
+def _sdpa(evaluator, example, variant, kernel, **overrides):
+    binding = evaluator.binding("sdpa", example, overrides or None)
+    return evaluator.evaluate("scaled_dot_product_attention", binding, variant, kernel).totals
+
+
+def test_sdpa_on_clip_view_both_kernels(evaluator):
+    # CLIP's Base view: B=1, 16 heads of 64, 257 queries and 257 keys
+    heads, scores = 16 * 257 * 64, 16 * 257 * 257  # elements of one (B, H, S, d_h) and one (B, H, S, S_k) tensor
+    fused = _sdpa(evaluator, "clip_view", "packed_qkv", "fused")
+    assert fused["tensor_flops"] == 4 * 1 * 16 * 257 * 257 * 64 == 270_536_704  # Q·Kᵀ and P·V
+    assert fused["cuda_flops"] == 6 * scores == 6_340_704  # scale and softmax per score
+    # the output and the fp32 log-sum-exp of each row: 526,336 + 16,448
+    assert fused["peak"] == heads * BF16 + 16 * 257 * FP32 == 542_784
+    assert fused["io_read_bytes"] == 3 * heads * BF16 == 1_579_008  # q, k and v once
+    eager = _sdpa(evaluator, "clip_view", "packed_qkv", "eager")
+    assert eager["tensor_flops"] == fused["tensor_flops"]
+    # q and kᵀ each scaled by d_h^(-1/4) instead of the scores, then the softmax: 526,336 + 5,283,920
+    assert eager["cuda_flops"] == 2 * heads + 5 * scores == 5_810_256
+    # softmax moment: fp32 q, k, v, scaled q (4 × 1,052,672) and fp32 scores and probabilities (2 × 4,227,136)
+    assert eager["peak"] == 4 * heads * FP32 + 2 * scores * FP32 == 12_664_960
+
+
+def test_sdpa_copies_strided_inputs_only_for_several_images(evaluator):
+    # B=2 Base views of CLIP: token-major q, k, v do not fold (B, H) into one bmm axis as a view
+    heads, scores = 2 * 16 * 257 * 64, 2 * 16 * 257 * 257
+    packed = _sdpa(evaluator, "clip_view", "packed_qkv", "eager", B=2)
+    # created: q32, k32, v32, q_scaled, k_scaled (5), the copies of q, kᵀ and v (3), attn32 — fp32 head tensors;
+    # scores and probs32 in fp32, probs in bf16; the bf16 output
+    assert (packed["activation_bytes"] == 9 * heads * FP32 + 2 * scores * FP32 + scores * BF16 + heads * BF16
+            == 41_136_448)
+    one = _sdpa(evaluator, "clip_view", "packed_qkv", "eager")  # B=1: the copies have no elements
+    assert one["activation_bytes"] == 6 * (heads // 2) * FP32 + 2 * (scores // 2) * FP32 + (scores // 2) * BF16 \
+        + (heads // 2) * BF16 == 17_410_208
+    assert packed["cuda_flops"] == 2 * one["cuda_flops"]  # copies are no arithmetic
+
+
+def test_sdpa_with_a_dense_mask_on_sam_global(evaluator):
+    # SAM's global block on a Base view: 12 heads of 64 over 4096 patches, the bias as a bf16 float mask
+    heads, scores = 12 * 4096 * 64, 12 * 4096 * 4096
+    fused = _sdpa(evaluator, "sam_global", "bias_mask", "fused")
+    assert fused["tensor_flops"] == 4 * 12 * 4096 * 4096 * 64 == 51_539_607_552
+    assert fused["cuda_flops"] == 7 * scores == 1_409_286_144  # scale, mask add, softmax (5)
+    assert fused["io_read_bytes"] == 3 * heads * BF16 + scores * BF16 == 421_527_552  # q, k, v and the mask
+    eager = _sdpa(evaluator, "sam_global", "bias_mask", "eager")
+    # mask-add moment: fp32 q, k, v, scaled q (4 × 12,582,912) and fp32 scores plus masked scores (2 × 805,306,368)
+    assert eager["peak"] == 4 * heads * FP32 + 2 * scores * FP32 == 1_660_944_384
+    # scale q and kᵀ (2 × 3,145,728), the mask add (1) and the softmax (5) per score
+    assert eager["cuda_flops"] == 2 * heads + scores + 5 * scores == 1_214_251_008
+
+
+# ------------------------------------------------------------------ RMSNorm (torch.nn.RMSNorm)
+
+
+def test_rms_norm_on_the_decoders_tokens(evaluator):
+    values = evaluator.evaluate_at("RMSNorm", "lm_tokens")
+    rows, elements = 8192, 8192 * 1280
+    # square (1), mean (1 per element read, 1 divide per row), eps (1 per row), rsqrt (1 per row),
+    # normalise (1), gain (1)
+    assert values["cuda_flops"] == 4 * elements + 3 * rows == 41_967_616
+    assert values["parameters"] == 1280
+    # gain multiply: fp32 copy, fp32 normalised values, their fp32 product and the fp32 1/RMS per row
+    assert values["peak"] == 3 * elements * FP32 + rows * FP32 == 125_861_888
+    # the vendor's norm: same FLOPs, but it casts back before the gain, so its peak is the fp32 copy, the
+    # fp32 normalised values and two per-row statistics
+    vendor = evaluator.evaluate_at("DeepseekV2RMSNorm", "prefill")
+    assert vendor["cuda_flops"] == values["cuda_flops"]
+    assert vendor["peak"] == 2 * elements * FP32 + 2 * rows * FP32 == 83_951_616 < values["peak"]
+
+
+# ------------------------------------------------------------------ composites built on the SDPA block
+
+
+def test_attention_composites_on_the_sdpa_block_keep_their_numbers(evaluator):
+    # CLIP, Base view: 257 tokens of width 1024, 16 heads of 64
+    clip = evaluator.evaluate_at("NoTPAttention", "base_view")
+    assert clip["tensor_flops"] == 8 * 257 * 1024**2 + 4 * 16 * 257**2 * 64 == 2_426_408_960
+    # the two biases (3h + h per token) and SDPA's scale and softmax
+    assert clip["cuda_flops"] == 4 * 257 * 1024 + 6 * 16 * 257**2 == 7_393_376
+    # fused: qkv (257 × 3072), the head outputs and the projected output, all bf16
+    assert clip["peak"] == (257 * 3072 + 257 * 1024 + 257 * 1024) * BF16 == 2_631_680
+    clip_eager = evaluator.evaluate_at("NoTPAttention", "base_view", kernel="eager")
+    assert clip_eager["peak"] == 257 * 3072 * BF16 + 12_664_960 == 14_243_968  # qkv under SDPA's math peak
+    # SAM, a global block on the Base view: 4096 tokens of width 768, 12 heads of 64, a 64 × 64 grid
+    sam = evaluator.evaluate_at("Attention", "base_view")
+    assert (sam["tensor_flops"] == 8 * 4096 * 768**2 + 4 * 12 * 4096**2 * 64 + 2 * 12 * 4096 * (64 + 64) * 64
+            == 71_672_266_752)
+    assert sam["parameters"] == 4 * 768**2 + 4 * 768 + 2 * 127 * 64 == 2_378_624  # qkv, proj, two tables
+    # fused: qkv, the two bias terms (12 × 4096 × 64 each), the dense bias, the head outputs and the output
+    kept = 4096 * 2304 * BF16 + 2 * 12 * 4096 * 64 * BF16 + 12 * 4096**2 * BF16
+    assert sam["peak"] == kept + 2 * 4096 * 768 * BF16 == 446_693_376
+    sam_eager = evaluator.evaluate_at("Attention", "base_view", kernel="eager")
+    assert sam_eager["peak"] == kept + 1_660_944_384 == 2_095_054_848  # SDPA's mask-add moment on top
+
+
+def test_sdpa_and_rms_norm_document_exactly_their_library_signatures():
+    """The build never reads torch, so the spec's parameters are compared with torch here: the function's
+    from its documented signature (a C++ operator has no Python signature), the class's from __init__."""
+    import inspect
+    import re
+
+    import torch.nn
+    import torch.nn.functional as F
+    import yaml
+
+    folder = Path(__file__).resolve().parents[1] / "specs" / "deepseek_ocr"
+    sdpa = yaml.safe_load((folder / "scaled_dot_product_attention.yaml").read_text(encoding="utf-8"))
+    first = re.match(r"scaled_dot_product_attention\(([^)]*)\)", " ".join(F.scaled_dot_product_attention.__doc__.split()))
+    documented = [part.split("=")[0].strip() for part in first.group(1).split(",")]
+    assert list(sdpa["constructor"]["parameters"]) == documented
+    rms = yaml.safe_load((folder / "RMSNorm.yaml").read_text(encoding="utf-8"))
+    signature = inspect.signature(torch.nn.RMSNorm.__init__)
+    assert list(rms["constructor"]["parameters"]) == [p for p in signature.parameters if p != "self"]
+
+
+def test_a_library_function_is_named_as_a_function_without_importing_it():
+    code = (
+        "import sys\n"
+        "from opdoc.pipeline import Paths, load\n"
+        "from opdoc.source import class_source\n"
+        "catalog, _ = load(Paths())\n"
+        "source = class_source(catalog.specs['scaled_dot_product_attention'], catalog)\n"
+        "print(source.file, source.signature.split(',')[0], 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["torch/nn/functional.py", "def", "scaled_dot_product_attention(query", "False"]

@@ -196,7 +196,7 @@ def test_attention_math_path_holds_two_fp32_score_tensors(evaluator):
 
 
 def test_attention_parameters_match_checkpoint(evaluator, index):
-    names = parameter_names(evaluator, "Attention")
+    names = parameter_names(evaluator, "Attention", with_children=True)  # qkv and proj are Linear children
     for block in range(12):
         assert names == keys_under(index, f"model.sam_model.blocks.{block}.attn.")
 
@@ -230,7 +230,7 @@ def test_block_parameters_match_checkpoint(evaluator, index):
     for block in range(12):
         variant = "global" if block in (2, 5, 8, 11) else "windowed"
         names = {t.name for t in evaluator.catalog.specs["Block"].spec.tensors if t.role == "parameter"}
-        names |= {f"attn.{n}" for n in parameter_names(evaluator, "Attention")}
+        names |= {f"attn.{n}" for n in parameter_names(evaluator, "Attention", with_children=True)}
         names |= {f"mlp.{n}" for n in parameter_names(evaluator, "MLPBlock", with_children=True)}
         assert names == keys_under(index, f"model.sam_model.blocks.{block}.")
         # windowed blocks hold tables of 2 * 14 - 1 rows, global ones of 2 * 64 - 1 (64 wide each)

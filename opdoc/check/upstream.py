@@ -51,11 +51,13 @@ def source_hash(lines: list[str]) -> str:
 
 def find_class(path: Path, name: str) -> tuple[int, int, str] | None:
     """(first line with decorators, last line, hash) of the top-level class ``name`` in ``path``, or of
-    the top-level function of that name (a helper such as get_rel_pos, documented like a class)."""
+    the top-level function of that name (a helper such as get_rel_pos, documented like a class), or of
+    the top-level assignment that binds it (torch's builtins: ``scaled_dot_product_attention = _add_docstr(...)``)."""
     text = path.read_text(encoding="utf-8")
     for node in ast.parse(text, filename=str(path)).body:
-        if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == name:
-            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        bound = isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+        if bound or isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == name:
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
             lines = text.splitlines()[first - 1:node.end_lineno]
             return first, node.end_lineno, source_hash(lines)
     return None

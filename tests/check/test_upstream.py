@@ -58,6 +58,16 @@ def test_find_class_starts_at_the_first_decorator(tmp_path):
     assert find_class(source, "B") is None
 
 
+def test_find_class_finds_a_name_a_module_binds_by_assignment(tmp_path):
+    # torch names its C++ operators this way: scaled_dot_product_attention = _add_docstr(..., """...""")
+    source = tmp_path / "f.py"
+    source.write_text("import x\n\nsdpa = _doc(\n    x.op,\n    'text',\n)\n\nother = 1\n")
+    first, last, digest = find_class(source, "sdpa")
+    assert (first, last) == (3, 6)  # from "sdpa = _doc(" to its closing parenthesis
+    assert digest == source_hash(source.read_text().splitlines()[2:6])
+    assert find_class(source, "_doc") is None  # a name only called, not bound
+
+
 def test_every_spec_location_matches_the_checkout(checkout, catalog):
     locations = check_locations(catalog, checkout, _vendor_transformers())
     assert len(locations) == len(catalog.specs)

@@ -875,3 +875,26 @@ def _apply_rotary(ctx: Context) -> Case:
     q, k = ctx.tensor(B, ctx["H"], S, d_h), ctx.tensor(B, ctx["H_kv"], S, d_h)
     cos, sin = ctx.tensor(ctx["B_pos"], S, d_h), ctx.tensor(ctx["B_pos"], S, d_h)
     return Case(holder, lambda: apply_rotary_pos_emb(q, k, cos, sin))
+
+
+@harness("scaled_dot_product_attention")
+def _sdpa(ctx: Context) -> Case:
+    """torch's own function under the point's kernel (sdpa_kernel(MATH) for "eager"), fed as its callers
+    feed it: packed_qkv gives strided views of token-major projections (q from a (B, S, H, d_h) tensor,
+    k and v from one (B, S_k, 2, H, d_h) tensor), bias_mask gives head-major q, k, v and a dense float mask."""
+    holder = ctx.module(nn.Module)  # a function: no parameters
+    B, H, S, S_k, d_h = ctx["B"], ctx["H"], ctx["S"], ctx["S_k"], ctx["d_h"]
+    return Case(holder, sdpa_call(ctx, ctx.variant, B, H, S, S_k, d_h), context=ctx.sdpa_context())
+
+
+def sdpa_call(ctx: Context, variant: str | None, B: int, H: int, S: int, S_k: int, d_h: int) -> Callable[[], Tensor]:
+    """The call of F.scaled_dot_product_attention on the inputs of one variant (shared with the upstream check)."""
+    if variant == "packed_qkv":
+        q = ctx.tensor(B, S, H, d_h).transpose(1, 2)
+        k, v = ctx.tensor(B, S_k, 2, H, d_h).permute(2, 0, 3, 1, 4).unbind(0)
+        return lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    if variant == "bias_mask":
+        q, k, v = ctx.tensor(B, H, S, d_h), ctx.tensor(B, H, S_k, d_h), ctx.tensor(B, H, S_k, d_h)
+        mask = ctx.tensor(B, H, S, S_k)
+        return lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    raise HarnessError(f"scaled_dot_product_attention: variant must be packed_qkv or bias_mask, got {variant!r}")

@@ -1138,7 +1138,8 @@ def _torch_class(op: str) -> Callable[[Vendor, Context], Case]:
     def builder(vendor: Vendor, ctx: Context) -> Case:
         """nn.Linear, nn.LayerNorm and nn.Conv2d: the vendor files build torch's own classes, so the vendor
         side is that class run in this environment (torch as the vendor's code imports it), built and fed
-        exactly as the reference harness declares."""
+        exactly as the reference harness declares. nn.RMSNorm, which they do not build, is compared the
+        same way: the vendor's torch against the reference run."""
         from opdoc.check.harness import harness as registry
 
         case = registry.get(op)(ctx)
@@ -1146,8 +1147,19 @@ def _torch_class(op: str) -> Callable[[Vendor, Context], Case]:
     return builder
 
 
-for _op in ("Linear", "LayerNorm", "Conv2d"):
+for _op in ("Linear", "LayerNorm", "Conv2d", "RMSNorm"):
     upstream(_op)(_torch_class(_op))
+
+
+@upstream("scaled_dot_product_attention")
+def _sdpa(vendor: Vendor, ctx: Context) -> Case:
+    """torch's own function, which deepencoder.py's attention classes call, run in this environment on
+    inputs laid out as each variant's caller lays them out, under the point's kernel."""
+    from opdoc.models.deepseek_ocr.harness import sdpa_call
+
+    holder = ctx.module(nn.Module)
+    call = sdpa_call(ctx, ctx.variant, ctx["B"], ctx["H"], ctx["S"], ctx["S_k"], ctx["d_h"])
+    return _with_patches(vendor, ctx, holder, call, router_notes=False, context=ctx.sdpa_context())
 
 
 @upstream("Activation")

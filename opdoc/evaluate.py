@@ -92,6 +92,7 @@ class Evaluator:
         self._bindings: dict[tuple, dict[sympy.Symbol, sympy.Expr]] = {}
         self._values: dict[tuple, sympy.Expr] = {}  # (expression, scope, example) -> exact number
         self._evaluated: dict[tuple, Evaluated] = {}
+        self._totals_memo: dict[tuple, tuple[dict, dict]] = {}
         self._shares: dict[tuple, sympy.Expr] = {}  # a child's quantity as its parent counts it
         self._expanded: dict[sympy.Expr, sympy.Expr] = {}
         self._numeric: dict[frozenset, tuple[dict, dict]] = {}
@@ -611,6 +612,55 @@ class Evaluator:
         self._values[key] = value
         return value
 
+    def totals(self, op: str, binding: Mapping[sympy.Symbol, sympy.Expr], variant: str | None = None,
+               kernel: str | None = None, where: str = "") -> dict[str, sympy.Expr]:
+        """`evaluate(...).totals` without the parts (a plot's sweep needs no more), memoised the same way."""
+        kernel = kernel or self.kernel
+        frozen = tuple(sorted(((s.name, v) for s, v in binding.items()), key=lambda pair: pair[0]))
+        if (op, variant, kernel, frozen) in self._evaluated:
+            return dict(self._evaluated[op, variant, kernel, frozen].totals)
+        return dict(self._totals(op, binding, variant, kernel, where, frozen)[0])
+
+    def _totals(self, op: str, binding: Mapping[sympy.Symbol, sympy.Expr], variant: str | None, kernel: str,
+                where: str, frozen: tuple) -> tuple[dict[str, sympy.Expr], dict[str, sympy.Expr]]:
+        key = (op, variant, kernel, frozen)
+        if key not in self._totals_memo:
+            item = self.catalog.specs[op]
+            formulas = self.quantities(op, variant, kernel).derived()
+            for other in KERNELS:
+                formulas[f"peak_{other}"] = self.quantities(op, variant, other).peak
+            problems: list[SpecProblem] = []
+            totals = {name: self._number(item, expr, binding, frozen, where, name, ("examples",), problems)
+                      for name, expr in formulas.items()}
+            if problems:
+                raise SpecError(problems)
+            self._totals_memo[key] = (totals, formulas)
+        return self._totals_memo[key]
+
+    def _number(self, item: ParsedSpec, expr: sympy.Expr, binding: Mapping[sympy.Symbol, sympy.Expr], frozen: tuple,
+                where: str, what: str, at: tuple, problems: list[SpecProblem]) -> sympy.Expr:
+        """expr at the binding, exact; a value that is not a count (negative, fractional, infinite, not a
+        number, or with a symbol left unbound) is added to `problems` and counts as 0."""
+        numbers, values = self.numbers(binding)
+        # Exact arithmetic on Python numbers first (fast on a whole model's formulas); sympy when the
+        # expression leaves it (a root, an unbound symbol), which also words the error.
+        raw = exact_value(expr, numbers, values)
+        if isinstance(raw, int) and raw >= 0:  # nearly every number: no sympy comparison needed
+            return sympy.Integer(raw)
+        value = exact_sympy(raw) if raw is not None else expr.xreplace(binding)
+        if value.free_symbols:
+            missing = ", ".join(sorted(map(str, value.free_symbols)))
+            problems.append(SpecProblem(item.path, item.line(*at), ".".join(map(str, at)),
+                                        f"{what} needs {missing}, which {where or 'this binding'} does not bind; "
+                                        "bind it in model.yaml"))
+            return sympy.Integer(0)
+        if not (value.is_finite and value.is_real and value >= 0):
+            problems.append(SpecProblem(item.path, item.line(*at), ".".join(map(str, at)),
+                                        f"{what} is {value} at {where or _describe_binding(frozen)}; "
+                                        "a count or size must be a finite number >= 0: fix the formula"))
+            return sympy.Integer(0)
+        return value
+
     def evaluate(self, op: str, binding: Mapping[sympy.Symbol, sympy.Expr], variant: str | None = None,
                  kernel: str | None = None, where: str = "") -> Evaluated:
         """Every quantity, operation, child contribution and tensor of one op at one binding, exact.
@@ -625,34 +675,16 @@ class Evaluator:
         if key in self._evaluated:
             return self._evaluated[key]
         item = self.catalog.specs[op]
-        q = self.quantities(op, variant, kernel)
-        formulas = q.derived()
-        for other in KERNELS:
-            formulas[f"peak_{other}"] = self.quantities(op, variant, other).peak
         problems: list[SpecProblem] = []
-        numbers, values = self.numbers(binding)
 
         def number(expr: sympy.Expr, what: str, at: tuple = ("examples",)) -> sympy.Expr:
-            # Exact arithmetic on Python numbers first (fast on a whole model's formulas); sympy when the
-            # expression leaves it (a root, an unbound symbol), which also words the error.
-            raw = exact_value(expr, numbers, values)
-            if isinstance(raw, int) and raw >= 0:  # nearly every number: no sympy comparison needed
-                return sympy.Integer(raw)
-            value = exact_sympy(raw) if raw is not None else expr.xreplace(binding)
-            if value.free_symbols:
-                missing = ", ".join(sorted(map(str, value.free_symbols)))
-                problems.append(SpecProblem(item.path, item.line(*at), ".".join(map(str, at)),
-                                            f"{what} needs {missing}, which {where or 'this binding'} does not bind; "
-                                            "bind it in model.yaml"))
-                return sympy.Integer(0)
-            if not (value.is_finite and value.is_real and value >= 0):
-                problems.append(SpecProblem(item.path, item.line(*at), ".".join(map(str, at)),
-                                            f"{what} is {value} at {where or _describe_binding(frozen)}; "
-                                            "a count or size must be a finite number >= 0: fix the formula"))
-                return sympy.Integer(0)
-            return value
+            return self._number(item, expr, binding, frozen, where, what, at, problems)
 
-        totals = {name: number(expr, name) for name, expr in formulas.items()}
+        try:
+            totals, formulas = self._totals(op, binding, variant, kernel, where, frozen)
+        except SpecError as exc:  # reported with the parts' problems, all at once
+            problems += exc.problems
+            totals, formulas = {}, {}
         operations = []
         for index, operation in enumerate(item.spec.operations):
             if operation.kernel not in (None, kernel) or not in_variant(operation.only, variant):

@@ -26,7 +26,6 @@ from opdoc.catalog import Catalog
 from opdoc.coverage import MODULES_FILE, coverage_rows, load_modules, summary
 from opdoc.analytic import report_context, report_rows
 from opdoc.evaluate import Evaluator
-from opdoc.exact import values_at
 from opdoc.parallel import cores, map_forked, partition
 from opdoc.modes import ModeCosts, comparison_rows, example_context, stage_chart_rows
 from opdoc.roofline import build_pages
@@ -218,15 +217,15 @@ def mode_files(catalog: Catalog, evaluator: Evaluator, env: jinja2.Environment, 
 
 
 def op_plot_job(catalog: Catalog, evaluator: Evaluator, view: OpView) -> tuple[str, str, tuple, dict]:
-    """The op's scaling chart: its FLOPs and peak memory against its scope's sweep, computed from the
-    formulas (opdoc.exact: one program per formula for every point); drawing is plain string building."""
+    """The op's scaling chart: its FLOPs and peak memory against its scope's sweep, read from the
+    evaluated model at each point; drawing is plain string building."""
     item = catalog.specs[view.name]
     scope = catalog.model.scopes[item.spec.scope]
     primary = item.spec.examples[0]
-    q = evaluator.quantities(view.name, evaluator.variants(view.name)[0])
-    bindings = [evaluator.binding(item.spec.scope, primary, {name: value for name in scope.sweep.vary})
-                for value in scope.sweep.values]
-    tensor, cuda, peak = (values_at(expr, bindings) for expr in (q.tensor_flops, q.cuda_flops, q.peak))
+    variant = evaluator.variants(view.name)[0]
+    points = [evaluator.totals(view.name, evaluator.binding(item.spec.scope, primary, {name: value for name in scope.sweep.vary}),
+                               variant) for value in scope.sweep.values]
+    tensor, cuda, peak = ([float(totals[name]) for totals in points] for name in ("tensor_flops", "cuda_flops", "peak"))
     example_x = float(evaluator.binding(item.spec.scope, primary)[catalog.symbols[scope.sweep.vary[0]]])
     return (f"plots/op-{view.name}.svg", "op_scaling_svg",
             (view.name, [float(v) for v in scope.sweep.values], tensor, cuda, peak, example_x, view.primary_title),

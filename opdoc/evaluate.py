@@ -96,6 +96,7 @@ class Evaluator:
         self._shares: dict[tuple, sympy.Expr] = {}  # a child's quantity as its parent counts it
         self._expanded: dict[sympy.Expr, sympy.Expr] = {}
         self._numeric: dict[frozenset, tuple[dict, dict]] = {}
+        self._numeric_by_id: dict[int, tuple[Mapping, tuple[dict, dict]]] = {}
 
     # ------------------------------------------------------------------ symbolic composition
 
@@ -400,9 +401,16 @@ class Evaluator:
         """A binding as Python numbers, and its memo of computed subexpressions (opdoc.exact.run): one
         per binding, shared by every check and evaluation at it (the checks and the pages evaluate the
         same formulas at the same examples)."""
+        # A Binding (the one binding function's memoised result, never changed after) is found by
+        # identity, without hashing its fifty items again; it is kept alive, so its id stays its own.
+        seen = self._numeric_by_id.get(id(binding))
+        if seen is not None and seen[0] is binding:
+            return seen[1]
         key = frozenset(binding.items())
         if key not in self._numeric:
             self._numeric[key] = (numeric_binding(binding), {})
+        if isinstance(binding, Binding):
+            self._numeric_by_id[id(binding)] = (binding, self._numeric[key])
         return self._numeric[key]
 
     def _items(self, ops: Iterable[str] | None) -> list[tuple[str, ParsedSpec]]:

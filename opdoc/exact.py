@@ -146,6 +146,9 @@ def run(expr: sympy.Expr, binding: Mapping[sympy.Symbol, Number], values: dict[i
     expression evaluated at the same binding. _Unsupported outside the arithmetic of formulas."""
     values = {} if values is None else values
     nodes, program = _NODES, _program(expr)
+    if program[-1] in values:  # the whole expression was evaluated at this binding already
+        value = values[program[-1]]
+        return value.numerator if isinstance(value, Fraction) and value.denominator == 1 else value
     for index in program:
         if index in values:
             continue

@@ -498,6 +498,7 @@ def _log_power(factor: sympy.Expr) -> tuple[sympy.Expr | None, int]:
     return None, 0
 
 
+@lru_cache(maxsize=None)  # pages print the same totals and shapes many times (forward = tensor + 0)
 def plain_text(expr: sympy.Expr) -> str:
     """`2*B*S**2*h` -> `2 × B × S² × h`: the template's notation, deterministic for one sympy version."""
     return _PRINTER.doprint(_fold_log2(expr))

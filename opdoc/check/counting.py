@@ -116,22 +116,7 @@ class _CountingMode(TorchDispatchMode):
         self.counter = counter
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        rule = self.counter.registry.get(func)
-        if rule is None:
-            if self.counter.decompose_unknown:
-                with self:
-                    result = func.decompose(*args, **kwargs)
-                if result is not NotImplemented:
-                    self.counter.decomposed[op_name(func)] += 1
-                    return result
-            out = func(*args, **kwargs)
-            self.counter.unknown[op_name(func)] += 1
-            return out
-        out = func(*args, **kwargs)
-        if func.overloadpacket not in METADATA_OPS:
-            self.counter.record(rule, func, args, kwargs, out)
-        return out
+        return self.counter.dispatch(func, args, kwargs or {})
 
 
 class OpCounter:
@@ -158,6 +143,24 @@ class OpCounter:
         """True when every op executed had a rule."""
         return not self.unknown
 
+    def dispatch(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        """Run one aten op and count it (the counting mode's work, also called by ``measure``'s mode)."""
+        rule = self.registry.get(func)
+        if rule is None:
+            if self.decompose_unknown:
+                with _CountingMode(self):  # the parts are counted (and seen by this counter only)
+                    result = func.decompose(*args, **kwargs)
+                if result is not NotImplemented:
+                    self.decomposed[op_name(func)] += 1
+                    return result
+            out = func(*args, **kwargs)
+            self.unknown[op_name(func)] += 1
+            return out
+        out = func(*args, **kwargs)
+        if func.overloadpacket not in METADATA_OPS:
+            self.record(rule, func, args, kwargs, out)
+        return out
+
     def record(self, rule: Rule, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
         flops = rule.count(func, args, kwargs, out)
         if rule.kind is Kind.FREE:
@@ -182,9 +185,16 @@ class OpCounter:
         """Each module path's cost including its descendants (``Root`` holds ``Root.blocks.0``)."""
         return module_totals(self.per_module)
 
-    def __enter__(self) -> OpCounter:
+    def start(self) -> None:
+        """Begin counting without a dispatch mode of its own (``measure`` dispatches to ``dispatch``)."""
         self.reset()
         self.modules.__enter__()
+
+    def stop(self, *exc: Any) -> None:
+        self.modules.__exit__(*exc)
+
+    def __enter__(self) -> OpCounter:
+        self.start()
         self._mode = _CountingMode(self)
         self._mode.__enter__()
         return self
@@ -194,7 +204,7 @@ class OpCounter:
             self._mode.__exit__(*exc)
         finally:
             self._mode = None
-            self.modules.__exit__(*exc)
+            self.stop(*exc)
 
 
 def module_totals(per_module: dict[str, dict[str, OpStats]]) -> dict[str, OpStats]:

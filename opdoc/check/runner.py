@@ -15,6 +15,11 @@ An op that runs an aten op without a rule fails, naming the op. Independent impl
 (transformers, segment-anything) are measured the same way and compared with our formulas as extra
 rows (the model package's ``independent`` module, e.g. ``opdoc.models.deepseek_ocr.independent``). ``--device cuda`` runs real bf16 tensors on a GPU instead and
 writes ``site/measured/cuda-report.json``; the CPU run writes ``build/check-report.json``.
+
+The CPU run forks one worker per available core after loading (``--jobs``; ``opdoc.check.workers``):
+an op's tasks of one variant and kernel stay together (they reuse one module), the largest ops start
+first, and the rows come back in plan order, the same as ``--jobs 1`` gives in one process. The
+report records each task's seconds (``--timings`` prints them by op).
 """
 
 from __future__ import annotations

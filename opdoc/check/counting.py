@@ -122,9 +122,13 @@ class _CountingMode(TorchDispatchMode):
 class OpCounter:
     """Counts FLOPs and I/O bytes of every aten op run inside ``with OpCounter() as counter:``."""
 
-    def __init__(self, registry: RuleRegistry = RULES, *, decompose_unknown: bool = True) -> None:
+    def __init__(self, registry: RuleRegistry = RULES, *, decompose_unknown: bool = True,
+                 by_module: bool = True) -> None:
         self.registry = registry
         self.decompose_unknown = decompose_unknown
+        # by_module=False: totals and per_op only; no global module hooks (every module call is faster),
+        # and per_module stays empty.
+        self.by_module = by_module
         self.modules = ModuleStack()
         self.reset()
 
@@ -179,7 +183,8 @@ class OpCounter:
         self.io_write_bytes += written
         name = op_name(func)
         self.per_op.setdefault(name, OpStats()).add(stats)
-        self.per_module.setdefault(self.modules.current, {}).setdefault(name, OpStats()).add(stats)
+        if self.by_module:
+            self.per_module.setdefault(self.modules.current, {}).setdefault(name, OpStats()).add(stats)
 
     def module_totals(self) -> dict[str, OpStats]:
         """Each module path's cost including its descendants (``Root`` holds ``Root.blocks.0``)."""
@@ -188,10 +193,12 @@ class OpCounter:
     def start(self) -> None:
         """Begin counting without a dispatch mode of its own (``measure`` dispatches to ``dispatch``)."""
         self.reset()
-        self.modules.__enter__()
+        if self.by_module:
+            self.modules.__enter__()
 
     def stop(self, *exc: Any) -> None:
-        self.modules.__exit__(*exc)
+        if self.by_module:
+            self.modules.__exit__(*exc)
 
     def __enter__(self) -> OpCounter:
         self.start()

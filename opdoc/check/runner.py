@@ -184,11 +184,11 @@ def parameter_counts(module) -> tuple[int, int]:
 
 
 def measure_case(case) -> Measured:
-    from opdoc.check import measure
+    from opdoc.check import measure_totals
 
     start = time.perf_counter()
     with case.place(), case.context():
-        m = measure(case.run)
+        m = measure_totals(case.run)
     kv = case.kv_cache(m.output)
     kv_bytes = sum(t.numel() * t.element_size() for t in kv)
     count, nbytes = parameter_counts(case.module)

@@ -1,5 +1,6 @@
-"""`opdoc check --jobs N`: forked workers give the report a serial run gives, and the check still bites.
-Also the fake-tensor construction that skips parameter fills (harness._NoValues)."""
+"""What makes `opdoc check` faster changes no result: forked workers (`--jobs N`) give the serial report
+and still fail on a wrong formula; a module built on fake tensors skips its parameter fills but keeps
+every shape; `measure_totals` (no module hooks) gives `measure`'s numbers."""
 
 from __future__ import annotations
 
@@ -117,3 +118,20 @@ def test_fake_construction_skips_fills_and_keeps_every_shape():
     assert fake_params == real_params and len(real_params) == 4
     # real construction keeps its initialisation: LayerNorm's weight is ones, its bias zeros
     assert real[1].weight.float().sum().item() == 5 and real[1].bias.float().abs().sum().item() == 0
+
+
+def test_measure_totals_gives_measure_numbers_without_the_module_breakdown():
+    """A two-layer MLP on fake tensors at full width: 2 GEMMs of 2 * 8 * 64 * 256 = 262144 FLOPs each."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from opdoc.check import measure, measure_totals
+
+    with FakeTensorMode():
+        model = nn.Sequential(nn.Linear(64, 256, bias=False), nn.GELU(), nn.Linear(256, 64, bias=False))
+        x = torch.empty(8, 64)
+        full, totals = measure(model, x), measure_totals(model, x)
+    assert totals.tensor_flops == full.tensor_flops == 2 * 262144
+    for name in ("cuda_flops", "io_read_bytes", "io_write_bytes", "activation_total_bytes", "activation_peak_bytes"):
+        assert getattr(totals, name) == getattr(full, name), name
+    assert {op: s.calls for op, s in totals.per_op.items()} == {op: s.calls for op, s in full.per_op.items()}
+    assert "Sequential.0" in full.per_module and totals.per_module == {}

@@ -686,7 +686,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-independent", action="store_true",
                    help="skip the comparisons with transformers and segment-anything")
     p.add_argument("--jobs", type=_positive, metavar="N",
-                   help="worker processes (default: one per available core; 1 runs everything in this process)")
+                   help="worker processes of the CPU check (default: one per available core; 1 runs everything in "
+                        "this process; --upstream and --device cuda always run in one)")
     p.add_argument("--timings", action="store_true",
                    help="print the seconds each op and the slowest points took (to stderr)")
     p.add_argument("--root", default=".", help="repository root (default: current folder)")

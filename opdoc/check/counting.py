@@ -116,30 +116,19 @@ class _CountingMode(TorchDispatchMode):
         self.counter = counter
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        rule = self.counter.registry.get(func)
-        if rule is None:
-            if self.counter.decompose_unknown:
-                with self:
-                    result = func.decompose(*args, **kwargs)
-                if result is not NotImplemented:
-                    self.counter.decomposed[op_name(func)] += 1
-                    return result
-            out = func(*args, **kwargs)
-            self.counter.unknown[op_name(func)] += 1
-            return out
-        out = func(*args, **kwargs)
-        if func.overloadpacket not in METADATA_OPS:
-            self.counter.record(rule, func, args, kwargs, out)
-        return out
+        return self.counter.dispatch(func, args, kwargs or {})
 
 
 class OpCounter:
     """Counts FLOPs and I/O bytes of every aten op run inside ``with OpCounter() as counter:``."""
 
-    def __init__(self, registry: RuleRegistry = RULES, *, decompose_unknown: bool = True) -> None:
+    def __init__(self, registry: RuleRegistry = RULES, *, decompose_unknown: bool = True,
+                 by_module: bool = True) -> None:
         self.registry = registry
         self.decompose_unknown = decompose_unknown
+        # by_module=False: totals and per_op only; no global module hooks (every module call is faster),
+        # and per_module stays empty.
+        self.by_module = by_module
         self.modules = ModuleStack()
         self.reset()
 
@@ -157,6 +146,24 @@ class OpCounter:
     def ok(self) -> bool:
         """True when every op executed had a rule."""
         return not self.unknown
+
+    def dispatch(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        """Run one aten op and count it (the counting mode's work, also called by ``measure``'s mode)."""
+        rule = self.registry.get(func)
+        if rule is None:
+            if self.decompose_unknown:
+                with _CountingMode(self):  # the parts are counted (and seen by this counter only)
+                    result = func.decompose(*args, **kwargs)
+                if result is not NotImplemented:
+                    self.decomposed[op_name(func)] += 1
+                    return result
+            out = func(*args, **kwargs)
+            self.unknown[op_name(func)] += 1
+            return out
+        out = func(*args, **kwargs)
+        if func.overloadpacket not in METADATA_OPS:
+            self.record(rule, func, args, kwargs, out)
+        return out
 
     def record(self, rule: Rule, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
         flops = rule.count(func, args, kwargs, out)
@@ -176,15 +183,25 @@ class OpCounter:
         self.io_write_bytes += written
         name = op_name(func)
         self.per_op.setdefault(name, OpStats()).add(stats)
-        self.per_module.setdefault(self.modules.current, {}).setdefault(name, OpStats()).add(stats)
+        if self.by_module:
+            self.per_module.setdefault(self.modules.current, {}).setdefault(name, OpStats()).add(stats)
 
     def module_totals(self) -> dict[str, OpStats]:
         """Each module path's cost including its descendants (``Root`` holds ``Root.blocks.0``)."""
         return module_totals(self.per_module)
 
-    def __enter__(self) -> OpCounter:
+    def start(self) -> None:
+        """Begin counting without a dispatch mode of its own (``measure`` dispatches to ``dispatch``)."""
         self.reset()
-        self.modules.__enter__()
+        if self.by_module:
+            self.modules.__enter__()
+
+    def stop(self, *exc: Any) -> None:
+        if self.by_module:
+            self.modules.__exit__(*exc)
+
+    def __enter__(self) -> OpCounter:
+        self.start()
         self._mode = _CountingMode(self)
         self._mode.__enter__()
         return self
@@ -194,7 +211,7 @@ class OpCounter:
             self._mode.__exit__(*exc)
         finally:
             self._mode = None
-            self.modules.__exit__(*exc)
+            self.stop(*exc)
 
 
 def module_totals(per_module: dict[str, dict[str, OpStats]]) -> dict[str, OpStats]:

@@ -40,6 +40,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch._subclasses.fake_tensor import FakeTensor
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from opdoc.registry import FLOAT_DTYPES
 from opdoc.registry import KERNELS as _KERNELS
@@ -194,7 +196,7 @@ class Context:
         previous = torch.get_default_dtype()
         if self.real:
             torch.manual_seed(self.seed)
-        with self.place():
+        with self.place(), (contextlib.nullcontext() if self.real else _NoValues()):
             torch.set_default_dtype(self.dtype)
             try:
                 module = factory()
@@ -216,6 +218,22 @@ class Context:
 
             return lambda: sdpa_kernel(SDPBackend.MATH)
         return contextlib.nullcontext
+
+
+class _NoValues(TorchDispatchMode):
+    """Skips the random and constant fills that initialise parameters, while a module is built on fake or
+    meta tensors: they would write values those tensors do not have, and leave every size, dtype and
+    stride as it was (the fill returns the tensor it was given). A large model's thousands of
+    ``uniform_`` calls are a good part of its construction time. A real tensor made on the way keeps its fills."""
+
+    FILLS = frozenset({torch.ops.aten.uniform_, torch.ops.aten.normal_, torch.ops.aten.zero_, torch.ops.aten.fill_,
+                       torch.ops.aten.bernoulli_, torch.ops.aten.exponential_, torch.ops.aten.random_,
+                       torch.ops.aten.log_normal_, torch.ops.aten.cauchy_, torch.ops.aten.geometric_})
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in self.FILLS and (args[0].is_meta or isinstance(args[0], FakeTensor)):
+            return args[0]
+        return func(*args, **(kwargs or {}))
 
 
 def build(op: str, binding: dict[Any, Any], kernel: str = "fused", device: str = "fake",

@@ -60,10 +60,7 @@ class _TrackingMode(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        self.tracker._note_inputs(tensors_in((args, kwargs)))
-        out = func(*args, **kwargs)
-        self.tracker._note_outputs(func, args, tensors_in(out))
-        return out
+        return self.tracker.dispatch(func, args, kwargs, lambda: func(*args, **kwargs))
 
 
 class ActivationTracker:
@@ -125,8 +122,19 @@ class ActivationTracker:
             shape = "×".join(str(s) for s in args[0].shape)
             self.attention_kernels[f"math: {op_name(func)} over {shape}"] += 1
 
-    def __enter__(self) -> ActivationTracker:
+    def dispatch(self, func: Any, args: tuple, kwargs: dict, run: Callable[[], Any]) -> Any:
+        """Track one aten op, which ``run`` executes (the tracking mode's work, also ``measure``'s)."""
+        self._note_inputs(tensors_in((args, kwargs)))
+        out = run()
+        self._note_outputs(func, args, tensors_in(out))
+        return out
+
+    def start(self) -> None:
+        """Begin tracking without a dispatch mode of its own (``measure`` dispatches to ``dispatch``)."""
         self.reset()
+
+    def __enter__(self) -> ActivationTracker:
+        self.start()
         self._mode = _TrackingMode(self)
         self._mode.__enter__()
         return self
@@ -134,6 +142,9 @@ class ActivationTracker:
     def __exit__(self, *exc: Any) -> None:
         self._mode.__exit__(*exc)
         self._mode = None
+        self.stop()
+
+    def stop(self) -> None:
         # Outputs still alive keep their storages; stop their finalizers calling back into us.
         self.live_at_exit_bytes = self.live_bytes
         for finalizer in self._finalizers:

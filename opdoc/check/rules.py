@@ -47,7 +47,6 @@ import torch
 from torch._ops import OpOverload, OpOverloadPacket
 from torch.utils import flop_counter as _torch_flops
 from torch.fx.experimental.symbolic_shapes import guard_or_false
-from torch.utils._pytree import tree_leaves
 
 aten = torch.ops.aten
 
@@ -204,7 +203,24 @@ def conventions_markdown(registry: RuleRegistry = RULES) -> str:
 
 # -- shapes and sizes ---------------------------------------------------------------------------
 def tensors_in(tree: Any) -> list[torch.Tensor]:
-    return [t for t in tree_leaves(tree) if isinstance(t, torch.Tensor)]
+    """The tensors in an op's arguments or results (nested tuples, lists and dicts), in order.
+
+    What ``tree_leaves`` keeps of them, walked directly: the counter and the tracker call this several
+    times per aten op, and aten passes nothing else that holds tensors."""
+    found: list[torch.Tensor] = []
+    _collect(tree, found)
+    return found
+
+
+def _collect(tree: Any, found: list[torch.Tensor]) -> None:
+    if isinstance(tree, torch.Tensor):
+        found.append(tree)
+    elif isinstance(tree, list | tuple):
+        for item in tree:
+            _collect(item, found)
+    elif isinstance(tree, dict):
+        for item in tree.values():
+            _collect(item, found)
 
 
 def _first(out: Any) -> torch.Tensor:

@@ -15,6 +15,11 @@ An op that runs an aten op without a rule fails, naming the op. Independent impl
 (transformers, segment-anything) are measured the same way and compared with our formulas as extra
 rows (the model package's ``independent`` module, e.g. ``opdoc.models.deepseek_ocr.independent``). ``--device cuda`` runs real bf16 tensors on a GPU instead and
 writes ``site/measured/cuda-report.json``; the CPU run writes ``build/check-report.json``.
+
+The CPU run forks one worker per available core after loading (``--jobs``; ``opdoc.check.workers``):
+an op's tasks of one variant and kernel stay together (they reuse one module), the largest ops start
+first, and the rows come back in plan order, the same as ``--jobs 1`` gives in one process. The
+report records each task's seconds (``--timings`` prints them by op).
 """
 
 from __future__ import annotations
@@ -179,11 +184,11 @@ def parameter_counts(module) -> tuple[int, int]:
 
 
 def measure_case(case) -> Measured:
-    from opdoc.check import measure
+    from opdoc.check import measure_totals
 
     start = time.perf_counter()
     with case.place(), case.context():
-        m = measure(case.run)
+        m = measure_totals(case.run)
     kv = case.kv_cache(m.output)
     kv_bytes = sum(t.numel() * t.element_size() for t in kv)
     count, nbytes = parameter_counts(case.module)
@@ -334,12 +339,21 @@ def _dtype(ev):
 
 
 @dataclass
+class Timing:
+    op: str  # the op and variant, or the independent implementation's label
+    title: str  # the task or comparison, as the progress line names it
+    seconds: float
+
+
+@dataclass
 class Report:
     rows: list[Row]
     problems: list[str]  # ops with a spec and no harness, unknown op names asked for
     seconds: float
     device: str
     environment: dict[str, Any]
+    timings: list[Timing] = field(default_factory=list)  # each task's own seconds, in plan order
+    jobs: int = 1  # worker processes the run used
 
     @property
     def failed(self) -> list[Row]:
@@ -351,11 +365,12 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "device": self.device, "seconds": round(self.seconds, 2), "ok": self.ok,
+            "device": self.device, "seconds": round(self.seconds, 2), "jobs": self.jobs, "ok": self.ok,
             "environment": self.environment,
             "tolerances": {k: asdict(v) for k, v in TOLERANCES.items()},
             "problems": self.problems,
             "rows": [asdict(r) for r in self.rows],
+            "timings": [asdict(t) for t in self.timings],
         }
 
 
@@ -374,8 +389,9 @@ def environment() -> dict[str, Any]:
 
 
 def run(root: Path, ops: Sequence[str] = (), *, quick: bool = False, independent: bool = True,
-        specs: Path | None = None, progress: bool = True) -> Report:
-    """Check the named ops (all with a spec when empty) on CPU at full size; returns the report."""
+        specs: Path | None = None, progress: bool = True, jobs: int = 1) -> Report:
+    """Check the named ops (all with a spec when empty) on CPU at full size; returns the report.
+    ``jobs``: worker processes (1: in this process); the rows are the same, in the same order."""
     from opdoc.check.harness import harness, load_model_harness
     from opdoc.pipeline import Paths, load
 
@@ -391,22 +407,98 @@ def run(root: Path, ops: Sequence[str] = (), *, quick: bool = False, independent
     problems += [f"{op}: has a spec but no harness; register a builder with @harness({op!r}) in "
                  f"{catalog.model.package}.harness" for op in missing]
     names = [op for op in names if op in harness]
-    tasks = plan(ev, names, quick)
-    extra = []
+    items: list[Any] = plan(ev, names, quick)
     if independent:
-        extra = [c for c in independent_comparisons(catalog, quick) if not ops or c.op in ops]
-    bar = Progress(len(tasks) + len(extra), sys.stderr if progress else _Null())
-    rows: list[Row] = []
-    modes: dict = {}
-    for task in tasks:
-        spec = catalog.specs[task.op].spec
-        bar.step(task.title(point_label(ev, spec.scope, task.point)))
-        task_rows, _ = check_task(ev, task, modes)
-        rows += task_rows
-    for comparison in extra:
-        bar.step(comparison.title)
-        rows += comparison.rows(ev)
-    return Report(rows, problems, time.perf_counter() - start, "cpu", environment())
+        items += [c for c in independent_comparisons(catalog, quick) if not ops or c.op in ops]
+    titles = [item_title(ev, item) for item in items]
+    units = work_units(items)
+    bar = Progress(len(items), sys.stderr if progress else _Null())
+    results: list[tuple[list[Row], float]] = [([], 0.0)] * len(items)
+    jobs = min(jobs, len(units))
+    if jobs > 1 and _can_fork():
+        from opdoc.check.workers import run_forked
+
+        def done(index: int, unit_results: list[tuple[list[Row], float]]) -> None:
+            for i, result in zip(units[index], unit_results):
+                results[i] = result
+                bar.step(f"{titles[i]} in {result[1]:.1f} s")
+
+        order = sorted(range(len(units)), key=lambda u: (-unit_cost(ev, [items[i] for i in units[u]]), u))
+        run_forked(lambda u: run_unit(ev, [items[i] for i in units[u]], {}), order, jobs, done)
+    else:
+        jobs = 1
+        modes: dict = {}
+        for unit in units:
+            for i, result in zip(unit, run_unit(ev, [items[i] for i in unit], modes,
+                                                before=lambda n, unit=unit: bar.step(titles[unit[n]]))):
+                results[i] = result
+    rows = [row for item_rows, _ in results for row in item_rows]
+    timings = [Timing(item_op(item), title, seconds) for item, title, (_, seconds) in zip(items, titles, results)]
+    return Report(rows, problems, time.perf_counter() - start, "cpu", environment(), timings, jobs)
+
+
+def _can_fork() -> bool:
+    from opdoc.check.workers import can_fork
+
+    return can_fork()
+
+
+def item_title(ev, item) -> str:
+    """What the progress line and the timings call a task or an independent comparison."""
+    if isinstance(item, Task):
+        return item.title(point_label(ev, ev.catalog.specs[item.op].spec.scope, item.point))
+    return item.title
+
+
+def item_op(item) -> str:
+    if isinstance(item, Task):
+        return item.op + (f"[{item.variant}]" if item.variant else "")
+    return item.label
+
+
+def work_units(items: Sequence[Any]) -> list[list[int]]:
+    """Items, by index, grouped into what one process runs at once: consecutive tasks of one op, variant
+    and kernel (their full-size points reuse one module), and the independent comparisons together
+    (one process imports their libraries once, as a serial run does)."""
+    units: list[list[int]] = []
+    previous: Any = None
+    for index, item in enumerate(items):
+        key = (item.op, item.variant, item.kernel) if isinstance(item, Task) else "independent"
+        if key != previous:
+            units.append([])
+        units[-1].append(index)
+        previous = key
+    return units
+
+
+def run_unit(ev, unit: Sequence[Any], modes: dict, before: Callable[[int], None] | None = None
+             ) -> list[tuple[list[Row], float]]:
+    """(rows, seconds) of each task or comparison of one unit; its reused modules are let go after."""
+    results = []
+    for n, item in enumerate(unit):
+        if before is not None:
+            before(n)
+        if isinstance(item, Task):
+            results.append(check_task(ev, item, modes))
+        else:
+            start = time.perf_counter()
+            results.append((item.rows(ev), time.perf_counter() - start))
+    for item in unit:
+        if isinstance(item, Task):
+            modes.pop((item.op, item.variant, item.kernel), None)
+    return results
+
+
+def unit_cost(ev, unit: Sequence[Any]) -> int:
+    """A guess of a unit's run time, to start the longest first: its points times the number of specs
+    in its op's tree (a whole model runs every module below it at each point)."""
+    return sum(_tree_size(ev.catalog.specs, item.op) for item in unit)
+
+
+def _tree_size(specs, op: str, seen: frozenset[str] = frozenset()) -> int:
+    if op not in specs or op in seen:
+        return 1
+    return 1 + sum(_tree_size(specs, child.op, seen | {op}) for child in specs[op].spec.children)
 
 
 def independent_comparisons(catalog, quick: bool) -> list:
@@ -471,7 +563,8 @@ def format_table(report: Report) -> str:
         counts[r.status] = counts.get(r.status, 0) + 1
     out.append("")
     out.append("summary: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-               + f"; {report.seconds:.1f} s on {report.device}")
+               + f"; {report.seconds:.1f} s on {report.device}"
+               + (f" in {report.jobs} processes" if report.jobs > 1 else ""))
     if report.problems:
         out.append("")
         out.append("problems:")
@@ -484,6 +577,22 @@ def format_table(report: Report) -> str:
                        f"measured {_fmt(r.measured)}" + (f" ({r.note})" if r.note else ""))
     out.append("")
     out.append("all formulas match the modules" if report.ok else "CHECK FAILED")
+    return "\n".join(out)
+
+
+def format_timings(report: Report, slowest: int = 10) -> str:
+    """Where the run's time went: seconds per op (all its points and kernels), then the slowest points.
+    In several processes these are each task's own seconds, which add up to more than the wall time."""
+    per_op: dict[str, float] = {}
+    for t in report.timings:
+        per_op[t.op] = per_op.get(t.op, 0.0) + t.seconds
+    total = sum(per_op.values())
+    out = [f"timings: {total:.1f} s in tasks, {report.seconds:.1f} s wall, {report.jobs} process(es)",
+           "seconds per op (every point and kernel):"]
+    out += [f"  {seconds:7.1f}  {op}" for op, seconds in sorted(per_op.items(), key=lambda kv: (-kv[1], kv[0]))]
+    out.append(f"the {slowest} slowest points:")
+    ranked = sorted(report.timings, key=lambda t: (-t.seconds, t.title))[:slowest]
+    out += [f"  {t.seconds:7.1f}  {t.title}" for t in ranked]
     return "\n".join(out)
 
 
@@ -576,6 +685,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="only the documented examples (development)")
     p.add_argument("--no-independent", action="store_true",
                    help="skip the comparisons with transformers and segment-anything")
+    p.add_argument("--jobs", type=_positive, metavar="N",
+                   help="worker processes of the CPU check (default: one per available core; 1 runs everything in "
+                        "this process; --upstream and --device cuda always run in one)")
+    p.add_argument("--timings", action="store_true",
+                   help="print the seconds each op and the slowest points took (to stderr)")
     p.add_argument("--root", default=".", help="repository root (default: current folder)")
     p.add_argument("--specs", help="model spec folder (default: the one folder under specs/)")
     p.add_argument("--conventions", action="store_true",
@@ -587,6 +701,12 @@ def parser() -> argparse.ArgumentParser:
                         "modules, verify each spec's upstream location and list pages whose class changed "
                         "(needs the vendor's transformers: `make check-upstream`)")
     return p
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of processes, at least 1, not {text!r}")
+    return int(text)
 
 
 def run_check(argv: list[str]) -> int:
@@ -624,7 +744,8 @@ def run_check(argv: list[str]) -> int:
             print(f"wrote {target}")
         return 1 if any("error" in e for e in result["results"]) else 0
     try:
-        report = run(root, args.ops, quick=args.quick, independent=not args.no_independent, specs=specs)
+        report = run(root, args.ops, quick=args.quick, independent=not args.no_independent, specs=specs,
+                     jobs=default_jobs() if args.jobs is None else args.jobs)
     except Exception as exc:
         from opdoc.spec import SpecError
 
@@ -639,9 +760,17 @@ def run_check(argv: list[str]) -> int:
         print(json.dumps([asdict(r) for r in report.rows], indent=2))
     else:
         print(format_table(report))
+    if args.timings:
+        print(format_timings(report), file=sys.stderr)
     for problem in report.problems:
         print(f"error: {problem}", file=sys.stderr)
     return 0 if report.ok else 1
+
+
+def default_jobs() -> int:
+    from opdoc.check.workers import available_cores
+
+    return available_cores()
 
 
 def _write_json(path: Path, data: Any) -> None:

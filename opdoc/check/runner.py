@@ -768,9 +768,9 @@ def run_check(argv: list[str]) -> int:
 
 
 def default_jobs() -> int:
-    from opdoc.check.workers import available_cores
+    from opdoc.parallel import cores  # the build's own count: one worker per core it may use
 
-    return available_cores()
+    return cores()
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -15,20 +15,11 @@ everything again); where it does not exist the runner stays serial.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
 _work: Callable[[int], Any] | None = None  # set in the parent before forking, inherited by the workers
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity where the system has one, else the count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def can_fork() -> bool:

@@ -158,10 +158,7 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
         return made
 
     with stage("render"):
-        # The mode pages are made with their op: one per mode example, each about a tree's worth of work.
-        pages = len(catalog.model.scopes[catalog.specs[modes_op].spec.scope].examples) if modes_op else 0
-        groups = partition(catalog.specs, evaluator.tree, jobs or cores(),
-                           extra=lambda op: pages * len(evaluator.tree(op)) if op == modes_op else 0)
+        groups = partition(catalog.specs, evaluator.tree, jobs or cores())
         parts = map_forked(make, groups)
     signs = [p for op in catalog.specs for part in parts for p in part.signs.get(op, [])]
     proofs = [p for op in catalog.specs for part in parts for p in part.proofs.get(op, [])]

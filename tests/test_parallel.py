@@ -37,12 +37,6 @@ def test_one_group_holds_everything_and_no_empty_group_is_made():
     assert partition({"Act": TREES["Act"]}, TREES.__getitem__, 4) == [["Act"]]
 
 
-def test_extra_work_moves_other_ops_away_from_its_group():
-    groups = partition(TREES, TREES.__getitem__, 2, extra=lambda op: 100 if op == "Act" else 0)
-    # Act now costs 101: alone in its group, everything else beside the lighter load of the other
-    assert ["Act"] in groups
-
-
 def square_all(numbers):
     return [n * n for n in numbers]
 

@@ -1,6 +1,6 @@
 """`make bench`: wall time of `opdoc build` against the floor of importing its libraries.
 
-For the real knowledge base and for a synthetic one of about 45 pages (scripts/synthetic_kb.py: the
+For the real knowledge base and for a synthetic one of about 80 pages (scripts/synthetic_kb.py: the
 real specs, renamed copies, and a parent summing 24 children) it times, in fresh processes:
 
 * a cold build: an empty output folder, so no stamp and nothing else to reuse;

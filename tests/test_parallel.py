@@ -72,3 +72,13 @@ def test_the_knowledge_base_is_the_same_byte_for_byte_whatever_the_number_of_pro
         outputs.append(render_all(catalog, evaluator, TEMPLATES, jobs=jobs).files)
     assert outputs[0].keys() == outputs[1].keys()
     assert [name for name in outputs[0] if outputs[0][name] != outputs[1][name]] == []
+
+
+@pytest.mark.parametrize("given", ["0", "-2", "two"])
+def test_a_number_of_processes_that_is_not_a_whole_number_from_1_is_refused(given, capsys):
+    from opdoc.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["build", "--jobs", given])
+    assert exit_.value.code == 2
+    assert f"expected a whole number >= 1, got '{given}'" in capsys.readouterr().err

@@ -42,7 +42,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return int(text)
@@ -178,7 +178,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timings", action="store_true", help="print seconds per stage")
     p.add_argument("--full", action="store_true",
                    help="render everything even when the stamp says nothing changed (compare byte for byte)")
-    p.add_argument("--jobs", type=_positive, help="processes to render with (default: the cores this machine gives "
+    p.add_argument("--jobs", type=positive_int, help="processes to render with (default: the cores this machine gives "
                                                    "the build; the pages are the same whatever the number)")
     p.set_defaults(func=cmd_build)
 

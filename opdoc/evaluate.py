@@ -96,7 +96,6 @@ class Evaluator:
         self._shares: dict[tuple, sympy.Expr] = {}  # a child's quantity as its parent counts it
         self._expanded: dict[sympy.Expr, sympy.Expr] = {}
         self._numeric: dict[frozenset, tuple[dict, dict]] = {}
-        self._numeric_by_id: dict[int, tuple[Mapping, tuple[dict, dict]]] = {}
 
     # ------------------------------------------------------------------ symbolic composition
 
@@ -104,10 +103,7 @@ class Evaluator:
         """sympy.expand(expr), once per expression: pages print, and search for dominant terms in,
         the expansion of the same large totals."""
         if expr not in self._expanded:
-            if expr.is_Add and all(arg in self._expanded for arg in expr.args):
-                self._expanded[expr] = sympy.Add(*(self._expanded[arg] for arg in expr.args))
-            else:
-                self._expanded[expr] = sympy.expand(expr)
+            self._expanded[expr] = sympy.expand(expr)
         return self._expanded[expr]
 
     def variants(self, op: str) -> list[str | None]:
@@ -401,16 +397,9 @@ class Evaluator:
         """A binding as Python numbers, and its memo of computed subexpressions (opdoc.exact.run): one
         per binding, shared by every check and evaluation at it (the checks and the pages evaluate the
         same formulas at the same examples)."""
-        # A Binding (the one binding function's memoised result, never changed after) is found by
-        # identity, without hashing its fifty items again; it is kept alive, so its id stays its own.
-        seen = self._numeric_by_id.get(id(binding))
-        if seen is not None and seen[0] is binding:
-            return seen[1]
         key = frozenset(binding.items())
         if key not in self._numeric:
             self._numeric[key] = (numeric_binding(binding), {})
-        if isinstance(binding, Binding):
-            self._numeric_by_id[id(binding)] = (binding, self._numeric[key])
         return self._numeric[key]
 
     def _items(self, ops: Iterable[str] | None) -> list[tuple[str, ParsedSpec]]:
@@ -623,11 +612,8 @@ class Evaluator:
     def totals(self, op: str, binding: Mapping[sympy.Symbol, sympy.Expr], variant: str | None = None,
                kernel: str | None = None, where: str = "") -> dict[str, sympy.Expr]:
         """`evaluate(...).totals` without the parts (a plot's sweep needs no more), memoised the same way."""
-        kernel = kernel or self.kernel
         frozen = tuple(sorted(((s.name, v) for s, v in binding.items()), key=lambda pair: pair[0]))
-        if (op, variant, kernel, frozen) in self._evaluated:
-            return dict(self._evaluated[op, variant, kernel, frozen].totals)
-        return dict(self._totals(op, binding, variant, kernel, where, frozen)[0])
+        return dict(self._totals(op, binding, variant, kernel or self.kernel, where, frozen)[0])
 
     def _totals(self, op: str, binding: Mapping[sympy.Symbol, sympy.Expr], variant: str | None, kernel: str,
                 where: str, frozen: tuple) -> tuple[dict[str, sympy.Expr], dict[str, sympy.Expr]]:
@@ -638,18 +624,21 @@ class Evaluator:
             for other in KERNELS:
                 formulas[f"peak_{other}"] = self.quantities(op, variant, other).peak
             problems: list[SpecProblem] = []
-            totals = {name: self._number(item, expr, binding, frozen, where, name, ("examples",), problems)
+            exact = self.numbers(binding)
+            totals = {name: self._number(item, expr, binding, exact, frozen, where, name, ("examples",), problems)
                       for name, expr in formulas.items()}
             if problems:
                 raise SpecError(problems)
             self._totals_memo[key] = (totals, formulas)
         return self._totals_memo[key]
 
-    def _number(self, item: ParsedSpec, expr: sympy.Expr, binding: Mapping[sympy.Symbol, sympy.Expr], frozen: tuple,
-                where: str, what: str, at: tuple, problems: list[SpecProblem]) -> sympy.Expr:
-        """expr at the binding, exact; a value that is not a count (negative, fractional, infinite, not a
-        number, or with a symbol left unbound) is added to `problems` and counts as 0."""
-        numbers, values = self.numbers(binding)
+    def _number(self, item: ParsedSpec, expr: sympy.Expr, binding: Mapping[sympy.Symbol, sympy.Expr],
+                exact: tuple[dict, dict], frozen: tuple, where: str, what: str, at: tuple,
+                problems: list[SpecProblem]) -> sympy.Expr:
+        """expr at the binding (`exact`: its numbers and memo, Evaluator.numbers), exact; a value that is
+        not a count (negative, fractional, infinite, not a number, or with a symbol left unbound) is
+        added to `problems` and counts as 0."""
+        numbers, values = exact
         # Exact arithmetic on Python numbers first (fast on a whole model's formulas); sympy when the
         # expression leaves it (a root, an unbound symbol), which also words the error.
         raw = exact_value(expr, numbers, values)
@@ -684,9 +673,10 @@ class Evaluator:
             return self._evaluated[key]
         item = self.catalog.specs[op]
         problems: list[SpecProblem] = []
+        exact = self.numbers(binding)
 
         def number(expr: sympy.Expr, what: str, at: tuple = ("examples",)) -> sympy.Expr:
-            return self._number(item, expr, binding, frozen, where, what, at, problems)
+            return self._number(item, expr, binding, exact, frozen, where, what, at, problems)
 
         try:
             totals, formulas = self._totals(op, binding, variant, kernel, where, frozen)
@@ -869,19 +859,14 @@ def dominant_terms(expr: sympy.Expr, binding: dict[sympy.Symbol, sympy.Expr],
 
 
 @lru_cache(maxsize=None)
-def _difference_weights(degree: int) -> tuple[sympy.Lambda, ...]:
-    """n -> (w_0, ..., w_d) with f(a) + f(a+1) + ... + f(a+n-1) = w_0·f(a) + ... + w_d·f(a+d) for every
-    polynomial f of this degree: Newton's forward differences, Δ^k f(a) summed against C(n, k+1)."""
-    n = sympy.Symbol("n", integer=True)
-    return tuple(sympy.Lambda(n, sympy.expand(sum(
-        (-1) ** (k - i) * sympy.binomial(k, i) * sympy.expand_func(sympy.binomial(n, k + 1))
-        for k in range(i, degree + 1)))) for i in range(degree + 1))
-
-
-def _weights_at(degree: int, n: int) -> list[int]:
-    """_difference_weights at a whole n >= 1, in integers: Σ_k (-1)^(k-i) C(k, i) C(n, k+1)."""
-    return [sum((-1) ** (k - i) * math.comb(k, i) * math.comb(n, k + 1) for k in range(i, degree + 1))
-            for i in range(degree + 1)]
+def _difference_weights(degree: int, n: int | sympy.Expr) -> tuple[int | sympy.Expr, ...]:
+    """(w_0, ..., w_d) with f(a) + f(a+1) + ... + f(a+n-1) = w_0·f(a) + ... + w_d·f(a+d) for every
+    polynomial f of this degree: Newton's forward differences, Δ^k f(a) summed against C(n, k+1).
+    Integers for a whole n, polynomials in n for an expression."""
+    choose = math.comb if isinstance(n, int) else (lambda top, k: sympy.expand_func(sympy.binomial(top, k)))
+    weights = (sum((-1) ** (k - i) * math.comb(k, i) * choose(n, k + 1) for k in range(i, degree + 1))
+               for i in range(degree + 1))
+    return tuple(weights) if isinstance(n, int) else tuple(sympy.expand(weight) for weight in weights)
 
 
 def _degree(expr: sympy.Expr, step: sympy.Symbol, memo: dict) -> int | None:
@@ -923,17 +908,17 @@ def sum_steps(expr: sympy.Expr, step: sympy.Symbol, first: sympy.Expr, last: sym
         points = ([exact_value(body, {step: int(first) + i}) for i in range(degree + 1)]
                   if count.is_Integer and count > 0 else [None])
         if all(isinstance(point, int | Fraction) for point in points):  # numbers only: summed on Python numbers
-            total.append(exact_sympy(sum(weight * point for weight, point in zip(_weights_at(degree, int(count)), points))))
+            weights = _difference_weights(degree, int(count))
+            total.append(exact_sympy(sum(weight * point for weight, point in zip(weights, points))))
         else:
-            total += [weight(count) * body.xreplace({step: first + i})
-                      for i, weight in enumerate(_difference_weights(degree))]
+            total += [weight * body.xreplace({step: first + i})
+                      for i, weight in enumerate(_difference_weights(degree, count))]
     for term in others:
         if first.is_Integer and last.is_Integer:
             values = exact_values(term, [{step: i} for i in range(int(first), int(last) + 1)])
-            if values is not None:
-                value = sum(values)
-                total.append(sympy.Integer(value) if isinstance(value, int)
-                             else sympy.Rational(value.numerator, value.denominator))
+            value = None if values is None else exact_sympy(sum(values))
+            if value is not None:
+                total.append(value)
                 continue
         total.append(sympy.summation(term, (step, first, last)))
     return sympy.Add(*total)

@@ -4,7 +4,7 @@
 every sum and product it builds; evaluating a sweep of six sizes for every op that way cost more
 than drawing the plots. Here each expression is compiled once into a program over its distinct
 subexpressions (`run`) that computes with Python integers and fractions, so the numbers are the same exact
-values, only cheaper, and every later binding reuses the function. Anything outside the arithmetic
+values, only cheaper, and every later binding reuses the program. Anything outside the arithmetic
 a formula can contain (opdoc/formula.py) falls back to xreplace for that binding.
 """
 
@@ -146,10 +146,7 @@ def run(expr: sympy.Expr, binding: Mapping[sympy.Symbol, Number], values: dict[i
     expression evaluated at the same binding. _Unsupported outside the arithmetic of formulas."""
     values = {} if values is None else values
     nodes, program = _NODES, _program(expr)
-    if program[-1] in values:  # the whole expression was evaluated at this binding already
-        value = values[program[-1]]
-        return value.numerator if isinstance(value, Fraction) and value.denominator == 1 else value
-    for index in program:
+    for index in program if program[-1] not in values else ():  # () when evaluated at this binding already
         if index in values:
             continue
         kind, payload, args = nodes[index]
@@ -238,7 +235,7 @@ def exact_at(expr: sympy.Expr, numbers: Mapping[sympy.Symbol, Number],
 
 
 def exact_values(expr: sympy.Expr, numbers: Sequence[Mapping[sympy.Symbol, Number]]) -> list[Number] | None:
-    """expr at many bindings in one walk, as exact Python numbers; None when it leaves exact arithmetic."""
+    """expr at many bindings, as exact Python numbers; None when it leaves exact arithmetic."""
     try:
         return [run(expr, binding) for binding in numbers]
     except (_Unsupported, ZeroDivisionError):

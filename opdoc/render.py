@@ -150,7 +150,7 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
             made.files[f"op-{op}.md"] = page.render(op=view, roofline=section)
             made.files.update(_draw_all([op_plot_job(catalog, evaluator, view)]))
         if roofline:
-            made.files.update(_draw_all(job for job in roofline.plot_jobs if job[1] == "roofline_svg"))
+            made.files.update(_draw_all(roofline.plot_jobs))  # the charts of this group's roofline sections
             made.report_rows = report_rows(roofline.r, ops)
         if modes_op in ops:
             modes, made.mode_table = mode_files(catalog, evaluator, env, roofline)

@@ -74,17 +74,23 @@ def test_composite_parameter_names_are_the_checkpoint_names(evaluator, index):
         "gate_proj.weight", "up_proj.weight", "down_proj.weight"}
 
 
-def test_library_class_is_read_without_importing_it():
+def _library_source(op: str, cut: str) -> list[str]:
+    """A fresh process's view of a library op's source: its file, its signature up to `cut`, and
+    whether torch got imported on the way."""
     code = (
         "import sys\n"
         "from opdoc.pipeline import Paths, load\n"
         "from opdoc.source import class_source\n"
         "catalog, _ = load(Paths())\n"
-        "source = class_source(catalog.specs['Linear'], catalog)\n"
-        "print(source.file, source.signature.split('(')[0], 'torch' in sys.modules)\n"
+        f"source = class_source(catalog.specs[{op!r}], catalog)\n"
+        f"print(source.file, source.signature.split({cut!r})[0], 'torch' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["torch/nn/modules/linear.py", "def", "__init__", "False"]
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
+def test_library_class_is_read_without_importing_it():
+    assert _library_source("Linear", "(") == ["torch/nn/modules/linear.py", "def", "__init__", "False"]
 
 
 def _tiny_copy(tmp_path):
@@ -255,13 +261,5 @@ def test_sdpa_and_rms_norm_document_exactly_their_library_signatures():
 
 
 def test_a_library_function_is_named_as_a_function_without_importing_it():
-    code = (
-        "import sys\n"
-        "from opdoc.pipeline import Paths, load\n"
-        "from opdoc.source import class_source\n"
-        "catalog, _ = load(Paths())\n"
-        "source = class_source(catalog.specs['scaled_dot_product_attention'], catalog)\n"
-        "print(source.file, source.signature.split(',')[0], 'torch' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["torch/nn/functional.py", "def", "scaled_dot_product_attention(query", "False"]
+    assert _library_source("scaled_dot_product_attention", ",") == [
+        "torch/nn/functional.py", "def", "scaled_dot_product_attention(query", "False"]

@@ -492,13 +492,7 @@ def run_unit(ev, unit: Sequence[Any], modes: dict, before: Callable[[int], None]
 def unit_cost(ev, unit: Sequence[Any]) -> int:
     """A guess of a unit's run time, to start the longest first: its points times the number of specs
     in its op's tree (a whole model runs every module below it at each point)."""
-    return sum(_tree_size(ev.catalog.specs, item.op) for item in unit)
-
-
-def _tree_size(specs, op: str, seen: frozenset[str] = frozenset()) -> int:
-    if op not in specs or op in seen:
-        return 1
-    return 1 + sum(_tree_size(specs, child.op, seen | {op}) for child in specs[op].spec.children)
+    return sum(len(ev.tree(item.op)) if item.op in ev.catalog.specs else 1 for item in unit)
 
 
 def independent_comparisons(catalog, quick: bool) -> list:
@@ -677,6 +671,8 @@ def _time_case(case, repeats: int, warmup: int, measure: Callable, cuda_peak: Ca
 
 
 def parser() -> argparse.ArgumentParser:
+    from opdoc.cli import positive_int  # the one check of a count given on the command line
+
     p = argparse.ArgumentParser(prog="opdoc check", description=__doc__.split("\n\n")[0])
     p.add_argument("ops", nargs="*", metavar="OP", help="ops to check (default: every op with a spec)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
@@ -685,7 +681,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="only the documented examples (development)")
     p.add_argument("--no-independent", action="store_true",
                    help="skip the comparisons with transformers and segment-anything")
-    p.add_argument("--jobs", type=_positive, metavar="N",
+    p.add_argument("--jobs", type=positive_int, metavar="N",
                    help="worker processes of the CPU check (default: one per available core; 1 runs everything in "
                         "this process; --upstream and --device cuda always run in one)")
     p.add_argument("--timings", action="store_true",
@@ -703,10 +699,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"a whole number of processes, at least 1, not {text!r}")
-    return int(text)
 
 
 def run_check(argv: list[str]) -> int:

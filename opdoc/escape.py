@@ -47,6 +47,7 @@ _MATH_BLOCK = re.compile(
     r"|\\\[(?:\\[^\]]|[^\\])+?\\\]"
     r"|\\begin\{(?P<env>[a-z]+\*?)\}(?:\\.|[^\\])+?\\end\{(?P=env)\})[ ]*$"
 )
+_MATH_OPENERS = ("$$", "\\[", "\\begin{")  # what such a paragraph starts with: most are not math
 _BLANK_LINES = re.compile(r"(\n[ \t]*\n(?:[ \t]*\n)*)")
 
 # Link schemes a link written in prose may use; anything else (javascript:, data:, ...) is defused.
@@ -132,7 +133,8 @@ def _escape_markdown_text(text: str) -> str:
     for index, part in enumerate(parts):
         if index % 2:  # the blank lines between paragraphs
             out.append(part)
-        elif _MATH_BLOCK.match("\n".join(line.strip() for line in part.strip().split("\n"))):
+        elif part.lstrip().startswith(_MATH_OPENERS) and _MATH_BLOCK.match(
+                "\n".join(line.strip() for line in part.strip().split("\n"))):
             out.append(_escape_math(part))
         else:
             out.append(_escape_paragraph(part))

@@ -179,6 +179,16 @@ def run(expr: sympy.Expr, binding: Mapping[sympy.Symbol, Number], values: dict[i
     return value.numerator if isinstance(value, Fraction) and value.denominator == 1 else value
 
 
+def free_symbols(expr: sympy.Expr) -> set[sympy.Symbol]:
+    """expr.free_symbols, read off its program: sympy walks the tree, so a subexpression shared a
+    hundred times (a layer's formulas in a whole model) is walked a hundred times."""
+    try:
+        program = _program(expr)
+    except _Unsupported:
+        return expr.free_symbols
+    return {_NODES[index][1] for index in program if _NODES[index][0] == _SYMBOL}
+
+
 def values_at(expr: sympy.Expr, bindings: Sequence[Mapping[sympy.Symbol, sympy.Expr]], *,
               numbers: Sequence[Mapping[sympy.Symbol, Number]] | None = None,
               values: Sequence[dict[int, Number]] | None = None) -> list[float]:

@@ -15,6 +15,7 @@ from opdoc import __version__
 from opdoc.catalog import PLACEHOLDER, Catalog, ParsedSpec
 from opdoc.escape import code_span, escape_text
 from opdoc.evaluate import Evaluated, Evaluator, dominant_terms
+from opdoc.exact import free_symbols
 from opdoc.source import ClassSource, class_source
 from opdoc.formula import engineering, exact_number, plain_text, source_text, with_exact
 from opdoc.placeholders import QUANTITY_UNITS, parse_placeholder, placeholder_op
@@ -267,7 +268,7 @@ class ViewBuilder:
         used: set[sympy.Symbol] = set()
         for variant in self.ev.variants(item.spec.op):
             for expr in self.ev.quantities(item.spec.op, variant).derived().values():
-                used |= expr.free_symbols
+                used |= free_symbols(expr)
         for key, expr in item.exprs.items():
             if key.startswith("children.") and ".bind." in key:  # a child's scope may set some of its names
                 child = item.spec.children[int(key.split(".")[1])]

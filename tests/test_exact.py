@@ -70,3 +70,15 @@ def test_a_bindings_memo_serves_every_expression_evaluated_at_it():
     assert 22 in values.values()  # the inner node, kept for the next expression
     assert exact_at(2 * inner, {a: 3, b: 5}, values) == 44
     assert exact_at(sympy.sqrt(a), {a: 2}) is None  # a root stays sympy's to decide
+
+
+def test_free_symbols_read_off_the_program_match_sympys():
+    from opdoc.exact import free_symbols
+
+    a, b, c = sympy.symbols("a b c", positive=True)
+    layer = sympy.floor(a * b / 3) + sympy.Max(a, c)
+    # a sum of 12 products that all share `layer`: sympy walks it 12 times, the program once
+    stacked = sympy.Add(*(layer * (i + 1) * b for i in range(12)))
+    assert free_symbols(stacked) == {a, b, c} == stacked.free_symbols
+    assert free_symbols(sympy.Integer(7)) == set()
+    assert free_symbols(sympy.sqrt(a) + c) == {a, c}  # a root has no program: sympy's own answer

@@ -95,3 +95,16 @@ def test_a_harness_argument_is_a_checked_formula(tmp_path, capsys):
     assert run(["build", "--root", str(tmp_path), "--site", str(tmp_path / "site")]) == 1
     err = capsys.readouterr().err
     assert "ToyProjection.yaml:" in err and "harness.arguments.hidden: unknown symbol 'hh'" in err
+
+
+def test_the_class_is_found_in_the_one_module_that_defines_it(tmp_path, capsys):
+    """Without `implementation`, only a module that defines the op's name at its top level is parsed: a
+    broken module beside it is never read as Python, and a docstring that merely shows the class is passed by."""
+    shutil.copytree(TOY, tmp_path, dirs_exist_ok=True)
+    package = tmp_path / "toy_model"
+    (package / "aa_broken.py").write_text("def half(:\n", encoding="utf-8")  # a syntax error
+    (package / "ab_mentions.py").write_text('"""How to write one:\n\nclass ToyProjection(nn.Module): ...\n"""\n',
+                                            encoding="utf-8")
+    assert run(["build", "--root", str(tmp_path), "--site", str(tmp_path / "site")]) == 0
+    page = (tmp_path / "site" / "op-ToyProjection.md").read_text(encoding="utf-8")
+    assert "toy_model/layers.py:" in page and "ab_mentions" not in page

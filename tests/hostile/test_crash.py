@@ -196,3 +196,14 @@ def test_temporary_files_left_by_an_older_opdoc_are_reported_then_removed(tmp_pa
     assert main(["build", "--root", str(root), "--site", str(site)]) == 0
     assert not any(path.exists() for path in leaked) and not (site / ".opdoc-staging-abc").exists()
     assert main(["build", "--check", "--root", str(root), "--site", str(site)]) == 0
+
+
+def test_staged_files_are_written_by_several_threads_and_the_first_failure_is_raised(tmp_path):
+    from opdoc.write import _create_all
+
+    files = [(tmp_path / f"{i:05d}", f"page {i}\n".encode()) for i in range(20)]
+    _create_all(files, threads=8)
+    assert [path.read_bytes() for path, _ in files] == [content for _, content in files]
+    # _create refuses to overwrite (O_EXCL): writing the same files again fails, and says so here
+    with pytest.raises(FileExistsError):
+        _create_all(files[:3], threads=2)

@@ -147,13 +147,16 @@ class Evaluator:
     def child_binding(self, item: ParsedSpec, index: int) -> dict[sympy.Symbol, sympy.Expr]:
         """The child's symbols in the parent's: its `bind`, over the values its own scope's configuration
         gives when the child lives in an unrelated scope (SAM's h is not the language model's h)."""
-        child = item.spec.children[index]
-        constants = self.scope_constants(self.catalog.specs[child.op].spec.scope, item.spec.scope)
-        # In such a child's bind, names of its scope's configured symbols mean its values (SAM's p).
-        binding = dict(constants)
-        binding.update({self.symbols[name]: item.exprs[f"children.{index}.bind.{name}"].xreplace(constants)
-                        for name in child.bind})
-        return binding
+        key = ("child binding", item.spec.op, index)
+        if key not in self._bindings:
+            child = item.spec.children[index]
+            constants = self.scope_constants(self.catalog.specs[child.op].spec.scope, item.spec.scope)
+            # In such a child's bind, names of its scope's configured symbols mean its values (SAM's p).
+            binding = dict(constants)
+            binding.update({self.symbols[name]: item.exprs[f"children.{index}.bind.{name}"].xreplace(constants)
+                            for name in child.bind})
+            self._bindings[key] = binding
+        return dict(self._bindings[key])  # a copy: callers add to it
 
     def scope_constants(self, scope_name: str, from_scope: str) -> dict[sympy.Symbol, sympy.Expr]:
         """The values a scope's configuration and bind give, seen from another scope; none when the two
@@ -170,6 +173,22 @@ class Evaluator:
             self._bindings[key] = {s: v for s, v in values.items() if s.name in scope.bind and s.name != DTYPE_BYTES}
         return self._bindings[key]
 
+    def _bound(self, item: ParsedSpec, index: int, expr: sympy.Expr) -> sympy.Expr:
+        """expr.xreplace(child_binding(item, index)), in two steps when the child lives in another scope:
+        its scope's values first, kept for every child of that op that sees the same values (SAM's
+        encoder runs as the global view and as the tiles: its large formulas are bound once), then the
+        child's own bind. The bind's values hold no symbol the first step replaces."""
+        child = item.spec.children[index]
+        binding = self.child_binding(item, index)
+        bound = {self.symbols[name] for name in child.bind}
+        constants = frozenset((s, v) for s, v in binding.items() if s not in bound)
+        if not constants:
+            return expr.xreplace(binding)
+        key = ("constants", expr, constants)
+        if key not in self._shares:
+            self._shares[key] = expr.xreplace(dict(constants))
+        return self._shares[key].xreplace({s: binding[s] for s in bound})
+
     def child_share(self, item: ParsedSpec, index: int, expr: sympy.Expr, quantity: str) -> sympy.Expr:
         key = ("share", item.spec.op, index, quantity, expr)
         if key not in self._shares:
@@ -181,7 +200,7 @@ class Evaluator:
         times the child's count (instances, for parameters), summed over its steps when it has any.
         Peak, cache and outputs are not summed: they are those of one instance at its last step."""
         child = item.spec.children[index]
-        value = expr.xreplace(self.child_binding(item, index))
+        value = self._bound(item, index, expr)
         if quantity in ("peak", "kv", "out"):
             times = sympy.Integer(1)
         elif quantity in ("parameters", "parameter_bytes"):

@@ -220,12 +220,9 @@ class ModeCosts:
 
     def times(self, example: str, binding: dict, steps: StepWork, gpu: GpuPeaks) -> TimeRow:
         r = self.roofline
-        point = r.point(self.modes.op, self.modes.first, example)
+        point, bound, per_step, lo, hi = self._example_work(example, binding, steps)
         first = r.times(point, gpu)
-        bound = {**binding, BLOCK: sympy.Integer(r.block or 1)}
-        per_step = [e.xreplace(bound) for e in (steps.tensor, steps.cuda, steps.memory)]
         rates = (gpu.tensor_flops, gpu.cuda_flops, gpu.bandwidth)
-        lo, hi = steps.first.xreplace(bound), steps.last.xreplace(bound)
         steps_time, binds = self._steps_time(per_step, rates, steps.symbol, lo, hi)
         floor = None
         if steps.launches is not None and hi >= lo:  # host time per step no GPU can hide, summed
@@ -235,6 +232,18 @@ class ModeCosts:
         if self.ev.catalog.symbols.get(self._length_symbol(steps)) is not None and binds != "mixed":
             crossover = self._crossover(per_step, rates, steps, bound, first.bound, binds)
         return TimeRow(gpu, first.bound, first.binds, steps_time, binds, floor, crossover)
+
+    def _example_work(self, example: str, binding: dict, steps: StepWork) -> tuple:
+        """What every GPU's row of one example starts from: the first forward's work, the binding with
+        the tile size, each step's work in the step symbol, and the first and last step."""
+        key = ("work", example)
+        if key not in self._cache:
+            r = self.roofline
+            bound = {**binding, BLOCK: sympy.Integer(r.block or 1)}
+            self._cache[key] = (r.point(self.modes.op, self.modes.first, example), bound,
+                                [e.xreplace(bound) for e in (steps.tensor, steps.cuda, steps.memory)],
+                                steps.first.xreplace(bound), steps.last.xreplace(bound))
+        return self._cache[key]
 
     def _host_counts(self, example: str, steps: StepWork, bound: dict, lo, hi) -> tuple[sympy.Expr, sympy.Expr]:
         """Launches and host syncs of all the steps (the same on every GPU: computed once per example)."""

@@ -157,9 +157,7 @@ def _build(paths: Paths, check: bool, jobs: int | None, timings: Timings) -> tup
     conventions = (paths.site_dir / CONVENTIONS).exists()
     rendered = render_all(catalog, evaluator, TEMPLATES, timings, gpu_report(paths.site_dir), conventions, jobs)
     with timings.stage("stamp"):
-        from opdoc.source import implementation_path
-
-        modules = (implementation_path(item, catalog).rpartition(".")[0] for item in catalog.specs.values())
+        modules = (rendered.modules[op] for op in catalog.specs)  # read by the workers (render.py)
         libraries = tuple(catalog.model.libraries)  # their files are never read while building (source.py)
         sources = stamp.implementation_sources(
             (m for m in modules if not any(m == lib or m.startswith(lib + ".") for lib in libraries)), paths.root)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -30,6 +30,7 @@ from opdoc.parallel import cores, map_forked, partition
 from opdoc.modes import ModeCosts, comparison_rows, example_context, stage_chart_rows
 from opdoc.roofline import build_pages
 from opdoc.spec import SpecError, SpecProblem
+from opdoc.source import implementation_path
 from opdoc.view import OpView, ViewBuilder
 from opdoc.write import differences, write  # noqa: F401 - moved to opdoc/write.py; old imports keep working
 
@@ -103,6 +104,7 @@ def _as_typed(text: str) -> str:
 @dataclass
 class Rendered:
     files: dict[str, str]  # path relative to site/ -> content
+    modules: dict[str, str] = field(default_factory=dict)  # op -> the module its implementation is in
 
 
 @dataclass
@@ -116,6 +118,8 @@ class Made:
     files: dict[str, str]  # the ops' pages and charts (and the mode pages, with the modes' op)
     report_rows: dict[str, list[dict[str, str]]]  # the analytic report's figures of each op
     mode_table: dict | None = None  # what the index shows of the modes, from the group with the modes' op
+    modules: dict[str, str] = field(default_factory=dict)  # op -> its implementation's module, for the stamp
+    overview: dict[str, tuple[float, float]] = field(default_factory=dict)  # leaf op -> its point on the index chart
 
 
 def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=None,
@@ -149,6 +153,10 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
             section = roofline and roofline.get(op)
             made.files[f"op-{op}.md"] = page.render(op=view, roofline=section)
             made.files.update(_draw_all([op_plot_job(catalog, evaluator, view)]))
+            # Read here, where the op's class and numbers are at hand, rather than again by the parent.
+            made.modules[op] = implementation_path(catalog.specs[op], catalog).rpartition(".")[0]
+            if not catalog.specs[op].spec.children:
+                made.overview[op] = overview_point(catalog, evaluator, op)
         if roofline:
             made.files.update(_draw_all(roofline.plot_jobs))  # the charts of this group's roofline sections
             made.report_rows = report_rows(roofline.r, ops)
@@ -173,7 +181,8 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
         order = list(families)
         rows = sorted((view.index_row | {"family_key": view.family} for view in views),
                       key=lambda row: (order.index(row["family_key"]), row["op"]))
-        files.update(_draw_all([overview_job(catalog, evaluator, views)]))
+        points = {op: point for part in parts for op, point in part.overview.items()}
+        files.update(_draw_all([overview_job(catalog, evaluator, views, points)]))
         modules = load_modules(catalog)
         coverage = coverage_rows(catalog, modules) if modules is not None else []
         files["index.md"] = env.get_template("index.md.j2").render(
@@ -185,7 +194,8 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
             figures = {op: op_rows for part in parts for op, op_rows in part.report_rows.items()}
             files["analytic.md"] = env.get_template("analytic.md.j2").render(
                 **report_context(catalog, views, roofline.r, figures))
-    return Rendered(dict(sorted(files.items())))
+    modules = {op: module for part in parts for op, module in part.modules.items()}
+    return Rendered(dict(sorted(files.items())), modules)
 
 
 def mode_files(catalog: Catalog, evaluator: Evaluator, env: jinja2.Environment, roofline) -> tuple[dict[str, str], dict]:
@@ -229,13 +239,19 @@ def op_plot_job(catalog: Catalog, evaluator: Evaluator, view: OpView) -> tuple[s
             {"x_label": scope.sweep.label})
 
 
-def overview_job(catalog: Catalog, evaluator: Evaluator, views: list[OpView]) -> tuple[str, str, tuple, dict]:
-    """The index's chart: each leaf op's FLOPs and parameters at its standard example."""
-    overview = []
-    for view in overview_views(catalog, views):
-        values = evaluator.evaluate_at(view.name, catalog.specs[view.name].spec.examples[0],
-                                       evaluator.variants(view.name)[0])
-        overview.append((view.name, float(values["forward_flops"]), float(values["parameters"])))
+def overview_point(catalog: Catalog, evaluator: Evaluator, op: str) -> tuple[float, float]:
+    """A leaf op's FLOPs and parameters at its standard example: its bars on the index's chart."""
+    values = evaluator.evaluate_at(op, catalog.specs[op].spec.examples[0], evaluator.variants(op)[0])
+    return float(values["forward_flops"]), float(values["parameters"])
+
+
+def overview_job(catalog: Catalog, evaluator: Evaluator, views: list[OpView],
+                 points: dict[str, tuple[float, float]] | None = None) -> tuple[str, str, tuple, dict]:
+    """The index's chart: each leaf op's FLOPs and parameters at its standard example (`points`, as
+    the build workers read them, else evaluated here)."""
+    points = points or {}
+    overview = [(view.name, *(points.get(view.name) or overview_point(catalog, evaluator, view.name)))
+                for view in overview_views(catalog, views)]
     return ("plots/overview.svg", "breakdown_svg", (overview,), {})
 
 

@@ -432,21 +432,23 @@ def relax(expr: sympy.Expr, branches: dict[sympy.Symbol, sympy.Expr] | None = No
     return expr.replace(lambda e: isinstance(e, sympy.ceiling), lambda e: e.args[0])
 
 
-def positive_root(equation: sympy.Expr, symbol: sympy.Symbol, sample: dict[sympy.Symbol, sympy.Expr]) -> sympy.Expr:
+def positive_root(equation: sympy.Expr, symbol: sympy.Symbol, sample: dict[sympy.Symbol, sympy.Expr],
+                  factored: bool = True) -> sympy.Expr:
     """The largest positive root of a polynomial equation, as an exact expression in the other symbols.
 
-    Roots are told apart at `sample`, values of the other symbols (the model's example and a GPU);
-    `factor` gives the printed form. A bug if there is no positive root there.
+    Roots are told apart at `sample`, values of the other symbols (the model's example and a GPU).
+    `factor` gives the printed form; a caller that prints the root expanded asks for it unfactored
+    (factoring takes longer than the rest). A bug if there is no positive root there.
     """
-    roots = [sympy.factor(sympy.cancel(root)) for root in _roots(equation, symbol)]
-    valued = [(root, complex(root.xreplace(sample).evalf())) for root in roots]
+    valued = [(root, complex(root.xreplace(sample).evalf())) for root in solve_for(equation, symbol)]
     positive = [(root, z.real) for root, z in valued if abs(z.imag) < 1e-9 and z.real > 0]
     if not positive:
         raise ArithmeticError(f"no positive root of {equation} in {symbol}")
-    return max(positive, key=lambda pair: pair[1])[0]
+    root = max(positive, key=lambda pair: pair[1])[0]
+    return sympy.factor(sympy.cancel(root)) if factored else root
 
 
-def _roots(equation: sympy.Expr, symbol: sympy.Symbol) -> list[sympy.Expr]:
+def solve_for(equation: sympy.Expr, symbol: sympy.Symbol) -> list[sympy.Expr]:
     """The roots `sympy.solve` finds (about 0.05 s a call). The questions asked so far are linear in
     `symbol`, or quadratic without a constant term (a·x² + b·x: roots 0 and -b/a): those are solved here."""
     slope = sympy.diff(equation, symbol)

@@ -92,21 +92,21 @@ def class_source(item: ParsedSpec, catalog: Catalog) -> ClassSource:
 def _parsed(path: Path) -> tuple[str, ast.Module]:
     """A source file's text and syntax tree, parsed once per run (every page looks up its class, and
     without an `implementation` field that means reading the package's modules in turn)."""
-    key = (path.resolve(), path.stat().st_mtime_ns)
+    key = (str(path), path.stat().st_mtime_ns)
     if key not in _PARSED:
         _PARSED[key] = (_text(path), ast.parse(_text(path)))
     return _PARSED[key]
 
 
 def _text(path: Path) -> str:
-    key = (path.resolve(), path.stat().st_mtime_ns)
+    key = (str(path), path.stat().st_mtime_ns)
     if key not in _TEXTS:
         _TEXTS[key] = path.read_text(encoding="utf-8")
     return _TEXTS[key]
 
 
-_PARSED: dict[tuple[Path, int], tuple[str, ast.Module]] = {}
-_TEXTS: dict[tuple[Path, int], str] = {}
+_PARSED: dict[tuple[str, int], tuple[str, ast.Module]] = {}
+_TEXTS: dict[tuple[str, int], str] = {}
 
 
 def _library_class(item: ParsedSpec, module: str, name: str) -> ClassSource:

@@ -527,6 +527,7 @@ class Located:
 
 # libyaml's parser when PyYAML was built with it (same safe constructors, same line marks), else Python's.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR_TAG = "tag:yaml.org,2002:str"
 
 # Bounds on the work one file can cause. The largest DeepSeek-OCR spec is 18 kB, holds 627 values
 # and nests 6 deep; a YAML alias bomb (nine aliases of nine aliases ...) expands to 387 million.
@@ -618,18 +619,28 @@ class _Reader:
         return self.scalar(node, at)
 
     def scalar(self, node: yaml.Node, at: tuple) -> Any:
-        try:
-            value = self.loader.construct_object(node, deep=True)
-        except (ValueError, OverflowError) as exc:  # e.g. an integer past Python's 4,300-digit limit
-            raise self.problem(node, at, f"cannot read this value: {exc}") from None
-        if isinstance(value, str):
-            hidden = hidden_character(value)  # written as an escape such as "\\u202e" in quotes
+        if node.tag == _STR_TAG:  # 95% of a spec's values: the safe constructor returns the text as it is
+            value = node.value
+            # The file's text was checked whole (read_yaml); only a double-quoted escape such as
+            # "\\u202e" makes a character it did not hold.
+            unchecked = node.style == '"'
+        else:
+            value = self._construct(node, at)
+            unchecked = isinstance(value, str)
+        if unchecked:
+            hidden = hidden_character(value)
             if hidden is not None:
                 raise self.problem(node, at, hidden[1])
-        elif isinstance(value, float) and not _exact_enough(value, node.value):
+        if isinstance(value, float) and not _exact_enough(value, node.value):
             raise self.problem(node, at, f"the number {node.value} is not finite, or too large or too small "
                                          "to hold; write a number within 1e-300 and 1e300")
         return value
+
+    def _construct(self, node: yaml.Node, at: tuple) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:  # e.g. an integer past Python's 4,300-digit limit
+            raise self.problem(node, at, f"cannot read this value: {exc}") from None
 
 
 def _exact_enough(value: float, written: str) -> bool:

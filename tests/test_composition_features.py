@@ -542,3 +542,24 @@ def test_the_reference_ocr_model_has_the_checkpoints_parameter_names():
     assert sorted(names - checkpoint) == [] and sorted(checkpoint - names) == []
     # and their sizes add up to the checkpoint's: 6,672,212,480 / 2
     assert sum(parameter.numel() for parameter in model.parameters()) == 3_336_106_240
+
+
+def test_a_child_of_another_scope_is_bound_in_two_steps_to_what_one_substitution_gives(evaluator):
+    """SAM's encoder (its own scope) runs as the global view and as the tiles: its scope's values are
+    substituted once for both, then each child's bind. The definition is one simultaneous xreplace of
+    the whole child binding; every quantity of every child of the OCR model must come out the same."""
+    item = evaluator.catalog.specs["DeepseekOCRModel"]
+    compared = 0
+    for index, child in enumerate(item.spec.children):
+        binding = evaluator.child_binding(item, index)
+        for variant in evaluator.variants(child.op) if child.variant is None else [child.variant]:
+            for expr in evaluator.quantities(child.op, variant).derived().values():
+                assert evaluator._bound(item, index, expr) == expr.xreplace(binding), (child.name, expr)
+                compared += 1
+    assert compared > 100  # 11 children, each with about 20 quantities
+    # a caller may add to the binding it gets without changing the next caller's
+    import sympy
+
+    added = sympy.Symbol("added_by_a_caller")
+    evaluator.child_binding(item, 0)[added] = 1
+    assert added not in evaluator.child_binding(item, 0)

@@ -217,17 +217,17 @@ def test_runtime_counts_describe_only_the_variants_they_name():
     assert noaux.fused_bytes - greedy.fused_bytes == 64 * 2
 
 
-def test_roots_of_the_equations_answers_ask_match_sympys_solve():
-    from opdoc.roofline import _roots
+def testsolve_for_of_the_equations_answers_ask_match_sympys_solve():
+    from opdoc.roofline import solve_for
 
     x, a, b = sympy.symbols("x a b", positive=True)
     # 3x - 6 = 0 -> x = 2; a·x - b = 0 -> x = b/a (solved by hand, not by solve)
-    assert _roots(3 * x - 6, x) == [2]
-    assert sympy.simplify(_roots(a * x - b, x)[0] - b / a) == 0
+    assert solve_for(3 * x - 6, x) == [2]
+    assert sympy.simplify(solve_for(a * x - b, x)[0] - b / a) == 0
     # 2x² - 8x = x(2x - 8) -> 0 and 4; a·x² + b·x -> 0 and -b/a
-    assert _roots(2 * x**2 - 8 * x, x) == [0, 4]
-    assert sympy.simplify(_roots(a * x**2 + b * x, x)[1] + b / a) == 0
+    assert solve_for(2 * x**2 - 8 * x, x) == [0, 4]
+    assert sympy.simplify(solve_for(a * x**2 + b * x, x)[1] + b / a) == 0
     # no root in x; and y² - 2 (a constant term) is left to solve: ±√2 (x, positive, would keep √2 only)
-    assert _roots(a + 0 * x, x) == []
+    assert solve_for(a + 0 * x, x) == []
     y = sympy.Symbol("y")
-    assert sorted(_roots(y**2 - 2, y), key=float) == [-sympy.sqrt(2), sympy.sqrt(2)]
+    assert sorted(solve_for(y**2 - 2, y), key=float) == [-sympy.sqrt(2), sympy.sqrt(2)]

@@ -10,7 +10,7 @@ import sympy
 
 from opdoc.formula import engineering, plain_text
 
-from opdoc.roofline import Answer, BANDWIDTH, BLOCK, CAPACITY, PEAK, Roofline, along, answers_for, first_integer, positive_root, relax
+from opdoc.roofline import Answer, BANDWIDTH, BLOCK, CAPACITY, PEAK, Roofline, along, answers_for, first_integer, positive_root, relax, solve_for
 
 
 @answers_for("DeepseekV2MoE")
@@ -72,7 +72,8 @@ def attention_overtakes_feed_forward(r: Roofline) -> list[Answer]:
             difference = tensor(attn, executed) - tensor(ffn, executed)
             relaxed = relax(difference, {E_run: E}).xreplace({k: v for k, v in fixed.items()
                                                               if k.name in ("B", "P")})
-            closed = positive_root(sympy.expand(relaxed), S, {**fixed, BLOCK: sympy.Integer(r.block or 1)})
+            closed = positive_root(sympy.expand(relaxed), S, {**fixed, BLOCK: sympy.Integer(r.block or 1)},
+                                   factored=False)  # printed expanded
             guess = float(closed.xreplace({**fixed, BLOCK: r.block or 1}))
 
             at = along(m, op, "prefill", "S", difference.xreplace({BLOCK: sympy.Integer(r.block or 1)}))
@@ -104,7 +105,7 @@ def largest_batch_that_fits(r: Roofline) -> list[Answer]:
     q = m.counted(op, None)
     weights, kv, peak = q["parameter_bytes"], q["kv_cache_bytes"], q["peak"]
     W = sympy.Symbol("W", positive=True)  # the weights' bytes, printed as one name
-    closed = sympy.solve(W + kv - CAPACITY, B, simplify=False)[0]
+    closed = solve_for(W + kv - CAPACITY, B)[0]
     rows, values = [], {}
     need = along(m, op, "decode", "B", weights, kv, peak)
     for gpu in r.hardware.gpus:

@@ -294,6 +294,7 @@ class Roofline:
         self.runtime = runtime
         self.block = runtime.table.attention_block if runtime else None
         self._work: dict[tuple, Work] = {}
+        self._points: dict[tuple, Point] = {}
 
     # -------------------------------------------------------------- symbolic
 
@@ -361,7 +362,18 @@ class Roofline:
     def point(self, op: str, variant: str | None, example: str, overrides: dict[str, int] | None = None,
               block: int | None = None, child: ChildRef | None = None) -> Point:
         """Exact numbers of an op at one of its examples; with `child`, of one instance of that child
-        as it runs inside `op` (its symbols bound by the parent's binding)."""
+        as it runs inside `op` (its symbols bound by the parent's binding). An op's own points are kept:
+        its page's table and chart show the same ones."""
+        key = None if child else (op, variant, example, tuple(sorted((overrides or {}).items())), block)
+        if key is not None and key in self._points:
+            return self._points[key]
+        point = self._point(op, variant, example, overrides, block, child)
+        if key is not None:
+            self._points[key] = point
+        return point
+
+    def _point(self, op: str, variant: str | None, example: str, overrides: dict[str, int] | None,
+               block: int | None, child: ChildRef | None) -> Point:
         binding = dict(self.model.binding(op, example, overrides))
         binding[BLOCK] = sympy.Integer(block or self.block or 1)
         w = self.work(child.op, child.variant) if child else self.work(op, variant)

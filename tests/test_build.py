@@ -75,6 +75,20 @@ def test_building_the_docs_never_imports_torch(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_a_build_sizes_sympys_cache_for_itself_and_passes_nothing_on():
+    # sympy's default keeps 1,000 results per function; the build asks for no limit, in its own process
+    # only: the environment that programs it starts inherit is left as it was.
+    probe = ("import os, sys; from opdoc.cli import main; code = main(['build', '--check', '--root', sys.argv[1]]); "
+             "from sympy.core import cache; print(cache.SYMPY_CACHE_SIZE, 'SYMPY_CACHE_SIZE' in os.environ, code)")
+    result = subprocess.run([sys.executable, "-c", probe, str(ROOT)], capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "SYMPY_CACHE_SIZE"})
+    assert result.stdout.split()[-3:] == ["None", "False", "0"], result.stdout + result.stderr
+    # a size the user set is kept
+    result = subprocess.run([sys.executable, "-c", probe, str(ROOT)], capture_output=True, text=True,
+                            env={**os.environ, "SYMPY_CACHE_SIZE": "500"})
+    assert result.stdout.split()[-3:] == ["500", "True", "0"], result.stdout + result.stderr
+
+
 def test_committed_knowledge_base_is_what_the_specs_generate(capsys):
     assert run("build", "--check", "--root", str(ROOT)) == 0, capsys.readouterr().out
 

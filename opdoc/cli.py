@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -22,25 +23,28 @@ def _paths(args: argparse.Namespace):
                  site=Path(args.site) if args.site else None)
 
 
-def _unbounded_sympy_cache() -> None:
+@contextlib.contextmanager
+def _unbounded_sympy_cache():
     """sympy keeps its last 1,000 results of each cached function; a build revisits far more than that
     (composing and printing the whole model), and an unbounded cache took 9% off a cold build's CPU for
-    3 MB. sympy reads its size once, when first imported; the setting is not passed on to programs
-    this process starts, and a size the user chose is kept."""
+    3 MB. sympy reads the size once, when a build that renders first imports it (one that finds its
+    stamp current never does); the setting is gone when the build returns, and a size the user chose is
+    kept."""
     if "sympy" in sys.modules or "SYMPY_CACHE_SIZE" in os.environ:
+        yield
         return
     os.environ["SYMPY_CACHE_SIZE"] = "none"
     try:
-        import sympy  # noqa: F401 - sized now
+        yield
     finally:
         del os.environ["SYMPY_CACHE_SIZE"]
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    _unbounded_sympy_cache()
     from opdoc.pipeline import build
 
-    changes, timings = build(_paths(args), check=args.check, full=args.full, jobs=args.jobs)
+    with _unbounded_sympy_cache():
+        changes, timings = build(_paths(args), check=args.check, full=args.full, jobs=args.jobs)
     if args.check:
         if changes:
             print("the knowledge base differs from what the specs generate:")

@@ -76,9 +76,10 @@ def test_building_the_docs_never_imports_torch(tmp_path):
 
 
 def test_a_build_sizes_sympys_cache_for_itself_and_passes_nothing_on():
-    # sympy's default keeps 1,000 results per function; the build asks for no limit, in its own process
-    # only: the environment that programs it starts inherit is left as it was.
-    probe = ("import os, sys; from opdoc.cli import main; code = main(['build', '--check', '--root', sys.argv[1]]); "
+    # sympy's default keeps 1,000 results per function; a build that renders (--full) asks for no limit
+    # while it runs: afterwards the environment that programs started from this process inherit is as
+    # it was. (An unchanged build never imports sympy: tests/test_stamp.py.)
+    probe = ("import os, sys; from opdoc.cli import main; code = main(['build', '--check', '--full', '--root', sys.argv[1]]); "
              "from sympy.core import cache; print(cache.SYMPY_CACHE_SIZE, 'SYMPY_CACHE_SIZE' in os.environ, code)")
     result = subprocess.run([sys.executable, "-c", probe, str(ROOT)], capture_output=True, text=True,
                             env={k: v for k, v in os.environ.items() if k != "SYMPY_CACHE_SIZE"})

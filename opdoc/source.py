@@ -27,6 +27,7 @@ class ClassSource:
     signature: str
     params: list[tuple[str, str | None]] | None  # (name, default as written); None: a library's, not read
     library: bool = False  # a declared library's own class (torch.nn.Linear), profiled as it is
+    kind: str = "class"  # or "function" (get_rel_pos, torch's scaled_dot_product_attention)
 
 
 def package_folder(catalog: Catalog) -> Path | None:
@@ -94,7 +95,8 @@ def _parsed(path: Path) -> tuple[str, ast.Module]:
     without an `implementation` field that means reading the package's modules in turn)."""
     key = (str(path), path.stat().st_mtime_ns)
     if key not in _PARSED:
-        _PARSED[key] = (_text(path), ast.parse(_text(path)))
+        text = _text(path)
+        _PARSED[key] = (text, ast.parse(text))
     return _PARSED[key]
 
 
@@ -119,13 +121,13 @@ def _library_class(item: ParsedSpec, module: str, name: str) -> ClassSource:
     where = f"{up.file}, lines {up.lines[0]}-{up.lines[1]}"
     params = list(item.spec.constructor.parameters)
     # Not imported, so a function (torch.nn.functional's) is told from a class by the name's case (PEP 8).
-    function = name[:1].islower()
+    kind = "function" if name[:1].islower() else "class"
     return ClassSource(
         file=up.file.split(" (")[0], first=up.lines[0], last=up.lines[1],  # the path, without "(torch 2.13.0)"
-        source=f"# {module}.{name}: the library's own {'function' if function else 'class'}, profiled as it is "
+        source=f"# {module}.{name}: the library's own {kind}, profiled as it is "
                f"({where}).\n# opdoc writes no reference for it; the library's source is not copied here.",
-        signature=f"def {name}({', '.join(params)})" if function else f"def __init__(self, {', '.join(params)})",
-        params=None, library=True)
+        signature=f"def {name}({', '.join(params)})" if kind == "function" else f"def __init__(self, {', '.join(params)})",
+        params=None, library=True, kind=kind)
 
 
 def _without_docstrings(text: str, node: ast.ClassDef | ast.FunctionDef, first: int) -> str:
@@ -161,7 +163,8 @@ def _source(path: Path, text: str, node: ast.ClassDef | ast.FunctionDef, root: P
     else:
         init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
         signature, params = _signature(init)
-    return ClassSource(shown or _relative(path, root), first, node.end_lineno, "\n".join(lines), signature, params)
+    return ClassSource(shown or _relative(path, root), first, node.end_lineno, "\n".join(lines), signature, params,
+                       kind="function" if isinstance(node, ast.FunctionDef) else "class")
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import sympy
 import yaml
 
 from opdoc.cli import main as run
@@ -558,8 +559,6 @@ def test_a_child_of_another_scope_is_bound_in_two_steps_to_what_one_substitution
                 compared += 1
     assert compared > 100  # 11 children, each with about 20 quantities
     # a caller may add to the binding it gets without changing the next caller's
-    import sympy
-
     added = sympy.Symbol("added_by_a_caller")
     evaluator.child_binding(item, 0)[added] = 1
     assert added not in evaluator.child_binding(item, 0)

@@ -217,7 +217,7 @@ def test_runtime_counts_describe_only_the_variants_they_name():
     assert noaux.fused_bytes - greedy.fused_bytes == 64 * 2
 
 
-def testsolve_for_of_the_equations_answers_ask_match_sympys_solve():
+def test_solve_for_gives_the_roots_of_the_equations_answers_ask_match_sympys_solve():
     from opdoc.roofline import solve_for
 
     x, a, b = sympy.symbols("x a b", positive=True)

@@ -699,8 +699,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-
-
 def run_check(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     root = Path(args.root)

@@ -263,3 +263,10 @@ def test_sdpa_and_rms_norm_document_exactly_their_library_signatures():
 def test_a_library_function_is_named_as_a_function_without_importing_it():
     assert _library_source("scaled_dot_product_attention", ",") == [
         "torch/nn/functional.py", "def", "scaled_dot_product_attention(query", "False"]
+
+
+@pytest.mark.parametrize("op, kind", [("Linear", "class"), ("scaled_dot_product_attention", "function")])
+def test_a_library_op_page_says_whether_torch_defines_a_class_or_a_function(op, kind):
+    # torch.nn.Linear is a class; torch.nn.functional.scaled_dot_product_attention is a function
+    page = (ROOT / "site" / f"op-{op}.md").read_text(encoding="utf-8")
+    assert f"opdoc profiles the library's own {kind}, unchanged" in page

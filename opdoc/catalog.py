@@ -14,6 +14,7 @@ from pathlib import Path
 import sympy
 
 from opdoc.formula import FormulaError, parse_formula, suggest
+from opdoc.parallel import map_forked
 from opdoc.placeholders import check_placeholder
 from opdoc.spec import (
     DTYPE_BYTES,
@@ -64,29 +65,27 @@ def symbol_table(model: ModelConfig) -> dict[str, sympy.Symbol]:
     return {name: sympy.Symbol(name, positive=True) for name in sorted({*model.symbols, DTYPE_BYTES})}
 
 
-def load_catalog(model_dir: Path, root: Path) -> Catalog:
-    """Load `model_dir/model.yaml` and every other `*.yaml` in it as an op spec."""
+def load_catalog(model_dir: Path, root: Path, jobs: int = 1) -> Catalog:
+    """Load `model_dir/model.yaml` and every other `*.yaml` in it as an op spec.
+
+    With `jobs` > 1 the files are read and validated in that many processes (opdoc/parallel.py), each
+    a share of about equal bytes; what they found comes back in file order, so the result and its
+    problems are the same as read one after another."""
     problems: list[SpecProblem] = []
     model_file = model_dir / "model.yaml"
-    model_display = _display(model_file, root)
-    model: ModelConfig | None = None
-    model_located: Located | None = None
-    try:
-        model_located = read_yaml(model_file, model_display)
-        model = validate(model_located, ModelConfig, model_display)
-    except SpecError as exc:
-        problems.extend(exc.problems)
+    files = sorted(path for path in model_dir.glob("*.yaml") if path.name != "model.yaml")
+    outcomes: dict[Path, _Read] = {}
+    for part in map_forked(lambda paths: [(path, _read(path, root, model_file)) for path in paths],
+                           _shares([model_file, *files], jobs)):
+        outcomes.update(part)
+    model_display, model_located, model, model_problems = outcomes[model_file]
+    problems.extend(model_problems)
     parsed: dict[str, ParsedSpec] = {}
     failed: set[str] = set()  # specs that did not load: their own error is reported, not their absence
-    for path in sorted(model_dir.glob("*.yaml")):
-        if path.name == "model.yaml":
-            continue
-        display = _display(path, root)
-        try:
-            located = read_yaml(path, display)
-            spec = validate(located, OpSpec, display)
-        except SpecError as exc:
-            problems.extend(exc.problems)
+    for path in files:
+        display, located, spec, read_problems = outcomes[path]
+        if read_problems:
+            problems.extend(read_problems)
             failed.add(path.stem)
             continue
         if spec.op != path.stem:
@@ -112,6 +111,38 @@ def load_catalog(model_dir: Path, root: Path) -> Catalog:
         raise SpecError(problems)
     return Catalog(model, model_display, symbols, {name: parsed[name] for name in order}, root,
                    model_located, model_dir)
+
+
+# A file read and validated: (its display path, its YAML with lines, the model or spec, problems).
+_Read = tuple[str, "Located | None", "ModelConfig | OpSpec | None", list[SpecProblem]]
+
+
+def _read(path: Path, root: Path, model_file: Path) -> _Read:
+    display = _display(path, root)
+    try:
+        located = read_yaml(path, display)
+        return display, located, validate(located, ModelConfig if path == model_file else OpSpec, display), []
+    except SpecError as exc:
+        return display, None, None, exc.problems
+
+
+def _shares(paths: list[Path], jobs: int) -> list[list[Path]]:
+    """The files split into at most `jobs` lists of about equal bytes (validating costs about that),
+    largest first onto the lightest list."""
+    shares: list[list[Path]] = [[] for _ in range(max(1, min(jobs, len(paths))))]
+    loads = [0] * len(shares)
+    for size, path in sorted(((_size(path), path) for path in paths), key=lambda item: (-item[0], item[1])):
+        lightest = loads.index(min(loads))
+        shares[lightest].append(path)
+        loads[lightest] += size
+    return shares
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # read_yaml reports it
+        return 0
 
 
 def _check_modes(model: ModelConfig, display: str, located: Located, symbols: dict[str, sympy.Symbol],

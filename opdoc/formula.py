@@ -296,7 +296,7 @@ class _Converter:
         return text if len(text) <= 60 else text[:57] + "..."
 
     def _check_constant(self, value: sympy.Expr, node: ast.AST) -> None:
-        if value in _NOT_FINITE_REAL or not value.is_Rational:
+        if not value.is_Rational:  # zoo, nan, ±oo, I and any irrational
             raise FormulaError(f"'{self._text(node)}' is not a finite real number")
         if max(abs(value.p), value.q) > MAX_LITERAL:
             raise FormulaError(f"'{self._text(node)}' is {_size(value)}; numbers in formulas stay within 1e21")

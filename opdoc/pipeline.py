@@ -55,9 +55,10 @@ class Timings:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-def load(paths: Paths, timings: Timings | None = None, checks: bool = True) -> tuple[Catalog, Evaluator]:
+def load(paths: Paths, timings: Timings | None = None, checks: bool = True, jobs: int = 1) -> tuple[Catalog, Evaluator]:
     """The catalog and its evaluator, every binding checked; with `checks`, every composed quantity too
-    (signs, closed forms), which a build leaves to its render stage (op by op, in its workers)."""
+    (signs, closed forms), which a build leaves to its render stage (op by op, in its workers).
+    `jobs`: the processes that read the spec files (a build uses every core; opdoc/parallel.py)."""
     from opdoc.catalog import load_catalog
     from opdoc.evaluate import Evaluator
 
@@ -68,7 +69,7 @@ def load(paths: Paths, timings: Timings | None = None, checks: bool = True) -> t
         raise SpecError([SpecProblem(str(paths.specs or paths.root / "specs"), 0, "",
                                      f"expected one model folder with a model.yaml, found {found}; pass --specs DIR")])
     with timings.stage("load"):
-        catalog = load_catalog(dirs[0], paths.root)
+        catalog = load_catalog(dirs[0], paths.root, jobs)
         model_package_path(catalog)
     with timings.stage("evaluate"):
         evaluator = Evaluator(catalog)
@@ -150,10 +151,11 @@ def build(paths: Paths, check: bool = False, full: bool = False, jobs: int | Non
 
 
 def _build(paths: Paths, check: bool, jobs: int | None, timings: Timings) -> tuple[list[str], Timings]:
+    from opdoc.parallel import cores
     from opdoc.render import render_all
     from opdoc.write import differences, write
 
-    catalog, evaluator = load(paths, timings, checks=False)
+    catalog, evaluator = load(paths, timings, checks=False, jobs=jobs or cores())
     conventions = (paths.site_dir / CONVENTIONS).exists()
     rendered = render_all(catalog, evaluator, TEMPLATES, timings, gpu_report(paths.site_dir), conventions, jobs)
     with timings.stage("stamp"):

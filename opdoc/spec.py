@@ -180,6 +180,7 @@ class ModelConfig(_Strict):
     symbols: dict[str, str | SymbolInfo]
     scopes: dict[str, Scope]
     modes: Modes | None = None
+    _infos: dict[str, SymbolInfo] = PrivateAttr(default_factory=dict)  # symbol(): each built once
 
     @field_validator("symbols")
     @classmethod
@@ -206,10 +207,15 @@ class ModelConfig(_Strict):
         return self
 
     def symbol(self, name: str) -> SymbolInfo:
-        if name == DTYPE_BYTES and name not in self.symbols:
-            return SymbolInfo(meaning=f"bytes per element of the model's dtype ({self.dtype} unless overridden)")
-        info = self.symbols[name]
-        return SymbolInfo(meaning=info) if isinstance(info, str) else info
+        known = self._infos.get(name)  # every binding checks every symbol: each info is built once
+        if known is None:
+            if name == DTYPE_BYTES and name not in self.symbols:
+                known = SymbolInfo(meaning=f"bytes per element of the model's dtype ({self.dtype} unless overridden)")
+            else:
+                info = self.symbols[name]
+                known = SymbolInfo(meaning=info) if isinstance(info, str) else info
+            self._infos[name] = known
+        return known
 
     def meaning(self, name: str) -> str:
         return self.symbol(name).meaning

@@ -82,3 +82,52 @@ def test_a_number_of_processes_that_is_not_a_whole_number_from_1_is_refused(give
         main(["build", "--jobs", given])
     assert exit_.value.code == 2
     assert f"expected a whole number >= 1, got '{given}'" in capsys.readouterr().err
+
+
+def test_spec_files_are_shared_out_by_bytes_largest_first(tmp_path):
+    from opdoc.catalog import _shares
+
+    sizes = {"a": 50, "b": 40, "c": 30, "d": 20, "e": 10}
+    for name, size in sizes.items():
+        (tmp_path / f"{name}.yaml").write_text("x" * size)
+    shares = _shares(sorted(tmp_path.glob("*.yaml")), 2)
+    # a (50) to the first list; b (40) to the empty second; c (30) to the second (40 < 50): 70;
+    # d (20) to the first (50 < 70): 70; e (10) to the first, the lighter at a tie: 80 against 70.
+    assert [[path.stem for path in share] for share in shares] == [["a", "d", "e"], ["b", "c"]]
+    assert [[path.stem for path in share] for share in _shares(sorted(tmp_path.glob("*.yaml")), 9)] == [
+        ["a"], ["b"], ["c"], ["d"], ["e"]]  # never an empty share
+
+
+def _problems_of(model_dir, jobs: int) -> list:
+    from opdoc.catalog import load_catalog
+    from opdoc.spec import SpecError
+
+    with pytest.raises(SpecError) as error:
+        load_catalog(model_dir, model_dir, jobs)
+    return error.value.problems
+
+
+def test_a_catalog_read_by_several_processes_is_the_one_read_by_one(tmp_path):
+    import shutil
+
+    from opdoc.catalog import load_catalog
+    from opdoc_testing import ROOT
+
+    model_dir = tmp_path / "deepseek_ocr"
+    shutil.copytree(ROOT / "specs" / "deepseek_ocr", model_dir)
+    one, three = (load_catalog(model_dir, tmp_path, jobs) for jobs in (1, 3))
+    assert list(one.specs) == list(three.specs) and one.model == three.model
+    assert all(one.specs[op].spec == three.specs[op].spec and one.specs[op].exprs == three.specs[op].exprs
+               and one.specs[op].located.lines == three.specs[op].located.lines for op in one.specs)
+    # Problems in the model and in three specs, read in different processes: every one is reported
+    # (sorted by file and line, as every report is; the missing title is reported on line 1).
+    model = model_dir / "model.yaml"
+    model.write_text(model.read_text(encoding="utf-8").replace("\ntitle:", "\ntitel:", 1), encoding="utf-8")
+    for name in ("DeepseekV2MLP", "LayerNorm2d", "MLPBlock"):
+        spec = model_dir / f"{name}.yaml"
+        spec.write_text(spec.read_text(encoding="utf-8") + "unknown_key: 1\n", encoding="utf-8")
+    serial = _problems_of(model_dir, 1)
+    assert _problems_of(model_dir, 3) == serial
+    assert [(problem.path.rsplit("/", 1)[-1], problem.field) for problem in serial] == [
+        ("DeepseekV2MLP.yaml", "unknown_key"), ("LayerNorm2d.yaml", "unknown_key"),
+        ("MLPBlock.yaml", "unknown_key"), ("model.yaml", "title"), ("model.yaml", "titel")]

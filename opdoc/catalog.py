@@ -68,15 +68,16 @@ def symbol_table(model: ModelConfig) -> dict[str, sympy.Symbol]:
 def load_catalog(model_dir: Path, root: Path, jobs: int = 1) -> Catalog:
     """Load `model_dir/model.yaml` and every other `*.yaml` in it as an op spec.
 
-    With `jobs` > 1 the files are read and validated in that many processes (opdoc/parallel.py), each
-    a share of about equal bytes; what they found comes back in file order, so the result and its
-    problems are the same as read one after another."""
+    With `jobs` > 1 the files are read and validated in that many processes (opdoc/parallel.py), the
+    largest first, each file by whichever process is free; what they found is put back in file order,
+    so the result and its problems are the same as read one after another."""
     problems: list[SpecProblem] = []
     model_file = model_dir / "model.yaml"
     files = sorted(path for path in model_dir.glob("*.yaml") if path.name != "model.yaml")
     outcomes: dict[Path, _Read] = {}
+    largest_first = sorted([model_file, *files], key=lambda path: (-_size(path), path))
     for part in map_forked(lambda paths: [(path, _read(path, root, model_file)) for path in paths],
-                           _shares([model_file, *files], jobs)):
+                           [[] for _ in range(jobs)], shared=largest_first):
         outcomes.update(part)
     model_display, model_located, model, model_problems = outcomes[model_file]
     problems.extend(model_problems)
@@ -126,19 +127,8 @@ def _read(path: Path, root: Path, model_file: Path) -> _Read:
         return display, None, None, exc.problems
 
 
-def _shares(paths: list[Path], jobs: int) -> list[list[Path]]:
-    """The files split into at most `jobs` lists of about equal bytes (validating costs about that),
-    largest first onto the lightest list."""
-    shares: list[list[Path]] = [[] for _ in range(max(1, min(jobs, len(paths))))]
-    loads = [0] * len(shares)
-    for size, path in sorted(((_size(path), path) for path in paths), key=lambda item: (-item[0], item[1])):
-        lightest = loads.index(min(loads))
-        shares[lightest].append(path)
-        loads[lightest] += size
-    return shares
-
-
 def _size(path: Path) -> int:
+    """A file's bytes: what validating it costs, about."""
     try:
         return path.stat().st_size
     except OSError:  # read_yaml reports it

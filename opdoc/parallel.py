@@ -9,10 +9,11 @@ each op's page is computed from the specs alone, and the caller merges the group
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 Item = TypeVar("Item")
@@ -63,11 +64,44 @@ def partition(items: Iterable[str], tree: Callable[[str], frozenset[str]], group
     return [sorted(names) for names in split if names]
 
 
-def map_forked(function: Callable[[Sequence[Item]], Result], groups: Sequence[Sequence[Item]]) -> list[Result]:
-    """[function(group) for group in groups], the first group in this process and each other in a
-    forked worker. A worker's exception is raised here with the worker's traceback."""
+# A shared item is taken by reading its index (4 bytes) from a pipe that every process inherits: a
+# pipe's reads are atomic, so each index is read by exactly one process. The indices are written before
+# any process reads, so they must fit the pipe's buffer (16 KiB on macOS, 64 KiB on Linux).
+_TOKEN = 4
+_MOST_SHARED = 4096 // _TOKEN
+
+
+def map_forked(function: Callable[[Iterator[Item]], Result], groups: Sequence[Sequence[Item]],
+               shared: Sequence[Item] = ()) -> list[Result]:
+    """[function(items of group) for group in groups], the first group in this process and each other in
+    a forked worker. Once through its own group, each process takes `shared` items, one at a time,
+    until none is left: whoever is free first takes the next, so the processes end together however
+    the groups' costs were guessed. A worker's exception is raised here with the worker's traceback."""
+    shared = list(shared)
+    if len(shared) > _MOST_SHARED:  # more than the pipe holds: the rest dealt out in turn
+        groups = [[*group, *shared[_MOST_SHARED + index::len(groups)]] for index, group in enumerate(groups)]
+        shared = shared[:_MOST_SHARED]
     if len(groups) <= 1 or not hasattr(os, "fork"):
-        return [function(group) for group in groups]
+        pool = iter(shared)
+        return [function(itertools.chain(group, pool)) for group in groups]
+    tokens, write = os.pipe()
+    try:
+        os.write(write, b"".join(index.to_bytes(_TOKEN, "big") for index in range(len(shared))))
+    finally:
+        os.close(write)  # so that a read finds the end once every index is taken
+
+    def items(group: Sequence[Item]) -> Iterator[Item]:
+        yield from group
+        while token := os.read(tokens, _TOKEN):
+            yield shared[int.from_bytes(token, "big")]
+
+    try:
+        return _forked(lambda group: function(items(group)), groups)
+    finally:
+        os.close(tokens)
+
+
+def _forked(function: Callable[[Sequence[Item]], Result], groups: Sequence[Sequence[Item]]) -> list[Result]:
     workers = []
     for group in groups[1:]:
         read, write = os.pipe()

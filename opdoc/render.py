@@ -12,7 +12,7 @@ to disk is opdoc/write.py.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,14 +137,17 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
     roofline = build_pages(catalog, evaluator)  # None without a hardware table beside the specs
     modes_op = catalog.model.modes.op if catalog.model.modes else None
 
-    def make(ops: list[str]) -> Made:
-        signs = {op: evaluator.check_signs([op]) for op in ops}
-        proofs = {} if any(signs.values()) else {op: evaluator.prove_closed_forms([op]) for op in ops}
-        made = Made(signs, proofs, {}, {}, {}, {})
-        if any(signs.values()) or any(proofs.values()):
-            return made
+    def make(ops: Iterator[str]) -> Made:
+        made, done = Made({}, {}, {}, {}, {}, {}), []
         page = env.get_template("op.md.j2")
-        for op in ops:  # every op's problems are reported, not the first op's only
+        for op in ops:  # each op is checked, so that every problem is reported; pages stop at the first
+            done.append(op)
+            made.signs[op] = evaluator.check_signs([op])
+            if any(made.signs.values()):
+                continue
+            made.proofs[op] = evaluator.prove_closed_forms([op])
+            if any(made.proofs.values()):
+                continue
             try:
                 view = made.views[op] = builder.build(op)
             except SpecError as exc:
@@ -157,17 +160,22 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
             made.modules[op] = implementation_path(catalog.specs[op], catalog).rpartition(".")[0]
             if not catalog.specs[op].spec.children:
                 made.overview[op] = overview_point(catalog, evaluator, op)
+        if any(made.signs.values()) or any(made.proofs.values()):
+            return made
         if roofline:
             made.files.update(_draw_all(roofline.plot_jobs))  # the charts of this group's roofline sections
-            made.report_rows = report_rows(roofline.r, ops)
-        if modes_op in ops:
+            made.report_rows = report_rows(roofline.r, done)
+        if modes_op in done:
             modes, made.mode_table = mode_files(catalog, evaluator, env, roofline)
             made.files.update(modes)
         return made
 
     with stage("render"):
+        # An op composed of nothing is cheap and needs nothing composed before it: such ops are taken by
+        # whichever process is free first, which evens out what the split's estimate of the rest missed.
         groups = partition(catalog.specs, evaluator.tree, jobs or cores())
-        parts = map_forked(make, groups)
+        shared = [op for op in catalog.specs if evaluator.tree(op) == {op}]
+        parts = map_forked(make, [[op for op in group if op not in shared] for group in groups], shared)
     signs = [p for op in catalog.specs for part in parts for p in part.signs.get(op, [])]
     proofs = [p for op in catalog.specs for part in parts for p in part.proofs.get(op, [])]
     problems = [p for op in sorted(catalog.specs) for part in parts for p in part.problems.get(op, [])]

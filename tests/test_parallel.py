@@ -46,7 +46,18 @@ def test_forked_groups_give_what_one_process_gives():
     assert map_forked(square_all, groups) == [[1, 4], [9], [16, 25, 36]]
 
 
+def test_shared_items_are_each_taken_once_after_a_process_own_group():
+    taken = map_forked(list, [[-1], [-2]], shared=range(50))
+    assert [items[0] for items in taken] == [-1, -2]  # each process starts with its own group
+    assert sorted(item for items in taken for item in items) == [-2, -1, *range(50)]
+    assert map_forked(list, [[1]], shared=[2, 3]) == [[1, 2, 3]]  # one process takes them all
+    # more than the pipe of shared indices holds: the rest are dealt out, and still each is done once
+    taken = map_forked(list, [[], [], []], shared=range(5000))
+    assert sorted(item for items in taken for item in items) == list(range(5000))
+
+
 def fail_on_three(numbers):
+    numbers = list(numbers)
     if 3 in numbers:
         raise ValueError("three is not wanted")
     return numbers
@@ -82,20 +93,6 @@ def test_a_number_of_processes_that_is_not_a_whole_number_from_1_is_refused(give
         main(["build", "--jobs", given])
     assert exit_.value.code == 2
     assert f"expected a whole number >= 1, got '{given}'" in capsys.readouterr().err
-
-
-def test_spec_files_are_shared_out_by_bytes_largest_first(tmp_path):
-    from opdoc.catalog import _shares
-
-    sizes = {"a": 50, "b": 40, "c": 30, "d": 20, "e": 10}
-    for name, size in sizes.items():
-        (tmp_path / f"{name}.yaml").write_text("x" * size)
-    shares = _shares(sorted(tmp_path.glob("*.yaml")), 2)
-    # a (50) to the first list; b (40) to the empty second; c (30) to the second (40 < 50): 70;
-    # d (20) to the first (50 < 70): 70; e (10) to the first, the lighter at a tie: 80 against 70.
-    assert [[path.stem for path in share] for share in shares] == [["a", "d", "e"], ["b", "c"]]
-    assert [[path.stem for path in share] for share in _shares(sorted(tmp_path.glob("*.yaml")), 9)] == [
-        ["a"], ["b"], ["c"], ["d"], ["e"]]  # never an empty share
 
 
 def _problems_of(model_dir, jobs: int) -> list:

@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 import sympy
+from sympy.polys.rings import ring
 
 from opdoc.catalog import Catalog, ParsedSpec
 from opdoc.exact import exact_at, exact_sympy, exact_value, exact_values, numeric_binding
@@ -103,7 +104,7 @@ class Evaluator:
         """sympy.expand(expr), once per expression: pages print, and search for dominant terms in,
         the expansion of the same large totals."""
         if expr not in self._expanded:
-            self._expanded[expr] = sympy.expand(expr)
+            self._expanded[expr] = expand(expr)
         return self._expanded[expr]
 
     def variants(self, op: str) -> list[str | None]:
@@ -941,3 +942,20 @@ def sum_steps(expr: sympy.Expr, step: sympy.Symbol, first: sympy.Expr, last: sym
                 continue
         total.append(sympy.summation(term, (step, first, last)))
     return sympy.Add(*total)
+
+
+def expand(expr: sympy.Expr) -> sympy.Expr:
+    """sympy.expand(expr), the same expression, multiplied out in a polynomial ring: a whole model's
+    total expands in half the time. Its generators are the symbols and the functions (floor(D_t/16)),
+    whose arguments are expanded first, as sympy.expand does; anything a ring cannot hold (a root, a
+    negative power) is left to sympy.expand."""
+    functions = expr.atoms(sympy.Function)
+    if functions:
+        expr = expr.xreplace({function: function.func(*map(sympy.expand, function.args)) for function in functions})
+    generators = sorted(expr.free_symbols | expr.atoms(sympy.Function), key=sympy.default_sort_key)
+    if not generators:
+        return sympy.expand(expr)
+    try:
+        return ring(generators, sympy.QQ)[0].from_expr(expr).as_expr()
+    except ValueError:  # not a polynomial in the generators
+        return sympy.expand(expr)

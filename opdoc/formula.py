@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import sympy
+from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
@@ -427,7 +428,26 @@ def _describe(node: ast.AST) -> str:
 # Both printers write only what `parse_formula` reads back to the same expression.
 
 
-class _PlainPrinter(StrPrinter):
+class _Memoised:
+    """A printer that prints each subexpression once. What a printer writes for an expression depends
+    on the expression and its settings alone, and pages print the same terms in many totals (a whole
+    model's prefill terms again in its request). A top-level call is not kept (a Float prints with
+    all its digits there, trimmed inside another expression), nor one with keywords (LaTeX's exp=)."""
+
+    def __init__(self, settings=None):
+        super().__init__(settings)
+        self._printed: dict[sympy.Basic, str] = {}
+
+    def _print(self, expr, **kwargs) -> str:
+        if kwargs or self._print_level == 0 or not isinstance(expr, sympy.Basic):
+            return super()._print(expr, **kwargs)
+        text = self._printed.get(expr)
+        if text is None:
+            text = self._printed[expr] = super()._print(expr)
+        return text
+
+
+class _PlainPrinter(_Memoised, StrPrinter):
     """sympy's str printer in page notation: `×` for products, superscript integer exponents."""
 
     def _print_Mul(self, expr):
@@ -457,6 +477,13 @@ class _PlainPrinter(StrPrinter):
 
 
 _PRINTER = _PlainPrinter({"order": "grlex"})
+
+
+class _LatexPrinter(_Memoised, LatexPrinter):
+    pass
+
+
+_LATEX = _LatexPrinter()
 _LOG2_SHOWN = sympy.Function("log2")  # log2(3) as written; sympy itself keeps it as log(3)/log(2)
 
 
@@ -502,6 +529,11 @@ def _log_power(factor: sympy.Expr) -> tuple[sympy.Expr | None, int]:
 def plain_text(expr: sympy.Expr) -> str:
     """`2*B*S**2*h` -> `2 × B × S² × h`: the template's notation, deterministic for one sympy version."""
     return _PRINTER.doprint(_fold_log2(expr))
+
+
+def latex(expr: sympy.Expr) -> str:
+    """sympy.latex(expr), the same text, each subexpression printed once per process."""
+    return _LATEX.doprint(expr)
 
 
 def source_text(text: str | int | float) -> str:

@@ -34,7 +34,7 @@ TensorDtype = Literal[("model", *DTYPES)]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     _located: Located | None = PrivateAttr(default=None)  # set by `validate`: where each field came from
 
     def line_of(self, *loc) -> int:

@@ -17,7 +17,7 @@ from opdoc.escape import code_span, escape_text
 from opdoc.evaluate import Evaluated, Evaluator, dominant_terms
 from opdoc.exact import free_symbols
 from opdoc.source import ClassSource, class_source
-from opdoc.formula import engineering, exact_number, plain_text, source_text, with_exact
+from opdoc.formula import engineering, exact_number, latex, plain_text, source_text, with_exact
 from opdoc.placeholders import QUANTITY_UNITS, parse_placeholder, placeholder_op
 from opdoc.registry import DTYPES, KERNELS, UNITS
 from opdoc.spec import SpecError, SpecProblem, in_variant, variant_names
@@ -328,7 +328,7 @@ class ViewBuilder:
         title = spec.variants.get(variant, "") if variant else ""
         return VariantView(
             name=variant, title=title, operations=operations, totals=totals, total_formulas=formulas,
-            total_latex=sympy.latex(forward), dominant_largest=dominant_largest,
+            total_latex=latex(forward), dominant_largest=dominant_largest,
             dominant_growth=dominant_growth, by_example=by_example,
             parameters=self._tensor_rows(item, result, ("parameter",)),
             activations=self._tensor_rows(item, result, ("intermediate", "output")),

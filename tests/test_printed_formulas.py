@@ -10,6 +10,7 @@ import sympy
 from opdoc import formula
 from opdoc.formula import parse_formula, plain_text
 from opdoc.pipeline import Paths, load
+from opdoc.registry import KERNELS
 from opdoc.view import _factor, shape_product
 from opdoc_testing import ROOT
 
@@ -48,3 +49,40 @@ def test_printed_totals_parse_back(op):
         expanded = sympy.expand(expr)
         printed = plain_text(expanded)
         assert sympy.expand(reparse(printed) - expanded) == 0, (name, printed)
+
+
+# Every total a page expands and prints: the FLOPs of each op, variant and kernel.
+PRINTED = [(op, variant, kernel) for op in CATALOG.specs for variant in EVALUATOR.variants(op) for kernel in KERNELS]
+
+
+@pytest.mark.parametrize("op, variant, kernel", PRINTED, ids=[f"{o}-{v}-{k}" for o, v, k in PRINTED])
+def test_a_total_expanded_in_a_ring_and_printed_once_per_term_is_what_sympy_gives(op, variant, kernel):
+    from opdoc.evaluate import expand
+    from opdoc.formula import _fold_log2, _PlainPrinter, latex
+
+    quantities = EVALUATOR.quantities(op, variant, kernel)
+    forward = 0
+    for expr in (quantities.tensor_flops, quantities.cuda_flops):
+        ours = expand(expr)
+        assert sympy.srepr(ours) == sympy.srepr(sympy.expand(expr))  # the same tree, not only equal
+        forward += ours
+    # printers that keep what they printed write what sympy's fresh printers write
+    assert latex(forward) == sympy.latex(forward)
+    assert plain_text(forward) == _PlainPrinter({"order": "grlex"}).doprint(_fold_log2(forward))
+
+
+def test_what_a_ring_cannot_hold_is_expanded_by_sympy():
+    from opdoc.evaluate import expand
+
+    x, y = sympy.symbols("x y", positive=True)
+    for expr in ((x + y) ** 2 * sympy.sqrt(x), (x + 1) / (y * (x - 1)), sympy.Integer(7), 3 * sympy.floor((x + 1) * y) ** 2,
+                 sympy.Rational(1, 2) * (x + y) * (x - y)):
+        assert sympy.srepr(expand(expr)) == sympy.srepr(sympy.expand(expr)), expr
+
+
+def test_a_float_prints_the_same_on_its_own_and_inside_a_sum():
+    from opdoc.formula import latex
+
+    x = sympy.Symbol("x")
+    for expr in (sympy.Float("1.50"), 2 * x + sympy.Float("0.25"), sympy.Float("1.50")):  # again: memo read
+        assert latex(expr) == sympy.latex(expr)

@@ -157,7 +157,7 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
             made.files[f"op-{op}.md"] = page.render(op=view, roofline=section)
             made.files.update(_draw_all([op_plot_job(catalog, evaluator, view)]))
             # Read here, where the op's class and numbers are at hand, rather than again by the parent.
-            made.modules[op] = implementation_path(catalog.specs[op], catalog).rpartition(".")[0]
+            made.modules[op] = implementation_path(catalog.specs[op], catalog, view.source).rpartition(".")[0]
             if not catalog.specs[op].spec.children:
                 made.overview[op] = overview_point(catalog, evaluator, op)
         if any(made.signs.values()) or any(made.proofs.values()):

@@ -74,9 +74,8 @@ def class_source(item: ParsedSpec, catalog: Catalog) -> ClassSource:
         files = sorted(folder.rglob("*.py"))
     # Only a file that defines the name at its top level is parsed: parsing every module of the
     # package in each build worker took 0.1 s, for one class.
-    defines = re.compile(rf"^(?:async\s+)?(?:class|def)\s+{re.escape(name)}\b", re.MULTILINE)
     for path in files:
-        if not defines.search(_text(path)):
+        if name not in _top_level_names(path):
             continue
         text, tree = _parsed(path)
         for node in tree.body:
@@ -100,6 +99,18 @@ def _parsed(path: Path) -> tuple[str, ast.Module]:
     return _PARSED[key]
 
 
+_DEFINES = re.compile(r"^(?:async\s+)?(?:class|def)\s+(\w+)", re.MULTILINE)
+
+
+def _top_level_names(path: Path) -> frozenset[str]:
+    """The classes and functions a file defines at its top level (or seems to: a line of a string may
+    look like one; such a file is parsed and the name not found in it), read once per run."""
+    key = (str(path), path.stat().st_mtime_ns)
+    if key not in _NAMES:
+        _NAMES[key] = frozenset(_DEFINES.findall(_text(path)))
+    return _NAMES[key]
+
+
 def _text(path: Path) -> str:
     key = (str(path), path.stat().st_mtime_ns)
     if key not in _TEXTS:
@@ -108,6 +119,7 @@ def _text(path: Path) -> str:
 
 
 _PARSED: dict[tuple[str, int], tuple[str, ast.Module]] = {}
+_NAMES: dict[tuple[str, int], frozenset[str]] = {}
 _TEXTS: dict[tuple[str, int], str] = {}
 
 
@@ -191,11 +203,12 @@ def _signature(init: ast.FunctionDef | None) -> tuple[str, list[tuple[str, str |
     return header, params
 
 
-def implementation_path(item: ParsedSpec, catalog: Catalog) -> str:
-    """The dotted `package.module.Class` of an op's implementation (found the way `class_source` finds it)."""
+def implementation_path(item: ParsedSpec, catalog: Catalog, source: ClassSource | None = None) -> str:
+    """The dotted `package.module.Class` of an op's implementation (found the way `class_source` finds it,
+    or read off its `source` when the caller has it)."""
     if item.spec.implementation:
         return item.spec.implementation
-    source = class_source(item, catalog)
+    source = source or class_source(item, catalog)
     folder = package_folder(catalog)
     path = Path(source.file)
     absolute = path if path.is_absolute() else (catalog.root / path)

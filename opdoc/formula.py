@@ -134,6 +134,20 @@ def parse_formula(
     return _parse(text, symbols, extra_functions or {}, screen=False)
 
 
+def names_in(text: str | int | float) -> tuple[str, ...]:
+    """The names a formula reads (symbols and functions), sorted; () for a number. parse_formula's
+    result depends on `symbols` only through these, so a caller may keep results by their values.
+    A formula that does not parse raises FormulaError, as parse_formula would."""
+    if isinstance(text, bool) or not isinstance(text, str):
+        return ()
+    return _names(text)
+
+
+@lru_cache(maxsize=None)
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(sorted({node.id for node in ast.walk(_syntax(text)[1]) if isinstance(node, ast.Name)}))
+
+
 def check_formula(text: str | int | float) -> str | int | float:
     """Refuse a formula that no symbol table can rescue (syntax, size, 1/0, lookalikes, ...); return it.
 

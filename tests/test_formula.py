@@ -255,3 +255,30 @@ def test_negative_and_fractional_powers_print_in_page_notation():
     assert plain_text(parse_formula("h/S**2", SYMBOLS)) == "h/S²"
     assert plain_text(parse_formula("sqrt(S)**3", SYMBOLS)) == "sqrt(S)³"
     assert plain_text(parse_formula("ceil(log2(S)) * log2(3)", SYMBOLS)) == "log2(3) × ceil(log2(S))"
+
+
+def test_the_names_a_formula_reads_are_listed_once_and_sorted():
+    from opdoc.formula import names_in
+
+    assert names_in("2 * B * S**2 + ceil(x / y) + S") == ("B", "S", "ceil", "x", "y")
+    assert names_in(3) == () and names_in(2.5) == ()
+    with pytest.raises(FormulaError):
+        names_in("B +")
+
+
+def test_a_bind_formula_is_evaluated_again_when_a_name_it_reads_changes():
+    # The evaluator keeps a bind formula's value by the values of the names it reads: an override of
+    # one of them must give the formula's new value, and the old binding must keep its own.
+    from opdoc.evaluate import Evaluator
+    from opdoc.pipeline import Paths, load
+    from opdoc_testing import ROOT
+
+    catalog, _ = load(Paths(root=ROOT))
+    evaluator = Evaluator(catalog)
+    symbol = catalog.symbols
+    default = evaluator.binding("sam", "base_view")
+    smaller = evaluator.binding("sam", "base_view", {"H_img": 640})
+    # H_p = H_img / 16 (the 16 px patch): 1024 / 16 = 64 and 640 / 16 = 40; S = H_p * W_p
+    assert (default[symbol["H_p"]], smaller[symbol["H_p"]]) == (64, 40)
+    assert (default[symbol["S"]], smaller[symbol["S"]]) == (64 * 64, 40 * 64)
+    assert evaluator.binding("sam", "base_view")[symbol["H_p"]] == 64

@@ -202,7 +202,6 @@ class Evaluator:
         times the child's count (instances, for parameters), summed over its steps when it has any.
         Peak, cache and outputs are not summed: they are those of one instance at its last step."""
         child = item.spec.children[index]
-        value = self._bound(item, index, expr)
         if quantity in ("peak", "kv", "out"):
             times = sympy.Integer(1)
         elif quantity in ("parameters", "parameter_bytes"):
@@ -211,6 +210,9 @@ class Evaluator:
             times = item.exprs.get(f"children.{index}.active", item.exprs[f"children.{index}.count"])
         else:
             times = item.exprs[f"children.{index}.count"]
+        if times == 0:  # a child this variant does not run (the vision path when decoding): nothing to bind
+            return sympy.Integer(0)  # (sympy's 0 * value is 0 too, after asking whether value is finite)
+        value = self._bound(item, index, expr)
         if child.steps is None:
             return times * value
         step = self.symbols[child.steps.symbol]

@@ -1,10 +1,13 @@
-"""The build's work split over the machine's cores: worker processes, each making some ops' pages.
+"""The build's work split over the machine's cores: worker processes, each reading some spec files or
+making some ops' pages.
 
-Building is CPU-bound Python (sympy, jinja2), so threads would not help. Workers are forked once the
-specs are loaded, so they start with the catalog and the evaluator in memory (nothing is loaded again
-or sent to them), and send back only what they made. Where fork is missing (Windows) or one core is
-all there is, the same work runs in this process, group after group. No output depends on the split:
-each op's page is computed from the specs alone, and the caller merges the groups in a fixed order.
+Building is CPU-bound Python (sympy, pydantic, jinja2), so threads would not help. Page workers are
+forked once the specs are loaded, so they start with the catalog and the evaluator in memory (nothing
+is loaded again or sent to them), and send back only what they made; file readers send back what
+they read. Work whose cost is hard to guess (files, the ops composed of nothing) is taken item by
+item by whichever process is free. Where fork is missing (Windows) or one core is all there is, the
+same work runs in this process, group after group. No output depends on the split: each op's page is
+computed from the specs alone, and the caller merges the groups in a fixed order.
 """
 
 from __future__ import annotations

@@ -96,6 +96,8 @@ def map_forked(function: Callable[[Iterator[Item]], Result], groups: Sequence[Se
     def items(group: Sequence[Item]) -> Iterator[Item]:
         yield from group
         while token := os.read(tokens, _TOKEN):
+            if len(token) != _TOKEN:  # never seen: a pipe gives whole tokens; wrong work must not follow
+                raise RuntimeError(f"read {len(token)} bytes of a {_TOKEN}-byte work item from the pipe")
             yield shared[int.from_bytes(token, "big")]
 
     try:

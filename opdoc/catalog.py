@@ -102,9 +102,8 @@ def load_catalog(model_dir: Path, root: Path, jobs: int = 1) -> Catalog:
     if model is None:
         raise SpecError(problems)
     symbols = symbol_table(model)
-    formulas: dict = {}  # formula text -> its expression over `symbols`, shared by every spec
     for item in parsed.values():
-        problems.extend(_check_spec(item, model, symbols, parsed, failed, formulas))
+        problems.extend(_check_spec(item, model, symbols, parsed, failed))
     order, cycle_problems = _topological(parsed)
     problems.extend(cycle_problems)
     problems.extend(_check_modes(model, model_display, model_located, symbols, parsed))
@@ -206,7 +205,7 @@ def _display(path: Path, root: Path) -> str:
 
 
 def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.Symbol],
-                catalog: dict[str, ParsedSpec], failed: set[str], formulas: dict) -> list[SpecProblem]:
+                catalog: dict[str, ParsedSpec], failed: set[str]) -> list[SpecProblem]:
     spec, problems = item.spec, []
 
     def problem(loc: tuple, message: str) -> None:
@@ -214,15 +213,8 @@ def _check_spec(item: ParsedSpec, model: ModelConfig, symbols: dict[str, sympy.S
 
     def parse(loc: tuple, text, names: dict | None = None,
               extra: dict[str, Callable[[str], sympy.Expr]] | None = None) -> None:
-        key = (type(text), text)  # 1, 1.0 and True are different formulas
         try:
-            if names is None and extra is None:  # specs repeat formulas (B*S*h): each text parsed once
-                if key not in formulas:
-                    formulas[key] = parse_formula(text, symbols)
-                expr = formulas[key]
-            else:
-                expr = parse_formula(text, names or symbols, extra)
-            item.exprs[".".join(map(str, loc))] = expr
+            item.exprs[".".join(map(str, loc))] = parse_formula(text, names or symbols, extra)
         except FormulaError as exc:
             problem(loc, str(exc))
 

@@ -24,7 +24,7 @@ from sympy.polys.rings import ring
 
 from opdoc.catalog import Catalog, ParsedSpec
 from opdoc.exact import exact_at, exact_sympy, exact_value, exact_values, numeric_binding
-from opdoc.formula import FormulaError, exact_number, names_in, parse_formula, suggest
+from opdoc.formula import FormulaError, exact_number, parse_formula, suggest
 from opdoc.registry import ADDITIVE, DTYPES, FLOAT_DTYPES, KERNELS
 from opdoc.spec import DTYPE_BYTES, Child, Formula, SpecError, SpecProblem, in_variant
 
@@ -96,7 +96,6 @@ class Evaluator:
         self._totals_memo: dict[tuple, tuple[dict, dict]] = {}
         self._shares: dict[tuple, sympy.Expr] = {}  # a child's quantity as its parent counts it
         self._expanded: dict[sympy.Expr, sympy.Expr] = {}
-        self._parsed: dict[tuple, sympy.Expr] = {}  # (formula, values of the names it reads) -> value
         self._numeric: dict[frozenset, tuple[dict, dict]] = {}
 
     # ------------------------------------------------------------------ symbolic composition
@@ -511,7 +510,7 @@ class Evaluator:
 
         def value_of(text: Formula, at: tuple, user: str | None) -> sympy.Expr | None:
             try:
-                return self._parse_at(text, names)
+                return parse_formula(text, names)
             except FormulaError as exc:
                 if user is not None:
                     raise SpecError([SpecProblem(origin, origin_line, user, f"{user}={text}: {exc}")]) from None
@@ -555,14 +554,6 @@ class Evaluator:
         binding.passed = tuple(passed)
         self._bindings[key] = binding
         return binding
-
-    def _parse_at(self, text: Formula, names: Mapping[str, sympy.Expr]) -> sympy.Expr:
-        """parse_formula(text, names), kept by the values of the names the formula reads: examples,
-        check points and overrides bind most formulas to the same values again."""
-        key = (type(text), text, tuple((name, names.get(name)) for name in names_in(text)))
-        if key not in self._parsed:
-            self._parsed[key] = parse_formula(text, names)
-        return self._parsed[key]
 
     def _validate(self, scope_name: str, example: str, values: dict[sympy.Symbol, sympy.Expr],
                   names: dict[str, sympy.Expr], overrides: Mapping[str, Formula], origin: str,
@@ -608,8 +599,8 @@ class Evaluator:
             at = (("scopes", scope.inherits, "limits", index - scope._own_limits) if scope.inherited_limit(index)
                   else ("scopes", scope_name, "limits", index))
             try:
-                amount = self._parse_at(limit.value, names)
-                bound = self._parse_at(limit.equals if limit.equals is not None else limit.at_most, names)
+                amount = parse_formula(limit.value, names)
+                bound = parse_formula(limit.equals if limit.equals is not None else limit.at_most, names)
             except FormulaError as exc:
                 if not model.scopes[scope_name].inherited_limit(index):
                     found.append(SpecProblem(path, self.catalog.model_line(*at), ".".join(map(str, at)), str(exc)))

@@ -130,14 +130,30 @@ def parse_formula(
 
     `extra_functions` maps a name to a resolver called with the *name* of its single argument, for
     references such as `peak(mlp)` whose argument is a child, not a symbol.
+
+    The result depends on `symbols` only through the names the formula reads, so it is kept by their
+    values: specs repeat formulas (B*S*h), and examples, check points and overrides bind most of a
+    model's formulas to the same values again. A failure is not kept (its message suggests names
+    from the whole table).
     """
-    return _parse(text, symbols, extra_functions or {}, screen=False)
+    if extra_functions:  # a resolver's answer is not a value a key could hold
+        return _parse(text, symbols, extra_functions, screen=False)
+    key = (type(text), text, tuple((name, symbols.get(name)) for name in names_in(text)))  # 1 is not True
+    found = _PARSED.get(key)
+    if found is None:
+        if len(_PARSED) >= _MOST_PARSED:  # a long-lived caller sweeping a size: start again, do not grow
+            _PARSED.clear()
+        found = _PARSED[key] = _parse(text, symbols, {}, screen=False)
+    return found
+
+
+_PARSED: dict[tuple, sympy.Expr] = {}
+_MOST_PARSED = 100_000  # a build keeps about 3,000
 
 
 def names_in(text: str | int | float) -> tuple[str, ...]:
-    """The names a formula reads (symbols and functions), sorted; () for a number. parse_formula's
-    result depends on `symbols` only through these, so a caller may keep results by their values.
-    A formula that does not parse raises FormulaError, as parse_formula would."""
+    """The names a formula reads (symbols and functions), sorted; () for a number. A formula that does
+    not parse raises FormulaError, as parse_formula would."""
     if isinstance(text, bool) or not isinstance(text, str):
         return ()
     return _names(text)

@@ -266,8 +266,18 @@ def test_the_names_a_formula_reads_are_listed_once_and_sorted():
         names_in("B +")
 
 
+def test_a_formula_is_kept_by_the_values_of_the_names_it_reads_and_a_failure_is_not_kept():
+    H, W, Q = sympy.Integer(1024), sympy.Integer(7), sympy.Integer(2)
+    assert parse_formula("H // 16", {"H": H}) == 64  # 1024 / 16
+    assert parse_formula("H // 16", {"H": sympy.Integer(640)}) == 40  # 640 / 16: not the kept 64
+    assert parse_formula("H // 16", {"H": H, "W": W}) == 64  # W is not read: the kept value serves
+    with pytest.raises(FormulaError, match="unknown symbol 'Q'"):
+        parse_formula("H + Q", {"H": H})
+    assert parse_formula("H + Q", {"H": H, "Q": Q}) == 1026  # 1024 + 2, once Q is bound
+
+
 def test_a_bind_formula_is_evaluated_again_when_a_name_it_reads_changes():
-    # The evaluator keeps a bind formula's value by the values of the names it reads: an override of
+    # parse_formula keeps a bind formula's value by the values of the names it reads: an override of
     # one of them must give the formula's new value, and the old binding must keep its own.
     from opdoc.evaluate import Evaluator
     from opdoc.pipeline import Paths, load

@@ -155,7 +155,8 @@ def _build(paths: Paths, check: bool, jobs: int | None, timings: Timings) -> tup
     from opdoc.render import render_all
     from opdoc.write import differences, write
 
-    catalog, evaluator = load(paths, timings, checks=False, jobs=jobs or cores())
+    jobs = jobs or cores()
+    catalog, evaluator = load(paths, timings, checks=False, jobs=jobs)
     conventions = (paths.site_dir / CONVENTIONS).exists()
     rendered = render_all(catalog, evaluator, TEMPLATES, timings, gpu_report(paths.site_dir), conventions, jobs)
     with timings.stage("stamp"):

@@ -130,6 +130,7 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
     Ops are split over `jobs` processes (the machine's cores unless told; opdoc/parallel.py): each
     group is checked, evaluated and rendered where it runs, and the groups are merged in op order."""
     stage = timings.stage if timings is not None else (lambda name: contextlib.nullcontext())
+    jobs = jobs or cores()
     env = environment(templates)
     env.globals["conventions_page"] = Markup("measured/conventions.md") if conventions else None
     builder = ViewBuilder(catalog, evaluator, _as_typed, escape.escape_mermaid_label,
@@ -158,7 +159,7 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
             made.files.update(_draw_all([op_plot_job(catalog, evaluator, view)]))
             # Read here, where the op's class and numbers are at hand, rather than again by the parent.
             made.modules[op] = implementation_path(catalog.specs[op], catalog, view.source).rpartition(".")[0]
-            if not catalog.specs[op].spec.children:
+            if _leaf(catalog, op):
                 made.overview[op] = overview_point(catalog, evaluator, op)
         if any(made.signs.values()) or any(made.proofs.values()):
             return made
@@ -173,8 +174,8 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
     with stage("render"):
         # An op composed of nothing is cheap and needs nothing composed before it: such ops are taken by
         # whichever process is free first, which evens out what the split's estimate of the rest missed.
-        groups = partition(catalog.specs, evaluator.tree, jobs or cores())
-        shared = [op for op in catalog.specs if evaluator.tree(op) == {op}]
+        groups = partition(catalog.specs, evaluator.tree, jobs)
+        shared = [op for op in catalog.specs if _leaf(catalog, op)]
         parts = map_forked(make, [[op for op in group if op not in shared] for group in groups], shared)
     signs = [p for op in catalog.specs for part in parts for p in part.signs.get(op, [])]
     proofs = [p for op in catalog.specs for part in parts for p in part.proofs.get(op, [])]
@@ -272,7 +273,12 @@ OVERVIEW_CAPTION = (
 
 def overview_views(catalog: Catalog, views: list[OpView]) -> list[OpView]:
     """The ops the index's chart plots: the leaves, so that no bar is the sum of others beside it."""
-    return [view for view in views if not catalog.specs[view.name].spec.children]
+    return [view for view in views if _leaf(catalog, view.name)]
+
+
+def _leaf(catalog: Catalog, op: str) -> bool:
+    """An op composed of nothing: it needs no other op's numbers, and no bar on the index holds it."""
+    return not catalog.specs[op].spec.children
 
 
 def _draw(job: tuple[str, str, tuple, dict]) -> str:

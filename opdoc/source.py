@@ -11,8 +11,10 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from opdoc.catalog import Catalog, ParsedSpec
 from opdoc.spec import SpecError, SpecProblem
@@ -92,11 +94,7 @@ def class_source(item: ParsedSpec, catalog: Catalog) -> ClassSource:
 def _parsed(path: Path) -> tuple[str, ast.Module]:
     """A source file's text and syntax tree, parsed once per run (every page looks up its class, and
     without an `implementation` field that means reading the package's modules in turn)."""
-    key = (str(path), path.stat().st_mtime_ns)
-    if key not in _PARSED:
-        text = _text(path)
-        _PARSED[key] = (text, ast.parse(text))
-    return _PARSED[key]
+    return _once(_PARSED, path, lambda: (text := _text(path), ast.parse(text)))
 
 
 _DEFINES = re.compile(r"^(?:async\s+)?(?:class|def)\s+(\w+)", re.MULTILINE)
@@ -105,17 +103,19 @@ _DEFINES = re.compile(r"^(?:async\s+)?(?:class|def)\s+(\w+)", re.MULTILINE)
 def _top_level_names(path: Path) -> frozenset[str]:
     """The classes and functions a file defines at its top level (or seems to: a line of a string may
     look like one; such a file is parsed and the name not found in it), read once per run."""
-    key = (str(path), path.stat().st_mtime_ns)
-    if key not in _NAMES:
-        _NAMES[key] = frozenset(_DEFINES.findall(_text(path)))
-    return _NAMES[key]
+    return _once(_NAMES, path, lambda: frozenset(_DEFINES.findall(_text(path))))
 
 
 def _text(path: Path) -> str:
+    return _once(_TEXTS, path, lambda: path.read_text(encoding="utf-8"))
+
+
+def _once(store: dict, path: Path, make: Callable[[], Any]) -> Any:
+    """make() for this file as it is now: kept until the file changes (a test may rewrite it)."""
     key = (str(path), path.stat().st_mtime_ns)
-    if key not in _TEXTS:
-        _TEXTS[key] = path.read_text(encoding="utf-8")
-    return _TEXTS[key]
+    if key not in store:
+        store[key] = make()
+    return store[key]
 
 
 _PARSED: dict[tuple[str, int], tuple[str, ast.Module]] = {}

@@ -12,6 +12,7 @@ computed from the specs alone, and the caller merges the groups in a fixed order
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pickle
@@ -106,40 +107,61 @@ def map_forked(function: Callable[[Iterator[Item]], Result], groups: Sequence[Se
         os.close(tokens)
 
 
+def start_forked(function: Callable[[], Result]) -> Callable[[], Result]:
+    """function() begun in a forked worker now; the returned callable waits for the worker and returns
+    its result (a worker's exception is raised there, with the worker's traceback). Without fork,
+    function() runs when the result is asked for."""
+    if not hasattr(os, "fork"):
+        return function
+    worker = _spawn(function)
+    return lambda: _collect([worker])[0]
+
+
 def _forked(function: Callable[[Sequence[Item]], Result], groups: Sequence[Sequence[Item]]) -> list[Result]:
-    workers = []
-    for group in groups[1:]:
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the worker: run, send the result, and leave without running the parent's exit hooks
-            os.close(read)
-            code = 0
-            try:
-                try:
-                    payload = (True, function(group))
-                except BaseException:  # noqa: BLE001 - every failure goes back to the parent, whole
-                    payload, code = (False, traceback.format_exc()), 1
-                with os.fdopen(write, "wb") as out:
-                    pickle.dump(payload, out, protocol=pickle.HIGHEST_PROTOCOL)
-            finally:
-                os._exit(code)
-        os.close(write)
-        workers.append((pid, read))
+    workers = [_spawn(lambda group=group: function(group)) for group in groups[1:]]
     try:
         results = [function(groups[0])]
-    finally:  # the workers are collected even when this process's own group failed
-        failures, others = [], []
-        for pid, read in workers:  # read before waiting: a worker blocks until its pipe is drained
-            with os.fdopen(read, "rb") as source:
-                try:
-                    ok, payload = pickle.load(source)
-                except EOFError:
-                    ok, payload = False, "the worker ended without sending a result"
-            _, status = os.waitpid(pid, 0)
-            if ok:
-                others.append(payload)
-            else:
-                failures.append(f"build worker {pid} (exit status {os.waitstatus_to_exitcode(status)}):\n{payload}")
+    except BaseException:  # the workers are collected even when this process's own group failed
+        with contextlib.suppress(RuntimeError):  # and that failure is the one raised
+            _collect(workers)
+        raise
+    return results + _collect(workers)
+
+
+def _spawn(function: Callable[[], Result]) -> tuple[int, int]:
+    """(pid, the pipe its result comes back on) of a worker forked to run function()."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: run, send the result, and leave without running the parent's exit hooks
+        os.close(read)
+        code = 0
+        try:
+            try:
+                payload = (True, function())
+            except BaseException:  # noqa: BLE001 - every failure goes back to the parent, whole
+                payload, code = (False, traceback.format_exc()), 1
+            with os.fdopen(write, "wb") as out:
+                pickle.dump(payload, out, protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            os._exit(code)
+    os.close(write)
+    return pid, read
+
+
+def _collect(workers: Sequence[tuple[int, int]]) -> list:
+    """Every worker's result, in order; one error naming every worker that failed."""
+    failures, results = [], []
+    for pid, read in workers:  # read before waiting: a worker blocks until its pipe is drained
+        with os.fdopen(read, "rb") as source:
+            try:
+                ok, payload = pickle.load(source)
+            except EOFError:
+                ok, payload = False, "the worker ended without sending a result"
+        _, status = os.waitpid(pid, 0)
+        if ok:
+            results.append(payload)
+        else:
+            failures.append(f"build worker {pid} (exit status {os.waitstatus_to_exitcode(status)}):\n{payload}")
     if failures:
         raise RuntimeError("\n".join(failures))
-    return results + others
+    return results

@@ -151,11 +151,15 @@ def build(paths: Paths, check: bool = False, full: bool = False, jobs: int | Non
 
 
 def _build(paths: Paths, check: bool, jobs: int | None, timings: Timings) -> tuple[list[str], Timings]:
+    from opdoc import prefetch
     from opdoc.parallel import cores
+
+    jobs = jobs or cores()
+    arrive = prefetch.start(paths.model_dirs()[0], TEMPLATES, jobs)  # reads and compiles while sympy loads
     from opdoc.render import render_all
     from opdoc.write import differences, write
 
-    jobs = jobs or cores()
+    arrive()
     catalog, evaluator = load(paths, timings, checks=False, jobs=jobs)
     conventions = (paths.site_dir / CONVENTIONS).exists()
     rendered = render_all(catalog, evaluator, TEMPLATES, timings, gpu_report(paths.site_dir), conventions, jobs)

@@ -1,13 +1,6 @@
-"""Stage 3b, render: the one jinja2 Environment, where every value enters a page.
-
-Values are escaped at that one door: the Environment's `finalize` turns every value a template
-prints into plain text (escape.escape_text) unless it was marked safe (markupsafe.Markup) by a filter
-that escaped it for its own context: `prose` (Markdown written by a spec's author), `code` (an inline
-code span), `comment` (inside an HTML comment), `tex` (display math), `page` (a link to an op page).
-Code blocks are written with `{% fence "python" %}...{% endfence %}`: inside, values are printed as
-typed, and the fence is chosen longer than any backtick run they hold. Writing the knowledge base
-to disk is opdoc/write.py.
-"""
+"""Stage 3b, render: every page and chart, from the evaluated model, through the one jinja2
+Environment (opdoc/templating.py), where every value enters a page escaped. Writing the knowledge
+base to disk is opdoc/write.py."""
 
 from __future__ import annotations
 
@@ -17,8 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
-import jinja2.ext
-from jinja2 import nodes
 from markupsafe import Markup
 
 from opdoc import __version__, escape, plots
@@ -30,70 +21,10 @@ from opdoc.parallel import cores, map_forked, partition
 from opdoc.modes import ModeCosts, comparison_rows, example_context, stage_chart_rows
 from opdoc.roofline import build_pages
 from opdoc.spec import SpecError, SpecProblem
+from opdoc.templating import environment
 from opdoc.source import implementation_path
 from opdoc.view import OpView, ViewBuilder
 from opdoc.write import differences, write  # noqa: F401 - moved to opdoc/write.py; old imports keep working
-
-
-@jinja2.pass_eval_context
-def _finalize(eval_ctx, value):
-    """Every value printed by a template: plain text unless marked safe, or as typed inside a fence."""
-    if not eval_ctx.autoescape:  # only {% fence %} turns escaping off, and its fence holds anything
-        return value
-    if isinstance(value, Markup):
-        return value
-    return Markup(escape.escape_text(str(value)))
-
-
-class FenceExtension(jinja2.ext.Extension):
-    """`{% fence "python" %}...{% endfence %}` (optionally `{% fence "", "    " %}` to indent): a
-    fenced code block whose body is printed as typed, fenced longer than any backtick run in it."""
-
-    tags = {"fence"}
-
-    def parse(self, parser):
-        lineno = next(parser.stream).lineno
-        args = [parser.parse_expression()]
-        if parser.stream.skip_if("comma"):
-            args.append(parser.parse_expression())
-        body = parser.parse_statements(("name:endfence",), drop_needle=True)
-        block = nodes.CallBlock(self.call_method("_fence", args), [], [], body).set_lineno(lineno)
-        return nodes.ScopedEvalContextModifier([nodes.Keyword("autoescape", nodes.Const(False))],
-                                               [block]).set_lineno(lineno)
-
-    def _fence(self, info: str, indent: str = "", caller=None) -> Markup:
-        return Markup(escape.fence_block(str(caller()), info, indent))
-
-
-def _page(op: str) -> Markup:
-    # Op names are Python class names (spec.py checks), so the link needs no escaping; refuse otherwise.
-    if not str(op).isidentifier():
-        raise ValueError(f"not an op name: {op!r}")
-    return Markup(f"op-{op}.md")
-
-
-FILTERS = {
-    "prose": lambda text: Markup(escape.escape_prose(str(text))),
-    "code": lambda text: Markup(escape.code_span(str(text))),
-    "comment": lambda text: Markup(escape.comment_text(str(text))),
-    "tex": lambda text: Markup(escape.tex_text(str(text))),
-    "page": _page,
-}
-
-
-def environment(templates: Path) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,  # a missing value fails the build instead of printing nothing
-        autoescape=True,  # with `_finalize`: Markdown escaping of every value, not jinja's HTML escaping
-        finalize=_finalize,
-        extensions=[FenceExtension],
-    )
-    env.filters.update(FILTERS)
-    return env
 
 
 def _as_typed(text: str) -> str:

@@ -56,9 +56,9 @@ def test_the_same_yaml_errors_without_libyaml(name, tmp_path, capsys, monkeypatc
     """PyYAML's pure-Python reader (no libyaml) recurses and lets surrogate escapes through: same result."""
     import yaml
 
-    import opdoc.spec
+    import opdoc.yamlfile
 
-    monkeypatch.setattr(opdoc.spec, "_LOADER", yaml.SafeLoader)
+    monkeypatch.setattr(opdoc.yamlfile, "_LOADER", yaml.SafeLoader)
     code, problems = run_case(name, tmp_path / "repo", capsys)
     assert code == 1 and problems
     assert all(LOCATED.match(problem) or "nested more than" in problem for problem in problems), problems

@@ -1,0 +1,46 @@
+"""A helper process that reads ahead while the build imports sympy.
+
+A cold build spends its first third of a second importing sympy, jinja2 and pydantic, on one core.
+A helper forked before that reads every YAML file of the model folder and the folder above it
+(opdoc/yamlfile.py) and compiles every template (opdoc/templating.py), and sends both back through
+a pipe: the build then finds the files read and the templates compiled, and spends that work's time
+on neither. Nothing outlives the build. A file changed since the helper read it is read again; a
+template whose source changed is compiled again (jinja2 keeps each one's checksum); a file or
+template that fails is left for the build to read and report as always; and if the helper itself
+fails, the build does all of it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from opdoc.parallel import start_forked
+
+
+def start(model_dir: Path, templates: Path, jobs: int) -> Callable[[], None]:
+    """Fork the helper, unless the build runs in one process (`jobs`); the returned callable waits for
+    what it read and compiled, and hands that to read_yaml and to every jinja2 Environment made after."""
+    if jobs < 2 or not hasattr(os, "fork"):
+        return lambda: None
+    files = sorted(model_dir.rglob("*.yaml")) + sorted(model_dir.parent.glob("*.yaml"))
+    arrived = start_forked(lambda: _work(files, templates))
+
+    def arrive() -> None:
+        from opdoc import templating, yamlfile
+
+        try:
+            documents, compiled = arrived()
+        except RuntimeError:  # the helper failed: the build reads and compiles everything itself
+            return
+        yamlfile.use_read_ahead(documents)
+        templating.use_compiled(compiled)
+
+    return arrive
+
+
+def _work(files: list[Path], templates: Path) -> tuple[dict, dict[str, bytes]]:
+    from opdoc import templating, yamlfile
+
+    return yamlfile.read_ahead(files), templating.compile_all(templates)

@@ -174,9 +174,10 @@ def run(expr: sympy.Expr, binding: Mapping[sympy.Symbol, Number], values: dict[i
             value = base ** payload if payload >= 0 else Fraction(base) ** payload
         else:
             value = payload(*[values[arg] for arg in args])
+        if value.__class__ is Fraction and value.denominator == 1:
+            value = value.numerator  # a whole number again (n · 1/n): the sums above it stay integer sums
         values[index] = value
-    value = values[program[-1]]
-    return value.numerator if isinstance(value, Fraction) and value.denominator == 1 else value
+    return values[program[-1]]
 
 
 def free_symbols(expr: sympy.Expr) -> set[sympy.Symbol]:

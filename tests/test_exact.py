@@ -82,3 +82,21 @@ def test_free_symbols_read_off_the_program_match_sympys():
     assert free_symbols(stacked) == {a, b, c} == stacked.free_symbols
     assert free_symbols(sympy.Integer(7)) == set()
     assert free_symbols(sympy.sqrt(a) + c) == {a, c}  # a root has no program: sympy's own answer
+
+
+def test_a_whole_number_made_of_fractions_is_kept_as_an_int_for_the_sums_above_it():
+    """h·S/n with n dividing h·S: the product is whole, so the sum over it stays integer arithmetic
+    (Fraction sums cost ten times more); the value kept for 1/n itself is the fraction 1/6."""
+    from fractions import Fraction
+
+    from opdoc import exact
+
+    h, S, n = sympy.symbols("h S n", positive=True, integer=True)
+    product = h * S / n
+    total = product + 7
+    values: dict = {}
+    assert exact.run(total, {h: 4, S: 3, n: 6}, values) == 4 * 3 // 6 + 7
+    kept = {exact._IDS[node]: node for node in (product, total, 1 / n)}
+    assert {str(node): type(values[index]) for index, node in kept.items()} == {
+        "S*h/n": int, "S*h/n + 7": int, "1/n": Fraction}
+    assert exact.run(total, {h: 1, S: 3, n: 6}) == Fraction(1, 2) + 7  # not whole: a fraction, exactly

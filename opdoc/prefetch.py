@@ -13,6 +13,7 @@ fails, the build does all of it.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from opdoc.parallel import start_forked
 
 
 def start(model_dir: Path, templates: Path, jobs: int) -> Callable[[], None]:
-    """Fork the helper, unless the build runs in one process (`jobs`); the returned callable waits for
-    what it read and compiled, and hands that to read_yaml and to every jinja2 Environment made after."""
-    if jobs < 2 or not hasattr(os, "fork"):
+    """Fork the helper, unless the build runs in one process (`jobs`) or has nothing to import (sympy
+    is in already: a caller of the Python API); the returned callable waits for what it read and
+    compiled, and hands that to read_yaml and to every jinja2 Environment made after."""
+    if jobs < 2 or not hasattr(os, "fork") or not _imports_ahead():
         return lambda: None
     files = sorted(model_dir.rglob("*.yaml")) + sorted(model_dir.parent.glob("*.yaml"))
     arrived = start_forked(lambda: _work(files, templates))
@@ -38,6 +40,11 @@ def start(model_dir: Path, templates: Path, jobs: int) -> Callable[[], None]:
         templating.use_compiled(compiled)
 
     return arrive
+
+
+def _imports_ahead() -> bool:
+    """Whether this process has yet to import sympy: the time the helper's work hides in."""
+    return "sympy" not in sys.modules
 
 
 def _work(files: list[Path], templates: Path) -> tuple[dict, dict[str, bytes]]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jinja2
@@ -13,15 +15,20 @@ import pytest
 
 from opdoc import prefetch, templating, yamlfile
 from opdoc.parallel import start_forked
-from opdoc.pipeline import TEMPLATES, Paths, build
+from opdoc.pipeline import TEMPLATES
 from opdoc_testing import TINY
+
+
+_IMPORTS_AHEAD = prefetch._imports_ahead  # the real test, before the fixture below replaces it
 
 
 @pytest.fixture(autouse=True)
 def nothing_handed(monkeypatch):
-    """Each test starts, and leaves this process, with nothing read ahead or compiled ahead."""
+    """Each test starts, and leaves this process, with nothing read ahead or compiled ahead; and as a
+    fresh `opdoc build` would, with sympy still to import (other tests imported it here)."""
     monkeypatch.setattr(yamlfile, "_AHEAD", {})
     monkeypatch.setattr(templating, "_HANDED", {})
+    monkeypatch.setattr(prefetch, "_imports_ahead", lambda: True)
 
 
 class _NoParsing:
@@ -126,12 +133,39 @@ def test_one_process_builds_without_a_helper_and_a_failing_helper_changes_nothin
     assert yamlfile._AHEAD == {} and templating._HANDED == {}
 
 
+def test_a_caller_that_imported_sympy_already_gets_no_helper(tmp_path, monkeypatch):
+    import sympy  # noqa: F401 - as a caller of the Python API has
+
+    monkeypatch.setattr(prefetch, "_imports_ahead", _IMPORTS_AHEAD)
+    forks = []
+    monkeypatch.setattr(prefetch, "start_forked", lambda function: forks.append(function))
+    prefetch.start(tmp_path, TEMPLATES, jobs=2)()
+    assert forks == [] and "sympy" in sys.modules
+
+
+# A fresh process, as `opdoc build` runs: sympy is imported after the helper starts, and the helper
+# is seen to start (jobs=2) or not (jobs=1).
+_BUILD = """
+import sys
+from pathlib import Path
+from opdoc import prefetch
+from opdoc.pipeline import Paths, build
+started = []
+fork = prefetch.start_forked
+prefetch.start_forked = lambda function: started.append(1) or fork(function)
+build(Paths(root=Path(sys.argv[1]), site=Path(sys.argv[2])), full=True, jobs=int(sys.argv[3]))
+print("helper started" if started else "no helper")
+"""
+
+
 def test_the_knowledge_base_is_the_same_with_and_without_the_helper(tmp_path):
     shutil.copytree(TINY, tmp_path, dirs_exist_ok=True)
     sites = {}
-    for jobs in (1, 2):  # one process builds without a helper; two start it
+    for jobs, said in ((1, "no helper"), (2, "helper started")):
         site = tmp_path / f"site-{jobs}"
-        build(Paths(root=tmp_path, site=site), full=True, jobs=jobs)
+        run = subprocess.run([sys.executable, "-c", _BUILD, str(tmp_path), str(site), str(jobs)],
+                             capture_output=True, text=True, check=True)
+        assert run.stdout.strip() == said
         sites[jobs] = {path.relative_to(site): path.read_bytes() for path in sorted(site.rglob("*")) if path.is_file()}
     assert sites[1].keys() == sites[2].keys() and len(sites[1]) > 5
     assert [name for name in sites[1] if sites[1][name] != sites[2][name]] == []

@@ -155,11 +155,11 @@ def _build(paths: Paths, check: bool, jobs: int | None, timings: Timings) -> tup
     from opdoc.parallel import cores
 
     jobs = jobs or cores()
-    arrive = prefetch.start(paths.model_dirs()[0], TEMPLATES, jobs)  # reads and compiles while sympy loads
+    arrive = prefetch.start(paths.model_dirs()[0], paths.root, TEMPLATES, jobs)  # works while sympy loads
     from opdoc.render import render_all
     from opdoc.write import differences, write
 
-    arrive()
+    inputs = arrive()  # the stamp's digest of what is known before rendering, when the helper made it
     catalog, evaluator = load(paths, timings, checks=False, jobs=jobs)
     conventions = (paths.site_dir / CONVENTIONS).exists()
     rendered = render_all(catalog, evaluator, TEMPLATES, timings, gpu_report(paths.site_dir), conventions, jobs)
@@ -168,7 +168,7 @@ def _build(paths: Paths, check: bool, jobs: int | None, timings: Timings) -> tup
         libraries = tuple(catalog.model.libraries)  # their files are never read while building (source.py)
         sources = stamp.implementation_sources(
             (m for m in modules if not any(m == lib or m.startswith(lib + ".") for lib in libraries)), paths.root)
-        digest = stamp.input_digest(catalog.model_dir, paths.root, paths.site_dir, TEMPLATES, sources)
+        digest = stamp.input_digest(catalog.model_dir, paths.root, paths.site_dir, TEMPLATES, sources, inputs)
         rendered.files[stamp.STAMP] = stamp.stamp_text(digest, sources, rendered.files)
     with timings.stage("write"):
         changes = differences(rendered, paths.site_dir) if check else write(rendered, paths.site_dir)

@@ -98,8 +98,29 @@ def _normalised(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()  # PEP 503, with the separator wheels use
 
 
-def input_digest(model_dir: Path, root: Path, site: Path, templates: Path, sources: Iterable[str]) -> str:
-    """One digest of everything the generated files depend on; `sources` as recorded in the stamp."""
+def input_digest(model_dir: Path, root: Path, site: Path, templates: Path, sources: Iterable[str],
+                 fixed: str | None = None) -> str:
+    """One digest of everything the generated files depend on; `sources` as recorded in the stamp.
+    `fixed`: fixed_digest(model_dir, root, templates) when it was computed already (the build's helper
+    process computes it while the build imports sympy: opdoc/prefetch.py)."""
+
+    def chunks() -> Iterable[bytes]:
+        yield (fixed or fixed_digest(model_dir, root, templates)).encode()
+        for name in sources:
+            path = _source_path(name, root)
+            yield f"source {name}".encode()
+            yield path.read_bytes() if path.is_file() else b"(missing)"
+        for name in SITE_INPUTS:
+            path = site / name
+            yield f"site {name}".encode()
+            yield path.read_bytes() if path.is_file() else b"(absent)"
+
+    return _digest(chunks())
+
+
+def fixed_digest(model_dir: Path, root: Path, templates: Path) -> str:
+    """The digest of the inputs known before anything is rendered: the environment, the spec folder and
+    the files beside it, the templates, opdoc's own source and the pins (input_digest adds the rest)."""
 
     def chunks() -> Iterable[bytes]:
         yield "\n".join(_environment()).encode()
@@ -113,14 +134,6 @@ def input_digest(model_dir: Path, root: Path, site: Path, templates: Path, sourc
             for path in paths:
                 yield f"{kind} {_name(path, root)}".encode()
                 yield path.read_bytes()
-        for name in sources:
-            path = _source_path(name, root)
-            yield f"source {name}".encode()
-            yield path.read_bytes() if path.is_file() else b"(missing)"
-        for name in SITE_INPUTS:
-            path = site / name
-            yield f"site {name}".encode()
-            yield path.read_bytes() if path.is_file() else b"(absent)"
 
     return _digest(chunks())
 

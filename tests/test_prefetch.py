@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from opdoc import prefetch, templating, yamlfile
+from opdoc import prefetch, stamp, templating, yamlfile
 from opdoc.parallel import start_forked
 from opdoc.pipeline import TEMPLATES
 from opdoc_testing import TINY
@@ -107,13 +107,17 @@ def test_templates_compiled_ahead_render_as_compiled_here_without_compiling(tmp_
     assert templating.environment(folder).get_template("index.md.j2").render() == "edited 2\n"
 
 
-def test_the_helper_hands_over_every_model_file_and_template(tmp_path):
+def test_the_helper_hands_over_every_model_file_and_template_and_the_inputs_digest(tmp_path):
     shutil.copytree(TINY, tmp_path, dirs_exist_ok=True)
     model_dir = tmp_path / "specs" / "tiny"
-    prefetch.start(model_dir, TEMPLATES, jobs=2)()
+    digest = prefetch.start(model_dir, tmp_path, TEMPLATES, jobs=2)()
     expected = sorted(model_dir.rglob("*.yaml")) + sorted(model_dir.parent.glob("*.yaml"))
     assert expected and sorted(yamlfile._AHEAD) == sorted(map(os.fspath, expected))
     assert len(templating._HANDED) == len(list(TEMPLATES.glob("*.j2")))
+    assert digest == stamp.fixed_digest(model_dir, tmp_path, TEMPLATES)  # what this process makes of the same
+    site = tmp_path / "site"
+    assert (stamp.input_digest(model_dir, tmp_path, site, TEMPLATES, [], digest)
+            == stamp.input_digest(model_dir, tmp_path, site, TEMPLATES, []))
 
 
 def test_one_process_builds_without_a_helper_and_a_failing_helper_changes_nothing(tmp_path, monkeypatch):
@@ -122,14 +126,14 @@ def test_one_process_builds_without_a_helper_and_a_failing_helper_changes_nothin
     forks = []
     with monkeypatch.context() as patched:
         patched.setattr(prefetch, "start_forked", lambda function: forks.append(function))
-        prefetch.start(model_dir, TEMPLATES, jobs=1)()
+        assert prefetch.start(model_dir, tmp_path, TEMPLATES, jobs=1)() is None
     assert forks == [] and yamlfile._AHEAD == {} and templating._HANDED == {}
 
-    def fail(files, templates):
+    def fail(*arguments):
         raise OSError("the helper could not read")
 
     monkeypatch.setattr(prefetch, "_work", fail)
-    prefetch.start(model_dir, TEMPLATES, jobs=2)()
+    assert prefetch.start(model_dir, tmp_path, TEMPLATES, jobs=2)() is None
     assert yamlfile._AHEAD == {} and templating._HANDED == {}
 
 
@@ -139,7 +143,7 @@ def test_a_caller_that_imported_sympy_already_gets_no_helper(tmp_path, monkeypat
     monkeypatch.setattr(prefetch, "_imports_ahead", _IMPORTS_AHEAD)
     forks = []
     monkeypatch.setattr(prefetch, "start_forked", lambda function: forks.append(function))
-    prefetch.start(tmp_path, TEMPLATES, jobs=2)()
+    assert prefetch.start(tmp_path, tmp_path, TEMPLATES, jobs=2)() is None
     assert forks == [] and "sympy" in sys.modules
 
 

@@ -175,13 +175,18 @@ class Model:
             return str(path)
 
 
-def walk(model: Model, op: str, variant: str | None,
-         own: Callable[[str, str | None], sympy.Expr]) -> sympy.Expr:
-    """own(op, variant) + Σ children count × walk(child), each child's expression in the parent's symbols."""
-    total = own(op, variant)
-    for child in model.children(op, variant):
-        total += child.share(walk(model, child.op, child.variant, own))
-    return total
+def walk(model: Model, op: str, variant: str | None, own: Callable[[str, str | None], sympy.Expr],
+         memo: dict[tuple[str, str | None], sympy.Expr] | None = None) -> sympy.Expr:
+    """own(op, variant) + Σ children count × walk(child), each child's expression in the parent's symbols.
+    `memo` keeps each (op, variant)'s walk of this `own`: a parent's walk reuses its children's."""
+    memo = {} if memo is None else memo
+    key = (op, variant)
+    if key not in memo:
+        total = own(op, variant)
+        for child in model.children(op, variant):
+            total += child.share(walk(model, child.op, child.variant, own, memo))
+        memo[key] = total
+    return memo[key]
 
 
 def tree_ops(model: Model, op: str, variant: str | None) -> set[str]:
@@ -295,8 +300,14 @@ class Roofline:
         self.block = runtime.table.attention_block if runtime else None
         self._work: dict[tuple, Work] = {}
         self._points: dict[tuple, Point] = {}
+        self._walks: dict[str, dict[tuple[str, str | None], sympy.Expr]] = {}  # kind -> (op, variant) -> walk
 
     # -------------------------------------------------------------- symbolic
+
+    def _walk(self, kind: str, op: str, variant: str | None, own: Callable[[str, str | None], sympy.Expr]) -> sympy.Expr:
+        """walk() of one kind of work (`own` is the same function for a kind), each subtree's once per
+        Roofline: the whole model's walk reuses its decoder's, whose page walked it already."""
+        return walk(self.model, op, variant, own, self._walks.setdefault(kind, {}))
 
     def _executed_delta(self, unit: str) -> Callable[[str, str | None], sympy.Expr]:
         S = self.model.symbols.get("S", sympy.Integer(1))
@@ -336,9 +347,9 @@ class Roofline:
             return self._work[key]
         m = self.model
         q = m.counted(op, variant)
-        executed_tensor = q["tensor_flops"] + walk(m, op, variant, self._executed_delta("tensor"))
-        executed_cuda = q["cuda_flops"] + walk(m, op, variant, self._executed_delta("cuda"))
-        weights = walk(m, op, variant, self._weights_read)
+        executed_tensor = q["tensor_flops"] + self._walk("tensor", op, variant, self._executed_delta("tensor"))
+        executed_cuda = q["cuda_flops"] + self._walk("cuda", op, variant, self._executed_delta("cuda"))
+        weights = self._walk("weights", op, variant, self._weights_read)
         kv = q["kv_cache_bytes"]
         kv_read = kv.xreplace({m.symbols["S"]: 0}) if "S" in m.symbols else sympy.Integer(0)  # P positions
         kv_write = sympy.expand(kv - kv_read)
@@ -347,9 +358,9 @@ class Roofline:
         counted = self.runtime is not None and all(o in self.runtime.ops and self.runtime.ops[o].describes(v)
                                                    for o, v in tree_variants(m, op, variant))
         counts = self.runtime.ops if counted else {}
-        launches = walk(m, op, variant, lambda o, v: counts[o].launches) if counted else None
-        syncs = walk(m, op, variant, lambda o, v: counts[o].syncs) if counted else None
-        loops = walk(m, op, variant, lambda o, v: counts[o].loops) if counted else None
+        launches = self._walk("launches", op, variant, lambda o, v: counts[o].launches) if counted else None
+        syncs = self._walk("syncs", op, variant, lambda o, v: counts[o].syncs) if counted else None
+        loops = self._walk("loops", op, variant, lambda o, v: counts[o].loops) if counted else None
         models = sorted({name for o in ops_in_tree if self.runtime and o in self.runtime.ops
                          for name in self.runtime.ops[o].executed.values()})
         work = Work(q["tensor_flops"], q["cuda_flops"], executed_tensor, executed_cuda, weights, kv_read, kv_write,

@@ -231,3 +231,28 @@ def test_solve_for_gives_the_roots_of_the_equations_answers_ask_match_sympys_sol
     assert solve_for(a + 0 * x, x) == []
     y = sympy.Symbol("y")
     assert sorted(solve_for(y**2 - 2, y), key=float) == [-sympy.sqrt(2), sympy.sqrt(2)]
+
+
+def test_each_subtree_is_walked_once_and_a_walk_is_what_a_fresh_one_gives():
+    """A walk reads each (op, variant) of its tree once, and a later walk of a subtree (the OCR model's
+    inside the request's, as its own page asks for it) reads nothing again and gives a fresh walk's."""
+    from opdoc.roofline import tree_variants, walk
+
+    catalog, evaluator = load(Paths(root=ROOT), checks=False)
+    r = load_roofline(catalog, evaluator)
+    weights = r._weights_read
+    read = []
+
+    def counting(op, variant):
+        read.append((op, variant))
+        return weights(op, variant)
+
+    memo: dict = {}
+    assert walk(r.model, "DeepseekOCRForCausalLM", "prefill", counting, memo) == \
+        walk(r.model, "DeepseekOCRForCausalLM", "prefill", weights)
+    assert sorted(read) == sorted(tree_variants(r.model, "DeepseekOCRForCausalLM", "prefill"))
+    inner = next(child for child in r.model.children("DeepseekOCRForCausalLM", "prefill")
+                 if child.op == "DeepseekOCRModel")
+    before = len(read)
+    assert walk(r.model, inner.op, inner.variant, counting, memo) == walk(r.model, inner.op, inner.variant, weights)
+    assert len(read) == before

@@ -24,7 +24,7 @@ from sympy.polys.rings import ring
 
 from opdoc.catalog import Catalog, ParsedSpec
 from opdoc.exact import exact_at, exact_sympy, exact_value, exact_values, numeric_binding
-from opdoc.formula import FormulaError, exact_number, parse_formula, suggest
+from opdoc.formula import FormulaError, exact_number, maximum, minimum, parse_formula, suggest
 from opdoc.registry import ADDITIVE, DTYPES, FLOAT_DTYPES, KERNELS
 from opdoc.spec import DTYPE_BYTES, Child, Formula, SpecError, SpecProblem, in_variant
 
@@ -915,7 +915,10 @@ def sum_steps(expr: sympy.Expr, step: sympy.Symbol, first: sympy.Expr, last: sym
     summed exactly from d + 1 copies of them at first, first + 1, ..., first + d (_difference_weights:
     no expansion of a whole model's expressions in the step); any other term (the step inside min()
     or floor()) step by step in exact arithmetic when the range is numbers, else by sympy."""
+    first, last = (sympy.Integer(end) if isinstance(end, int) else end for end in (first, last))
     memo: dict = {}
+    if first.is_Integer and last.is_Integer and expr.free_symbols == {step}:
+        expr = _settled(expr, step, int(first), int(last))
     if _degree(expr, step, memo) is None:
         terms = sympy.Add.make_args(sympy.expand(expr, deep=False))
         polynomial = [term for term in terms if _degree(term, step, memo) is not None]
@@ -944,6 +947,28 @@ def sum_steps(expr: sympy.Expr, step: sympy.Symbol, first: sympy.Expr, last: sym
                 continue
         total.append(sympy.summation(term, (step, first, last)))
     return sympy.Add(*total)
+
+
+def _settled(expr: sympy.Expr, step: sympy.Symbol, first: int, last: int) -> sympy.Expr:
+    """expr (in the step alone) with each min() or max() of arguments linear in the step replaced by the
+    argument it picks at both first and last, if one does: two lines cross at most once, so the one
+    that is smallest (largest) at both ends is so at every step between. A sum over thousands of
+    decode steps of a launch count such as 24·min(1, j + 284) + 1161 is then a polynomial's sum."""
+
+    def settle(node: sympy.Expr) -> sympy.Expr:
+        memo: dict = {}
+        if any(_degree(arg, step, memo) not in (0, 1) for arg in node.args):
+            return node
+        ends = [[exact_value(arg, {step: end}) for arg in node.args] for end in (first, last)]
+        if any(value is None or isinstance(value, float) for values in ends for value in values):
+            return node
+        pick = min if isinstance(node, minimum | sympy.Min) else max
+        for index, arg in enumerate(node.args):
+            if all(values[index] == pick(values) for values in ends):
+                return arg
+        return node
+
+    return expr.replace(lambda node: isinstance(node, minimum | maximum | sympy.Min | sympy.Max), settle)
 
 
 def expand(expr: sympy.Expr) -> sympy.Expr:

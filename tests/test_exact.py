@@ -59,6 +59,32 @@ def test_step_sums_match_hand_arithmetic_for_polynomials_and_other_terms():
     assert total == 18 + 42
 
 
+def test_a_min_or_max_that_picks_one_line_over_the_whole_range_is_summed_as_that_line(monkeypatch):
+    """A decode loop's launch count 24·min(1, j + 284) + 1161 over 8191 steps is (24 + 1161)·8191 =
+    9,706,335, summed as a polynomial instead of step by step; lines that cross inside the range are
+    still summed step by step, and both give the brute-force sums."""
+    from opdoc import evaluate
+    from opdoc.formula import maximum, minimum
+
+    j = sympy.Symbol("j", integer=True, positive=True)
+    stepped = []
+    exact_values = evaluate.exact_values
+    monkeypatch.setattr(evaluate, "exact_values", lambda *args: stepped.append(args) or exact_values(*args))
+
+    def brute(expr, first, last):
+        return sum(expr.xreplace({j: k}) for k in range(first, last + 1))
+
+    launches = 24 * minimum(1, j + 284) + 1161
+    assert evaluate.sum_steps(launches, j, sympy.Integer(1), sympy.Integer(8191)) == (24 + 1161) * 8191
+    # Σ_{j=1}^{20} max(j, 5) = 5·5 + (6 + ... + 20) = 25 + 195 = 220 (the lines cross at j = 5);
+    # Σ max(3, 10 - j) = (9 + 8 + ... + 3) + 13·3 = 42 + 39 = 81 (crossing at j = 7);
+    # Σ min(2j, j + 40) = 2·210 = 420: 2j stays below j + 40 up to j = 40, a polynomial's sum
+    crossing = maximum(j, 5) + sympy.Max(3, 10 - j) + minimum(2 * j, j + 40)
+    assert stepped == []
+    assert evaluate.sum_steps(crossing, j, sympy.Integer(1), sympy.Integer(20)) == brute(crossing, 1, 20) == 721
+    assert len(stepped) == 2  # the two crossing terms; 2j is summed as a polynomial
+
+
 def test_a_bindings_memo_serves_every_expression_evaluated_at_it():
     from opdoc.exact import exact_at
 

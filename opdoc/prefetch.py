@@ -2,12 +2,14 @@
 
 A cold build spends its first third of a second importing sympy, jinja2 and pydantic, on one core.
 A helper forked before that reads every YAML file of the model folder and the folder above it
-(opdoc/yamlfile.py), compiles every template (opdoc/templating.py) and digests the build's inputs for
-its stamp (opdoc/stamp.py), and sends all three back through a pipe: the build then finds the files
-read, the templates compiled and the digest made, and spends that work's time on none of them. Nothing outlives the build. A file changed since the helper read it is read again; a
-template whose source changed is compiled again (jinja2 keeps each one's checksum); a file or
-template that fails is left for the build to read and report as always; and if the helper itself
-fails, the build does all of it.
+(opdoc/yamlfile.py), compiles every template (opdoc/templating.py) and digests the build's inputs
+for its stamp (opdoc/stamp.py), and sends all three back through a pipe: the build then finds the
+files read, the templates compiled and the digest made, and spends that work's time on none of them.
+
+Nothing outlives the build. A file changed since the helper read it is read again; a template whose
+source changed is compiled again (jinja2 keeps each one's checksum); a file or template that fails
+is left for the build to read and report as always; and if the helper itself fails, the build does
+all of it.
 """
 
 from __future__ import annotations

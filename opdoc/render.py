@@ -5,7 +5,7 @@ base to disk is opdoc/write.py."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,12 +54,15 @@ class Made:
 
 
 def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=None,
-               gpu: dict | None = None, conventions: bool = False, jobs: int | None = None) -> Rendered:
+               gpu: dict | None = None, conventions: bool = False, jobs: int | None = None,
+               ahead: Callable[[dict[str, str]], None] | None = None) -> Rendered:
     """Every page and chart. The checks of the composed quantities (signs, closed forms) run here, op
     by op in the same workers as the pages, and fail the build before anything is written.
 
     Ops are split over `jobs` processes (the machine's cores unless told; opdoc/parallel.py): each
-    group is checked, evaluated and rendered where it runs, and the groups are merged in op order."""
+    group is checked, evaluated and rendered where it runs, and the groups are merged in op order.
+    The largest group goes to a worker; this process, done sooner, hands its files to `ahead` (to be
+    staged for writing: opdoc/write.py) while it waits, if its group found no problem."""
     stage = timings.stage if timings is not None else (lambda name: contextlib.nullcontext())
     jobs = jobs or cores()
     env = environment(templates)
@@ -70,10 +73,9 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
     modes_op = catalog.model.modes.op if catalog.model.modes else None
 
     def make(ops: Iterator[str]) -> Made:
-        made, done = Made({}, {}, {}, {}, {}, {}), []
+        made = Made({}, {}, {}, {}, {}, {})
         page = env.get_template("op.md.j2")
         for op in ops:  # each op is checked, so that every problem is reported; pages stop at the first
-            done.append(op)
             made.signs[op] = evaluator.check_signs([op])
             if any(made.signs.values()):
                 continue
@@ -92,22 +94,32 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
             made.modules[op] = implementation_path(catalog.specs[op], catalog, view.source).rpartition(".")[0]
             if _leaf(catalog, op):
                 made.overview[op] = overview_point(catalog, evaluator, op)
-        if any(made.signs.values()) or any(made.proofs.values()):
-            return made
-        if roofline:
-            made.files.update(_draw_all(roofline.plot_jobs))  # the charts of this group's roofline sections
-            made.report_rows = report_rows(roofline.r, done)
-        if modes_op in done:
-            modes, made.mode_table = mode_files(catalog, evaluator, env, roofline)
-            made.files.update(modes)
+            # Everything of an op is made with its page, none of it after the last op: whichever process
+            # takes it, the shared work then evens out what it costs.
+            if roofline:
+                made.files.update(_draw_all(roofline.plot_jobs))  # the chart of the op's roofline section
+                roofline.plot_jobs.clear()
+                made.report_rows.update(report_rows(roofline.r, [op]))
+            if op == modes_op:
+                modes, made.mode_table = mode_files(catalog, evaluator, env, roofline)
+                made.files.update(modes)
         return made
 
     with stage("render"):
         # An op composed of nothing is cheap and needs nothing composed before it: such ops are taken by
         # whichever process is free first, which evens out what the split's estimate of the rest missed.
-        groups = partition(catalog.specs, evaluator.tree, jobs)
-        shared = [op for op in catalog.specs if _leaf(catalog, op)]
-        parts = map_forked(make, [[op for op in group if op not in shared] for group in groups], shared)
+        groups = partition(catalog.specs, evaluator.tree, jobs)  # the largest first
+        groups = groups[1:] + groups[:1]
+        # The largest first (formulas × variants, about what a page costs), so that the last ones taken
+        # are small and the processes end close together.
+        shared = sorted((op for op in catalog.specs if _leaf(catalog, op)),
+                        key=lambda op: -len(catalog.specs[op].exprs) * len(evaluator.variants(op)))
+
+        def meanwhile(made: Made) -> None:
+            if ahead is not None and not any((*made.signs.values(), *made.proofs.values(), *made.problems.values())):
+                ahead(made.files)
+
+        parts = map_forked(make, [[op for op in group if op not in shared] for group in groups], shared, meanwhile)
     signs = [p for op in catalog.specs for part in parts for p in part.signs.get(op, [])]
     proofs = [p for op in catalog.specs for part in parts for p in part.proofs.get(op, [])]
     problems = [p for op in sorted(catalog.specs) for part in parts for p in part.problems.get(op, [])]

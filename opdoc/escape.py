@@ -34,7 +34,9 @@ __all__ = ["escape_prose", "escape_text", "code_span", "fence_block", "comment_t
            "escape_mermaid_label", "escape_mermaid_sequence_step"]
 
 _HTML = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
-_TEX = {"<": r"\lt ", ">": r"\gt "}
+# A backtick is no TeX, and one left in a math paragraph would pair with the next code span on the
+# page's line (a template may put text after the prose) and free what that span held.
+_TEX = {"<": r"\lt ", ">": r"\gt ", "`": "&#96;"}
 
 # A fence line: up to any indentation (fences may sit inside list items), three or more ` or ~.
 _FENCE_OPEN = re.compile(r"(?m)^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")

@@ -212,6 +212,14 @@ def test_prose_cannot_capture_the_page_text_after_it(prose):
         assert_no_raw_html(to_html(layout.format(p=escape_prose(prose), rest=AFTER_PROSE)))
 
 
+def test_a_backtick_in_a_math_paragraph_cannot_pair_with_the_code_after_it():
+    """Found by the property test above: `$$`$$` alone is a display-math paragraph, but a template
+    may put more on its line, where the backtick would open a code span that ends inside the next one."""
+    assert escape_prose("$$`$$") == "$$&#96;$$"
+    for layout in ("- {p}{rest}\n- item {rest}\n", "{p}{rest}\n\nnext {rest}\n"):
+        assert_no_raw_html(to_html(layout.format(p=escape_prose("$$`$$"), rest=AFTER_PROSE)))
+
+
 def test_a_backtick_left_open_in_prose_is_shown_not_paired():
     assert escape_prose("costs ``") == "costs &#96;&#96;"
     html = to_html("- " + escape_prose("costs ``") + AFTER_PROSE)

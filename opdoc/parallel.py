@@ -76,22 +76,18 @@ _MOST_SHARED = 4096 // _TOKEN
 
 
 def map_forked(function: Callable[[Iterator[Item]], Result], groups: Sequence[Sequence[Item]],
-               shared: Sequence[Item] = (), then: Callable[[Result], None] | None = None) -> list[Result]:
+               shared: Sequence[Item] = ()) -> list[Result]:
     """[function(items of group) for group in groups], the first group in this process and each other in
     a forked worker. Once through its own group, each process takes `shared` items, one at a time,
     until none is left: whoever is free first takes the next, so the processes end together however
-    the groups' costs were guessed. A worker's exception is raised here with the worker's traceback.
-    `then(result)` is called here with this process's own result, while the workers may still run."""
+    the groups' costs were guessed. A worker's exception is raised here with the worker's traceback."""
     shared = list(shared)
     if len(shared) > _MOST_SHARED:  # more than the pipe holds: the rest dealt out in turn
         groups = [[*group, *shared[_MOST_SHARED + index::len(groups)]] for index, group in enumerate(groups)]
         shared = shared[:_MOST_SHARED]
     if len(groups) <= 1 or not hasattr(os, "fork"):
         pool = iter(shared)
-        results = [function(itertools.chain(group, pool)) for group in groups]
-        if then is not None and results:
-            then(results[0])
-        return results
+        return [function(itertools.chain(group, pool)) for group in groups]
     tokens, write = os.pipe()
     try:
         os.write(write, b"".join(index.to_bytes(_TOKEN, "big") for index in range(len(shared))))
@@ -106,7 +102,7 @@ def map_forked(function: Callable[[Iterator[Item]], Result], groups: Sequence[Se
             yield shared[int.from_bytes(token, "big")]
 
     try:
-        return _forked(lambda group: function(items(group)), groups, then)
+        return _forked(lambda group: function(items(group)), groups)
     finally:
         os.close(tokens)
 
@@ -121,13 +117,10 @@ def start_forked(function: Callable[[], Result]) -> Callable[[], Result]:
     return lambda: _collect([worker])[0]
 
 
-def _forked(function: Callable[[Sequence[Item]], Result], groups: Sequence[Sequence[Item]],
-            then: Callable[[Result], None] | None = None) -> list[Result]:
+def _forked(function: Callable[[Sequence[Item]], Result], groups: Sequence[Sequence[Item]]) -> list[Result]:
     workers = [_spawn(lambda group=group: function(group)) for group in groups[1:]]
     try:
         results = [function(groups[0])]
-        if then is not None:
-            then(results[0])
     except BaseException:  # the workers are collected even when this process's own group failed
         with contextlib.suppress(RuntimeError):  # and that failure is the one raised
             _collect(workers)

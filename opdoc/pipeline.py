@@ -157,27 +157,19 @@ def _build(paths: Paths, check: bool, jobs: int | None, timings: Timings) -> tup
     jobs = jobs or cores()
     arrive = prefetch.start(paths.model_dirs()[0], paths.root, TEMPLATES, jobs)  # works while sympy loads
     from opdoc.render import render_all
-    from opdoc.write import Ahead, differences, write
+    from opdoc.write import differences, write
 
     inputs = arrive()  # the stamp's digest of what is known before rendering, when the helper made it
     catalog, evaluator = load(paths, timings, checks=False, jobs=jobs)
     conventions = (paths.site_dir / CONVENTIONS).exists()
-    # Pages finished early are staged for writing while the last worker still renders (opdoc/write.py).
-    ahead = None if check else Ahead(paths.site_dir)
-    try:
-        rendered = render_all(catalog, evaluator, TEMPLATES, timings, gpu_report(paths.site_dir), conventions, jobs,
-                              ahead.stage if ahead is not None else None)
-        with timings.stage("stamp"):
-            modules = (rendered.modules[op] for op in catalog.specs)  # read by the workers (render.py)
-            libraries = tuple(catalog.model.libraries)  # their files are never read while building (source.py)
-            sources = stamp.implementation_sources(
-                (m for m in modules if not any(m == lib or m.startswith(lib + ".") for lib in libraries)), paths.root)
-            digest = stamp.input_digest(catalog.model_dir, paths.root, paths.site_dir, TEMPLATES, sources, inputs)
-            rendered.files[stamp.STAMP] = stamp.stamp_text(digest, sources, rendered.files)
-    except BaseException:  # nothing is written: what was staged goes
-        if ahead is not None:
-            ahead.discard()
-        raise
+    rendered = render_all(catalog, evaluator, TEMPLATES, timings, gpu_report(paths.site_dir), conventions, jobs)
+    with timings.stage("stamp"):
+        modules = (rendered.modules[op] for op in catalog.specs)  # read by the workers (render.py)
+        libraries = tuple(catalog.model.libraries)  # their files are never read while building (source.py)
+        sources = stamp.implementation_sources(
+            (m for m in modules if not any(m == lib or m.startswith(lib + ".") for lib in libraries)), paths.root)
+        digest = stamp.input_digest(catalog.model_dir, paths.root, paths.site_dir, TEMPLATES, sources, inputs)
+        rendered.files[stamp.STAMP] = stamp.stamp_text(digest, sources, rendered.files)
     with timings.stage("write"):
-        changes = differences(rendered, paths.site_dir) if check else write(rendered, paths.site_dir, ahead)
+        changes = differences(rendered, paths.site_dir) if check else write(rendered, paths.site_dir)
     return changes, timings

@@ -5,7 +5,7 @@ base to disk is opdoc/write.py."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,15 +54,12 @@ class Made:
 
 
 def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=None,
-               gpu: dict | None = None, conventions: bool = False, jobs: int | None = None,
-               ahead: Callable[[dict[str, str]], None] | None = None) -> Rendered:
+               gpu: dict | None = None, conventions: bool = False, jobs: int | None = None) -> Rendered:
     """Every page and chart. The checks of the composed quantities (signs, closed forms) run here, op
     by op in the same workers as the pages, and fail the build before anything is written.
 
     Ops are split over `jobs` processes (the machine's cores unless told; opdoc/parallel.py): each
-    group is checked, evaluated and rendered where it runs, and the groups are merged in op order.
-    The largest group goes to a worker; this process, done sooner, hands its files to `ahead` (to be
-    staged for writing: opdoc/write.py) while it waits, if its group found no problem."""
+    group is checked, evaluated and rendered where it runs, and the groups are merged in op order."""
     stage = timings.stage if timings is not None else (lambda name: contextlib.nullcontext())
     jobs = jobs or cores()
     env = environment(templates)
@@ -108,18 +105,15 @@ def render_all(catalog: Catalog, evaluator: Evaluator, templates: Path, timings=
     with stage("render"):
         # An op composed of nothing is cheap and needs nothing composed before it: such ops are taken by
         # whichever process is free first, which evens out what the split's estimate of the rest missed.
-        groups = partition(catalog.specs, evaluator.tree, jobs)  # the largest first
+        # The largest group (partition's first) goes to a worker: what comes back through the pipe is
+        # then its few large pages rather than the many others.
+        groups = partition(catalog.specs, evaluator.tree, jobs)
         groups = groups[1:] + groups[:1]
         # The largest first (formulas × variants, about what a page costs), so that the last ones taken
         # are small and the processes end close together.
         shared = sorted((op for op in catalog.specs if _leaf(catalog, op)),
                         key=lambda op: -len(catalog.specs[op].exprs) * len(evaluator.variants(op)))
-
-        def meanwhile(made: Made) -> None:
-            if ahead is not None and not any((*made.signs.values(), *made.proofs.values(), *made.problems.values())):
-                ahead(made.files)
-
-        parts = map_forked(make, [[op for op in group if op not in shared] for group in groups], shared, meanwhile)
+        parts = map_forked(make, [[op for op in group if op not in shared] for group in groups], shared)
     signs = [p for op in catalog.specs for part in parts for p in part.signs.get(op, [])]
     proofs = [p for op in catalog.specs for part in parts for p in part.proofs.get(op, [])]
     problems = [p for op in sorted(catalog.specs) for part in parts for p in part.problems.get(op, [])]

@@ -9,8 +9,7 @@ Three promises, each kept by one mechanism:
    finds a journal finishes that build first (`recover`): every new file is already complete in the
    staging folder, so rolling forward always works. A staging folder without a journal is removed:
    nothing had been renamed yet, the old knowledge base is whole. `build --check` calls a tree with
-   a journal or leftovers different, never up to date. Pages finished while the build still renders
-   may be staged early (`Ahead`); the journal stays the one commit point.
+   a journal or leftovers different, never up to date.
 2. **opdoc removes only what it wrote.** The manifest lists each generated file with the SHA-256 of
    the bytes written. A file is removed only when it is listed, is a plain file inside site/ (no
    symbolic link on the way), and still holds those bytes; changed by hand, it stays and is reported.
@@ -174,48 +173,6 @@ def _sync_folder(folder: Path) -> None:
         os.close(handle)
 
 
-# ------------------------------------------------------------------ staged while the build runs
-
-
-class Ahead:
-    """Files staged while the build still runs: written and synced into the staging folder that `write`
-    commits from, so that the commit writes only what came last. The build's own process finishes its
-    pages before a worker's, and stages them while it waits (opdoc/render.py).
-
-    Only a file `write` would replace is staged (a new one, or one with other bytes). Nothing is
-    committed here: a build that fails discards the folder, and one that is killed leaves a staging
-    folder without a journal, which the next command removes (`recover`, run here first)."""
-
-    def __init__(self, site: Path):
-        self.site = site
-        self.folder: Path | None = None
-        self.staged: dict[str, tuple[str, str]] = {}  # name -> (its file in the folder, digest of its bytes)
-        self.notes: list[str] = []  # what recover() said
-
-    def stage(self, files: dict[str, str]) -> None:
-        if self.folder is None:
-            self.site.mkdir(parents=True, exist_ok=True)
-            self.notes = recover(self.site)
-            self.folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.site))
-        batch = []
-        for name, text in sorted(files.items()):
-            if name in self.staged or name == MANIFEST or _name_problem(name) is not None:
-                continue  # write() refuses a name it cannot write, with its own error
-            content = text.encode("utf-8")
-            target = _plain_file(self.site, name)
-            if target is not None and target.read_bytes() == content:
-                continue
-            self.staged[name] = (f"{len(self.staged):05d}", digest(content))
-            batch.append((self.folder / self.staged[name][0], content))
-        _create_all(batch)
-
-    def discard(self) -> None:
-        """Remove what was staged (the build failed, or had nothing to change)."""
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder, self.staged = None, {}
-
-
 # ------------------------------------------------------------------ what would change
 
 
@@ -249,20 +206,10 @@ def differences(rendered, site: Path) -> list[str]:
 # ------------------------------------------------------------------ writing
 
 
-def write(rendered, site: Path, ahead: Ahead | None = None) -> list[str]:
-    """Write every changed file and remove stale ones, as one whole (see the module docstring).
-    `ahead`: files staged while the build still ran (Ahead); the rest are staged here."""
+def write(rendered, site: Path) -> list[str]:
+    """Write every changed file and remove stale ones, as one whole (see the module docstring)."""
     site.mkdir(parents=True, exist_ok=True)
-    try:
-        return _write(rendered, site, ahead)
-    except SpecError:  # refused before anything was committed: what was staged ahead goes too
-        if ahead is not None:
-            ahead.discard()
-        raise
-
-
-def _write(rendered, site: Path, ahead: Ahead | None) -> list[str]:
-    notes = ahead.notes if ahead is not None and ahead.folder is not None else recover(site)
+    notes = recover(site)
     manifest = read_manifest(site)
     entries: dict[str, str] = {}
     replace: list[tuple[str, bytes]] = []
@@ -302,28 +249,18 @@ def _write(rendered, site: Path, ahead: Ahead | None) -> list[str]:
     current = _plain_file(site, MANIFEST)
     if replace or remove or current is None or current.read_bytes() != manifest_bytes:
         replace.append((MANIFEST, manifest_bytes))
-        _commit(site, replace, remove, ahead)
-    elif ahead is not None:  # nothing to change after all: nothing staged is needed
-        ahead.discard()
+        _commit(site, replace, remove)
     written = [str(site / name) for name, _ in replace if name != MANIFEST]
     return written + [f"removed {site / name}" for name, _ in remove] + notes
 
 
-def _commit(site: Path, replace: list[tuple[str, bytes]], remove: list[tuple[str, str]],
-            ahead: Ahead | None = None) -> None:
-    early = ahead is not None and ahead.folder is not None
-    staged_ahead = ahead.staged if early else {}
-    staging = ahead.folder if early else Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=site))
+def _commit(site: Path, replace: list[tuple[str, bytes]], remove: list[tuple[str, str]]) -> None:
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=site))
     plan = {"staging": staging.name, "replace": [], "remove": [list(item) for item in remove]}
-    fresh = []  # what was not staged ahead, or was with other bytes
-    for name, content in replace:
+    for index, (name, content) in enumerate(replace):
         (site / name).parent.mkdir(parents=True, exist_ok=True)
-        found, hashed = staged_ahead.get(name), digest(content)
-        if found is None or found[1] != hashed:
-            found = (f"{len(staged_ahead) + len(fresh):05d}", hashed)
-            fresh.append((staging / found[0], content))
-        plan["replace"].append([found[0], name, hashed])
-    _create_all(fresh)
+        plan["replace"].append([f"{index:05d}", name, digest(content)])
+    _create_all([(staging / staged, content) for (staged, _, _), (_, content) in zip(plan["replace"], replace)])
     _sync_folder(staging)
     temporary = site / f".opdoc-journal-{staging.name[len(STAGING_PREFIX):]}.tmp"
     _create(temporary, (json.dumps(plan, indent=1) + "\n").encode("utf-8"))

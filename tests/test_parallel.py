@@ -128,28 +128,3 @@ def test_a_catalog_read_by_several_processes_is_the_one_read_by_one(tmp_path):
     assert [(problem.path.rsplit("/", 1)[-1], problem.field) for problem in serial] == [
         ("DeepseekV2MLP.yaml", "unknown_key"), ("LayerNorm2d.yaml", "unknown_key"),
         ("MLPBlock.yaml", "unknown_key"), ("model.yaml", "title"), ("model.yaml", "titel")]
-
-
-def test_then_gets_this_process_result_while_the_workers_run_and_its_failure_is_raised():
-    import time
-
-    def slow_in_a_worker(items):
-        items = list(items)
-        if items == ["worker"]:
-            time.sleep(0.5)
-        return items, time.monotonic()
-
-    seen = []
-    results = map_forked(slow_in_a_worker, [["here"], ["worker"]], then=lambda own: seen.append((own, time.monotonic())))
-    (own, _), (_, worker_done) = results
-    assert own == ["here"] and seen[0][0][0] == ["here"]
-    assert seen[0][1] < worker_done  # called before the worker had finished
-
-    def fail(own):
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        map_forked(slow_in_a_worker, [["here"], ["worker"]], then=fail)
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)  # the worker was still collected
-    assert map_forked(list, [[1, 2]], then=seen.append) == [[1, 2]] and seen[-1] == [1, 2]  # one process too

@@ -21,11 +21,10 @@ from types import SimpleNamespace
 
 import pytest
 
-import opdoc.render
 import opdoc.write
 from hostile_specs import SPECS, tiny_copy
 from opdoc.cli import main
-from opdoc.write import Ahead, differences, recover, write
+from opdoc.write import differences, recover, write
 from opdoc_testing import ROOT
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the crash test forks")
@@ -55,20 +54,15 @@ class Tripwire:
         return call
 
 
-def write_killed_at(step: int, rendered, site: Path, ahead: bool = False) -> bool:
-    """Run write() in a child killed before its `step`-th mutating call; True if it was killed. With
-    `ahead`, half the files are staged first, as a build does while its last worker still renders."""
+def write_killed_at(step: int, rendered, site: Path) -> bool:
+    """Run write() in a child killed before its `step`-th mutating call; True if it was killed."""
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         try:
             counter = [0]
             for name, module in (("os", os), ("shutil", shutil), ("tempfile", tempfile)):
                 setattr(opdoc.write, name, Tripwire(module, counter, step))
-            early = None
-            if ahead:
-                early = Ahead(site)
-                early.stage(dict(sorted(rendered.files.items())[::2]))
-            write(rendered, site, early)
+            write(rendered, site)
             os._exit(0)
         except BaseException:  # noqa: BLE001 - reported by the parent as a failed build
             traceback.print_exc()
@@ -124,16 +118,15 @@ def versions(tmp_path_factory):
     return knowledge_base(old_root, capsys), knowledge_base(new_root, capsys)
 
 
-@pytest.mark.parametrize("ahead", [False, True], ids=["staged at the end", "half staged ahead"])
 @pytest.mark.parametrize("direction", ["remove and change", "add and change back"])
-def test_a_build_killed_at_any_call_leaves_the_old_or_the_new_knowledge_base(versions, tmp_path, direction, ahead):
+def test_a_build_killed_at_any_call_leaves_the_old_or_the_new_knowledge_base(versions, tmp_path, direction):
     (old, old_tree), (new, new_tree) = versions if direction == "remove and change" else versions[::-1]
     assert old_tree != new_tree
     site = tmp_path / "site"
     kills = mixed = 0
     for step in range(1, 1000):
         restore(site, old_tree)
-        killed = write_killed_at(step, new, site, ahead)
+        killed = write_killed_at(step, new, site)
         tree = snapshot(site)
         # `build --check`: up to date only for a tree that is exactly what those specs build.
         for rendered, whole in ((new, new_tree), (old, old_tree)):
@@ -214,55 +207,3 @@ def test_staged_files_are_written_by_several_threads_and_the_first_failure_is_ra
     # _create refuses to overwrite (O_EXCL): writing the same files again fails, and says so here
     with pytest.raises(FileExistsError):
         _create_all(files[:3], threads=2)
-
-
-def test_what_was_staged_ahead_is_used_or_removed_and_never_left_behind(versions, tmp_path):
-    (old, old_tree), (new, new_tree) = versions
-    site = tmp_path / "site"
-    restore(site, old_tree)
-    early = Ahead(site)
-    early.stage(new.files)
-    staged = {name for name, content in new.files.items() if old.files.get(name) != content}
-    assert set(early.staged) == staged and staged  # only what is new or changed
-    write(new, site, early)
-    assert snapshot(site) == new_tree  # the same tree as a write that staged everything at the end
-    restore(site, new_tree)
-    early = Ahead(site)
-    early.stage(new.files)  # nothing changed: nothing staged, and the empty folder goes
-    assert early.staged == {}
-    write(new, site, early)
-    assert snapshot(site) == new_tree
-    restore(site, old_tree)
-    early = Ahead(site)
-    early.stage(new.files)
-    early.discard()  # the build failed before writing
-    assert snapshot(site) == old_tree
-
-
-def test_a_build_that_fails_after_staging_ahead_leaves_the_old_knowledge_base(tmp_path, capsys):
-    """The build's own process stages its pages while a worker renders; the worker's op is broken (a
-    negative count): the build fails, and site/ is as it was, with no staging folder."""
-    root = tiny_copy(tmp_path / "repo")
-    site = root / "site"
-    assert main(["build", "--root", str(root), "--site", str(site)]) == 0
-    before = snapshot(site)
-    spec = root / SPECS / "DeepseekV2RMSNorm.yaml"
-    spec.write_text(spec.read_text(encoding="utf-8").replace("Bandwidth bound", "Memory bound"), encoding="utf-8")
-    staged = []
-    real = Ahead.stage
-
-    def watched(self, files):
-        staged.append(sorted(files))
-        real(self, files)
-
-    render = opdoc.render.render_all
-
-    def fails_after(*args, **kwargs):
-        render(*args, **kwargs)
-        raise opdoc.write.SpecError([opdoc.write.SpecProblem("a worker's op", 1, "", "is negative")])
-
-    with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(Ahead, "stage", watched)
-        patched.setattr(opdoc.render, "render_all", fails_after)
-        assert main(["build", "--root", str(root), "--site", str(site), "--jobs", "2", "--full"]) == 1
-    assert staged and snapshot(site) == before

@@ -155,7 +155,8 @@ def _build(paths: Paths, check: bool, jobs: int | None, timings: Timings) -> tup
     from opdoc.parallel import cores
 
     jobs = jobs or cores()
-    arrive = prefetch.start(paths.model_dirs()[0], paths.root, TEMPLATES, jobs)  # works while sympy loads
+    dirs = paths.model_dirs()  # anything but one model folder is load()'s error to report
+    arrive = prefetch.start(dirs[0], paths.root, TEMPLATES, jobs) if len(dirs) == 1 else lambda: None
     from opdoc.render import render_all
     from opdoc.write import differences, write
 

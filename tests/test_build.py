@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from opdoc_testing import ROOT, TINY
 from opdoc.cli import main
 
@@ -196,3 +198,17 @@ def test_a_peak_formula_keyed_by_an_unknown_variant_is_refused(tmp_path, capsys)
     assert run("build", "--root", str(root), "--site", str(root / "site")) == 1
     err = capsys.readouterr().err
     assert "DeepseekV2MLP.yaml:" in err and "memory.peak: unknown key(s) ['windowed']" in err
+
+
+@pytest.mark.parametrize("folders", [0, 2])
+def test_a_build_without_exactly_one_model_folder_says_so(tmp_path, capsys, folders):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for index in range(folders):
+        (specs / f"model{index}").mkdir()
+        (specs / f"model{index}" / "model.yaml").write_text("title: x\n", encoding="utf-8")
+    assert main(["build", "--root", str(tmp_path), "--full", "--jobs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "expected one model folder with a model.yaml, found " in err and "no file was changed" in err
+    assert not (tmp_path / "site").exists()
+
